@@ -1,0 +1,1 @@
+"""Flash device: measured profiles, the SimPy reference model, its fast path, calibration."""

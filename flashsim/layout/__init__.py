@@ -1,0 +1,1 @@
+"""Weight layouts on flash and the per-token IOPlans they produce."""

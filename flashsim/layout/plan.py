@@ -1,0 +1,102 @@
+"""IOPlan: the reads each token needs, per layer — one object drives simulator, loader and fio.
+
+Reads are grouped in batches, one per (token, layer): the predictor of layer l needs layer l's
+attention output, so a sparse runtime cannot issue layer l's reads before finishing layer
+l - 1. A batch's reads are (offset, length) pairs into the weight file of the layout, already
+aligned to `block_bytes` and merged where contiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..trace.format import ModelGeometry
+
+
+@dataclass
+class IOPlan:
+    """Per-(token, layer) reads plus the DRAM bookkeeping that goes with them.
+
+    Batch b = i * n_layers + l holds the reads of planned token i, layer l:
+    offset_bytes[batch_ptr[b]:batch_ptr[b + 1]] (same for length_bytes).
+    Per-token-and-layer arrays have shape [n_tokens, n_layers].
+    """
+
+    layout: str
+    params: dict[str, Any]
+    geometry: ModelGeometry
+    block_bytes: int
+    file_bytes: int  # size of the weight file the offsets refer to
+    token_index: np.ndarray  # int64 [n_tokens]: trace positions planned
+    batch_ptr: np.ndarray  # int64 [n_tokens * n_layers + 1]
+    offset_bytes: np.ndarray  # int64 [n_reads]
+    length_bytes: np.ndarray  # int64 [n_reads]
+    useful_bytes: np.ndarray  # int64 [n_tokens, n_layers]: bytes of the neurons actually needed
+    dram_resident_bytes: np.ndarray  # int64 [n_tokens, n_layers]: FFN bytes held in DRAM after the token
+    mem_moved_bytes: np.ndarray  # int64 [n_tokens, n_layers]: bytes copied by memory management
+    neurons_loaded: np.ndarray  # int64 [n_tokens, n_layers]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_index)
+
+    @property
+    def n_layers(self) -> int:
+        return self.geometry.n_layers
+
+    @property
+    def n_reads(self) -> int:
+        return len(self.offset_bytes)
+
+    def batch_reads(self, token: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, lengths) of planned token `token` (0-based in the plan), layer `layer`."""
+        b = token * self.n_layers + layer
+        lo, hi = self.batch_ptr[b], self.batch_ptr[b + 1]
+        return self.offset_bytes[lo:hi], self.length_bytes[lo:hi]
+
+    def token_reads(self, token: int) -> tuple[np.ndarray, np.ndarray]:
+        """All (offsets, lengths) of planned token `token`, layer by layer."""
+        lo = self.batch_ptr[token * self.n_layers]
+        hi = self.batch_ptr[(token + 1) * self.n_layers]
+        return self.offset_bytes[lo:hi], self.length_bytes[lo:hi]
+
+    def reads_per_batch(self) -> np.ndarray:
+        """Reads per (token, layer), shape [n_tokens, n_layers]."""
+        return np.diff(self.batch_ptr).reshape(self.n_tokens, self.n_layers)
+
+    def bytes_per_batch(self) -> np.ndarray:
+        """Bytes read per (token, layer), shape [n_tokens, n_layers]."""
+        csum = np.concatenate([[0], np.cumsum(self.length_bytes)])
+        return np.diff(csum[self.batch_ptr]).reshape(self.n_tokens, self.n_layers)
+
+    def bytes_per_token(self) -> np.ndarray:
+        return self.bytes_per_batch().sum(axis=1)
+
+    def reads_per_token(self) -> np.ndarray:
+        return self.reads_per_batch().sum(axis=1)
+
+    def read_amplification(self) -> float:
+        """Bytes requested / bytes useful over the whole plan (1.0 = nothing extra read)."""
+        useful = int(self.useful_bytes.sum())
+        return float(self.length_bytes.sum()) / useful if useful else float("nan")
+
+    def validate(self) -> None:
+        """InputError when any read is unaligned, empty or outside the file."""
+        if len(self.batch_ptr) != self.n_tokens * self.n_layers + 1:
+            raise InputError("plan batch index does not match tokens × layers", key="batch_ptr")
+        off, length = self.offset_bytes, self.length_bytes
+        bad = (off % self.block_bytes != 0) | (length % self.block_bytes != 0) | (length <= 0)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise InputError(f"read {i} (offset {off[i]}, length {length[i]}) is not aligned to "
+                             f"{self.block_bytes} bytes", key="reads")
+        outside = (off < 0) | (off + length > self.file_bytes)
+        if np.any(outside):
+            i = int(np.argmax(outside))
+            raise InputError(f"read {i} (offset {off[i]}, length {length[i]}) is outside the "
+                             f"{self.file_bytes}-byte file", key="reads")

@@ -1,0 +1,1 @@
+"""The real loader: a weight store on disk, a direct-I/O reader, inference from flash."""

@@ -1,0 +1,1 @@
+"""OPT in numpy: dense and sparse FFN forward, checkpoint loading, low-rank predictors."""

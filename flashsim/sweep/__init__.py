@@ -1,0 +1,1 @@
+"""YAML experiment sweeps: grids, executors (local, Dask), resumable results, plots."""

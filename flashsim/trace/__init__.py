@@ -1,0 +1,1 @@
+"""Activation traces: the versioned file format, capture from the sparse OPT, statistics."""

@@ -1,0 +1,247 @@
+"""ActivationTrace: which FFN neurons each token used in each layer, in one checksummed file.
+
+A trace holds the model geometry, the tokens, and per (token, layer) the sorted ids of the
+truly active neurons (ReLU output > 0) and, when a predictor ran, of the predicted ones.
+Neuron sets are stored per layer as CSR arrays (`NeuronSets`): compact, and vectorizable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import InputError
+
+TRACE_FORMAT = "flashsim-trace"
+TRACE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    """The shape of a model's FFN as flash sees it."""
+
+    name: str
+    n_layers: int
+    d_model: int
+    d_ffn: int
+    dtype_bytes: int
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one neuron's fc1 row (= one fc2 column)."""
+        return self.d_model * self.dtype_bytes
+
+    @property
+    def layer_ffn_bytes(self) -> int:
+        """Bytes of one layer's fc1 + fc2 weights (biases excluded)."""
+        return 2 * self.d_ffn * self.row_bytes
+
+    @property
+    def ffn_bytes(self) -> int:
+        """Bytes of all layers' fc1 + fc2 weights."""
+        return self.n_layers * self.layer_ffn_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "n_layers": self.n_layers, "d_model": self.d_model,
+                "d_ffn": self.d_ffn, "dtype_bytes": self.dtype_bytes}
+
+    def mismatch(self, other: "ModelGeometry") -> str | None:
+        """A short description of how `other` differs (the name is not compared), or None."""
+        diffs = [f"{k} {getattr(self, k)} vs {getattr(other, k)}"
+                 for k in ("n_layers", "d_model", "d_ffn", "dtype_bytes")
+                 if getattr(self, k) != getattr(other, k)]
+        return ", ".join(diffs) or None
+
+
+@dataclass
+class NeuronSets:
+    """One layer's neuron sets for every token: token t's sorted ids are ids[ptr[t]:ptr[t+1]]."""
+
+    ptr: np.ndarray  # int64 [n_tokens + 1]
+    ids: np.ndarray  # int32 [total], sorted within each token
+
+    def __len__(self) -> int:
+        return len(self.ptr) - 1
+
+    def __getitem__(self, token: int) -> np.ndarray:
+        return self.ids[self.ptr[token]:self.ptr[token + 1]]
+
+    def counts(self) -> np.ndarray:
+        """Neurons per token."""
+        return np.diff(self.ptr)
+
+    def to_mask(self, d_ffn: int) -> np.ndarray:
+        """Dense bool matrix [n_tokens, d_ffn]."""
+        mask = np.zeros((len(self), d_ffn), dtype=bool)
+        rows = np.repeat(np.arange(len(self)), self.counts())
+        mask[rows, self.ids] = True
+        return mask
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray) -> "NeuronSets":
+        rows, cols = np.nonzero(mask)  # row-major: sorted by token, then id
+        ptr = np.zeros(mask.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=ptr[1:])
+        return cls(ptr, cols.astype(np.int32))
+
+    @classmethod
+    def from_lists(cls, sets: Iterable[Sequence[int] | np.ndarray]) -> "NeuronSets":
+        arrays = [np.unique(np.asarray(s, dtype=np.int32)) for s in sets]
+        ptr = np.zeros(len(arrays) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in arrays], out=ptr[1:])
+        ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
+        return cls(ptr, ids.astype(np.int32))
+
+    def slice_tokens(self, start: int, stop: int) -> "NeuronSets":
+        ptr = self.ptr[start:stop + 1]
+        return NeuronSets(ptr - ptr[0], self.ids[ptr[0]:ptr[-1]].copy())
+
+
+@dataclass
+class ActivationTrace:
+    """Per (token, layer) active — and predicted — FFN neuron ids of one model run.
+
+    `meta` says where it came from (model, prompt source, sampling, seed, threshold) and
+    whether it is synthetic (`meta["synthetic"] is True` only for generated stand-ins).
+    """
+
+    geometry: ModelGeometry
+    token_ids: np.ndarray  # int32 [n_tokens]: the token fed at each step
+    n_prompt_tokens: int
+    active: list[NeuronSets]  # per layer: ReLU(fc1 x) > 0
+    predicted: list[NeuronSets] | None = None  # per layer: the predictor's choice
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.token_ids = np.asarray(self.token_ids, dtype=np.int32)
+        problem = self._problem()
+        if problem:
+            raise ValueError(f"inconsistent ActivationTrace: {problem}")
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def n_layers(self) -> int:
+        return self.geometry.n_layers
+
+    @property
+    def is_synthetic(self) -> bool:
+        return bool(self.meta.get("synthetic", False))
+
+    def sets(self, which: str = "predicted") -> list[NeuronSets]:
+        """The per-layer sets to load: 'predicted' (what a sparse runtime reads) or 'active'."""
+        if which == "active":
+            return self.active
+        if which == "predicted":
+            if self.predicted is None:
+                raise InputError("trace has no predicted neuron sets", key="which",
+                                 expected="a trace captured with a predictor, or which='active'")
+            return self.predicted
+        raise InputError(f"unknown neuron set {which!r}", key="which",
+                         expected="'active' or 'predicted'")
+
+    def check_geometry(self, geometry: ModelGeometry, *, file: str | None = None) -> None:
+        """InputError when this trace was not made for a model of `geometry`."""
+        diff = self.geometry.mismatch(geometry)
+        if diff:
+            raise InputError(f"trace geometry does not match the model ({diff})", file=file,
+                             key="geometry", expected=f"a trace of {geometry.name}")
+
+    def _problem(self) -> str | None:
+        g = self.geometry
+        if len(self.active) != g.n_layers:
+            return f"{len(self.active)} active layers for n_layers={g.n_layers}"
+        if self.predicted is not None and len(self.predicted) != g.n_layers:
+            return f"{len(self.predicted)} predicted layers for n_layers={g.n_layers}"
+        if not 0 <= self.n_prompt_tokens <= self.n_tokens:
+            return f"n_prompt_tokens={self.n_prompt_tokens} of {self.n_tokens} tokens"
+        for name, layers in (("active", self.active), ("predicted", self.predicted or [])):
+            for layer, s in enumerate(layers):
+                if len(s) != self.n_tokens:
+                    return f"{name} layer {layer} has {len(s)} tokens, expected {self.n_tokens}"
+                if s.ptr[0] != 0 or s.ptr[-1] != len(s.ids) or np.any(np.diff(s.ptr) < 0):
+                    return f"{name} layer {layer} has a broken index"
+                if len(s.ids) and (s.ids.min() < 0 or s.ids.max() >= g.d_ffn):
+                    return f"{name} layer {layer} has neuron ids outside [0, {g.d_ffn})"
+        return None
+
+    # ---- file format -------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the trace atomically as a compressed, checksummed `.npz`-style zip."""
+        arrays = self._arrays()
+        meta = {"format": TRACE_FORMAT, "version": TRACE_FORMAT_VERSION,
+                "geometry": self.geometry.to_dict(), "n_prompt_tokens": int(self.n_prompt_tokens),
+                "has_predicted": self.predicted is not None, "meta": self.meta,
+                "sha256": _checksum(arrays)}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, meta_json=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                            **arrays)
+        with atomic_write(path) as handle:
+            handle.write(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ActivationTrace":
+        """Read a trace; a missing, corrupt, foreign or other-version file is an InputError."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("trace file does not exist", file=p)
+        try:
+            with np.load(p, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise InputError(f"not a readable flashsim trace ({exc.__class__.__name__})",
+                             file=p, expected=f"a {TRACE_FORMAT} file") from None
+        try:
+            meta = json.loads(arrays.pop("meta_json").tobytes().decode())
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise InputError("not a flashsim trace (no metadata)", file=p) from None
+        if meta.get("format") != TRACE_FORMAT:
+            raise InputError(f"not a flashsim trace (format {meta.get('format')!r})", file=p)
+        if meta.get("version") != TRACE_FORMAT_VERSION:
+            raise InputError(f"trace format version {meta.get('version')}, this flashsim "
+                             f"reads version {TRACE_FORMAT_VERSION}", file=p, key="version")
+        if _checksum(arrays) != meta.get("sha256"):
+            raise InputError("corrupt trace: checksum mismatch", file=p, key="sha256")
+        g = ModelGeometry(**meta["geometry"])
+        active = [NeuronSets(arrays[f"active_ptr_{l}"], arrays[f"active_ids_{l}"].astype(np.int32))
+                  for l in range(g.n_layers)]
+        predicted = None
+        if meta["has_predicted"]:
+            predicted = [NeuronSets(arrays[f"predicted_ptr_{l}"],
+                                    arrays[f"predicted_ids_{l}"].astype(np.int32))
+                         for l in range(g.n_layers)]
+        try:
+            return cls(g, arrays["token_ids"], meta["n_prompt_tokens"], active, predicted,
+                       meta.get("meta", {}))
+        except ValueError as exc:
+            raise InputError(str(exc), file=p) from None
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        id_dtype = np.uint16 if self.geometry.d_ffn <= np.iinfo(np.uint16).max + 1 else np.int32
+        arrays: dict[str, np.ndarray] = {"token_ids": self.token_ids.astype(np.int32)}
+        for name, layers in (("active", self.active), ("predicted", self.predicted or [])):
+            for l, s in enumerate(layers):
+                arrays[f"{name}_ptr_{l}"] = s.ptr.astype(np.int64)
+                arrays[f"{name}_ids_{l}"] = s.ids.astype(id_dtype)
+        return arrays
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()

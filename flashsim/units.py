@@ -1,0 +1,60 @@
+"""Sizes with units: `4k`, `32KiB`, `1m`, `2GiB` → bytes (binary multiples, like fio)."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InputError
+
+_MULTIPLIER = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: object, *, file: str | None = None, key: str | None = None,
+               allow_zero: bool = False) -> int:
+    """Bytes from an int or a string like `4k`, `32KiB`, `1m`, `2GiB`; k = 1024 as in fio."""
+    expected = "a size like 4096, 4k, 32KiB, 1m or 2GiB"
+    if isinstance(value, bool):
+        raise InputError(f"{value!r} is not a size", file=file, key=key, expected=expected)
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, float) and value.is_integer():
+        size = int(value)
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m or (m.group(3) and m.group(3).lower() == "ib" and not m.group(2)):
+            raise InputError(f"{value!r} is not a size", file=file, key=key, expected=expected)
+        number = float(m.group(1)) * _MULTIPLIER[m.group(2).lower()]
+        if not number.is_integer():
+            raise InputError(f"{value!r} is not a whole number of bytes", file=file, key=key,
+                             expected=expected)
+        size = int(number)
+    else:
+        raise InputError(f"{value!r} is not a size", file=file, key=key, expected=expected)
+    if size < 0 or (size == 0 and not allow_zero):
+        raise InputError(f"{value!r} must be positive", file=file, key=key, expected=expected)
+    return size
+
+
+def format_size(n_bytes: int) -> str:
+    """Short binary form: 4096 → '4KiB', 1536 → '1536B'."""
+    for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n_bytes >= mult and n_bytes % mult == 0:
+            return f"{n_bytes // mult}{unit}"
+    return f"{n_bytes}B"
+
+
+def parse_int_list(text: str, *, key: str, minimum: int = 1) -> list[int]:
+    """`1,8,32` → [1, 8, 32]; each at least `minimum`."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{text!r} is not a comma-separated list of integers", key=key) from None
+    if not values or any(v < minimum for v in values):
+        raise InputError(f"{text!r}: every value must be ≥ {minimum}", key=key)
+    return values
+
+
+def parse_size_list(text: str, *, key: str) -> list[int]:
+    """`4k,32k,1m` → byte counts."""
+    return [parse_size(v.strip(), key=key) for v in text.split(",") if v.strip()]
