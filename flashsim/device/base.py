@@ -1,0 +1,107 @@
+"""What both device engines share: the run result, input checks, the striping arithmetic.
+
+The model (both engines implement exactly this; des.py is the SimPy reference):
+
+1. host: `queue_depth` workers take reads in order. A worker that picks read i at time t
+   spends `host_overhead_us`, then issues it: start_s[i] = t + host overhead.
+2. flash units: read i covers stripes offset // stripe_bytes … (offset + length - 1) //
+   stripe_bytes; stripe s lives on unit s % n_units. Each touched unit is a FIFO server:
+   it begins at max(start, unit free), spends `command_latency_us` (time to first byte),
+   then moves its share of the bytes at `unit_bandwidth_mb_s`.
+3. link: when the read's first byte is ready (earliest unit begin + command latency) it
+   takes the shared link, a FIFO server, for length / `link_bandwidth_mb_s` (cut-through:
+   the transfer overlaps the units). finish_s[i] = max(last unit done, link done).
+4. the worker is free at finish_s[i] and picks the next read.
+Events with equal times are handled in the order they were scheduled (SimPy's rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .profile import DeviceParams
+
+
+@dataclass
+class DeviceRun:
+    """Per-read submit and completion times (seconds from the batch start) and the makespan."""
+
+    start_s: np.ndarray
+    finish_s: np.ndarray
+    makespan_s: float
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.finish_s - self.start_s
+
+
+def check_reads(offsets: object, lengths: object, queue_depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """int64 arrays of offsets and lengths; InputError on negative, empty or mismatched reads."""
+    off = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
+    length = np.ascontiguousarray(lengths, dtype=np.int64).reshape(-1)
+    if off.shape != length.shape:
+        raise InputError(f"{len(off)} offsets but {len(length)} lengths", key="reads")
+    if len(off) and (off.min() < 0 or length.min() <= 0):
+        raise InputError("reads need offsets ≥ 0 and lengths > 0", key="reads")
+    if isinstance(queue_depth, bool) or int(queue_depth) != queue_depth or queue_depth < 1:
+        raise InputError(f"queue depth {queue_depth!r} is not a positive integer",
+                         key="queue_depth", expected="an integer ≥ 1")
+    return off, length
+
+
+def check_batch_ptr(batch_ptr: object, n_reads: int) -> np.ndarray:
+    """int64 batch pointer: starts at 0, never decreases, ends at the number of reads."""
+    ptr = np.ascontiguousarray(batch_ptr, dtype=np.int64).reshape(-1)
+    if len(ptr) < 1 or ptr[0] != 0 or ptr[-1] != n_reads or np.any(np.diff(ptr) < 0):
+        raise InputError("batch pointer must start at 0, never decrease and end at the "
+                         f"number of reads ({n_reads})", key="batch_ptr")
+    return ptr
+
+
+@dataclass(frozen=True)
+class ModelConstants:
+    """DeviceParams in the units the engines compute with (seconds, bytes per second)."""
+
+    host_s: float
+    command_s: float
+    n_units: int
+    unit_bytes_per_s: float
+    link_bytes_per_s: float
+    stripe_bytes: int
+
+    @classmethod
+    def from_params(cls, params: DeviceParams) -> "ModelConstants":
+        return cls(host_s=params.host_overhead_us * 1e-6,
+                   command_s=params.command_latency_us * 1e-6,
+                   n_units=int(params.n_units),
+                   unit_bytes_per_s=params.unit_bandwidth_mb_s * 1e6,
+                   link_bytes_per_s=params.link_bandwidth_mb_s * 1e6,
+                   stripe_bytes=int(params.stripe_bytes))
+
+
+def unit_shares(offset: int, length: int, stripe_bytes: int, n_units: int) -> list[tuple[int, int]]:
+    """(unit, bytes) for every unit a read touches, in stripe order; O(min(stripes, units)).
+
+    Stripe s is on unit s % n_units; unit j-th touched holds stripes s0 + j, s0 + j + n, ….
+    """
+    s0 = offset // stripe_bytes
+    s1 = (offset + length - 1) // stripe_bytes
+    n_stripes = s1 - s0 + 1
+    if n_stripes == 1:
+        return [(s0 % n_units, length)]
+    head_cut = offset - s0 * stripe_bytes  # bytes of the first stripe before the read
+    tail_cut = (s1 + 1) * stripe_bytes - (offset + length)  # bytes of the last stripe after it
+    last_j = (n_stripes - 1) % n_units
+    shares = []
+    for j in range(min(n_stripes, n_units)):
+        count = (n_stripes - 1 - j) // n_units + 1
+        nbytes = count * stripe_bytes
+        if j == 0:
+            nbytes -= head_cut
+        if j == last_j:
+            nbytes -= tail_cut
+        shares.append(((s0 + j) % n_units, nbytes))
+    return shares

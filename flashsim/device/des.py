@@ -1,0 +1,89 @@
+"""The reference device model in SimPy: host workers → flash units → shared link.
+
+The process structure is built for speed: one SimPy process per host worker (not per read)
+and two timeouts per read. Flash units and the link are FIFO servers kept as "free at"
+times: a read claims a server when its event is processed, in event order, which is what a
+`simpy.Resource` of capacity 1 with FIFO queueing does, without an event per stripe (a 1 MiB
+read is one reservation per unit it touches, not 256 events). See base.py for the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from .base import DeviceRun, ModelConstants, check_batch_ptr, check_reads, unit_shares
+from .profile import DeviceParams, load_params
+
+
+class FlashDevice:
+    """SimPy discrete-event flash device; `run` one batch, `run_batches` many on an idle device."""
+
+    def __init__(self, params: "DeviceParams | dict") -> None:
+        self.params = load_params(params)
+        self._k = ModelConstants.from_params(self.params)
+
+    def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:
+        """Simulate one batch of reads from an idle device at t = 0 with `queue_depth` in flight."""
+        off, length = check_reads(offsets, lengths, queue_depth)
+        return self._simulate(off, length, int(queue_depth))
+
+    def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
+                    queue_depth: int) -> np.ndarray:
+        """Makespan (s) of every batch offsets[ptr[b]:ptr[b+1]], each from an idle device."""
+        off, length = check_reads(offsets, lengths, queue_depth)
+        ptr = check_batch_ptr(batch_ptr, len(off))
+        out = np.zeros(len(ptr) - 1)
+        for b in range(len(ptr) - 1):
+            lo, hi = ptr[b], ptr[b + 1]
+            if hi > lo:
+                out[b] = self._simulate(off[lo:hi], length[lo:hi], int(queue_depth)).makespan_s
+        return out
+
+    def _simulate(self, off: np.ndarray, length: np.ndarray, queue_depth: int) -> DeviceRun:
+        k = self._k
+        n = len(off)
+        start = np.zeros(n)
+        finish = np.zeros(n)
+        if n == 0:
+            return DeviceRun(start, finish, 0.0)
+        env = simpy.Environment()
+        unit_free = [0.0] * k.n_units
+        state = {"next": 0, "link_free": 0.0}
+        offsets = off.tolist()
+        lengths = length.tolist()
+
+        def worker():
+            while True:
+                i = state["next"]
+                if i >= n:
+                    return
+                state["next"] = i + 1
+                now = env.now
+                t_issue = now + k.host_s
+                start[i] = t_issue
+                # flash units: FIFO servers, claimed in issue order (= pick order, see base.py)
+                first_begin = float("inf")
+                flash_end = 0.0
+                for unit, nbytes in unit_shares(offsets[i], lengths[i], k.stripe_bytes,
+                                                k.n_units):
+                    begin = unit_free[unit] if unit_free[unit] > t_issue else t_issue
+                    done = begin + k.command_s + nbytes / k.unit_bytes_per_s
+                    unit_free[unit] = done
+                    if begin < first_begin:
+                        first_begin = begin
+                    if done > flash_end:
+                        flash_end = done
+                yield env.timeout((first_begin + k.command_s) - now)
+                # shared link: FIFO by first-byte time, cut-through with the units
+                now = env.now
+                link_begin = state["link_free"] if state["link_free"] > now else now
+                state["link_free"] = link_begin + lengths[i] / k.link_bytes_per_s
+                done = flash_end if flash_end > state["link_free"] else state["link_free"]
+                yield env.timeout(done - now)
+                finish[i] = env.now
+
+        for _ in range(min(queue_depth, n)):
+            env.process(worker())
+        env.run()
+        return DeviceRun(start, finish, float(finish.max()))

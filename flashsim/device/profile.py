@@ -1,0 +1,146 @@
+"""DeviceProfile: a flash device's measured chunk × queue-depth points, its fitted model, the fit.
+
+One YAML file per device in configs/devices/. Loading is strict: unknown keys, bad sizes
+(`-4k`, `4q`), queue depth 0 or too few points to fit are one-line InputErrors naming the
+file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from ..atomic import atomic_write_text
+from ..cliutil import to_jsonable
+from ..config import SizeBytes, StrictModel, load_yaml_model, validate_model
+from ..errors import InputError
+
+MIN_POINTS_TO_FIT = 4
+"""Fewer distinct (chunk, queue depth, pattern) points than this cannot pin the model down."""
+
+
+class DeviceParams(StrictModel):
+    """Parameters of the layered flash model (see des.py): host → command → units → link."""
+
+    host_overhead_us: float = Field(ge=0.0, description="host software time per read, before it is issued")
+    command_latency_us: float = Field(ge=0.0, description="time a flash unit spends before its first byte")
+    n_units: int = Field(ge=1, le=4096, description="parallel flash units (dies/channels)")
+    unit_bandwidth_mb_s: float = Field(gt=0.0, description="transfer rate of one unit")
+    link_bandwidth_mb_s: float = Field(gt=0.0, description="shared interface link cap")
+    stripe_bytes: SizeBytes = Field(default=65536, description="bytes per unit before striping on")
+
+
+class MeasuredInfo(StrictModel):
+    """Where and how the points were measured."""
+
+    method: str = "unknown"
+    host: str | None = None
+    file_system: str | None = None
+    block_device: str | None = None
+    date: str | None = None
+    o_direct: bool | None = None
+    file_path: str | None = None
+    file_bytes: SizeBytes | None = None
+    point_duration_s: float | None = None
+    warmup_s: float | None = None
+    repeats: int | None = None
+    total_duration_s: float | None = None
+    tool: str | None = None
+    notes: str | None = None
+
+
+class DevicePoint(StrictModel):
+    """One measured (or published, or assumed) random-read point."""
+
+    chunk_bytes: SizeBytes
+    queue_depth: int = Field(ge=1, le=4096)
+    pattern: Literal["random", "sequential"] = "random"
+    throughput_mb_s: float = Field(gt=0.0)
+    latency_mean_us: float | None = Field(default=None, gt=0.0)
+    latency_p50_us: float | None = Field(default=None, gt=0.0)
+    latency_p99_us: float | None = Field(default=None, gt=0.0)
+    source: Literal["measured", "published", "assumption"] = "measured"
+    repeats: int | None = Field(default=None, ge=1)
+    throughput_spread_pct: float | None = Field(default=None, ge=0.0)
+    note: str | None = None
+
+
+class PointError(StrictModel):
+    """Model error at one point, in percent of the measured value (signed: model − measured)."""
+
+    chunk_bytes: SizeBytes
+    queue_depth: int
+    pattern: Literal["random", "sequential"] = "random"
+    throughput_error_pct: float
+    latency_error_pct: float | None = None
+
+
+class FitInfo(StrictModel):
+    """How well the fitted parameters reproduce the points."""
+
+    median_abs_error_pct: float
+    worst_abs_error_pct: float
+    method: str = "scipy.optimize.least_squares on log errors"
+    points: list[PointError] = Field(default_factory=list)
+
+
+class DeviceProfile(StrictModel):
+    """A device: its points, the fitted parameters and the fit quality."""
+
+    name: str
+    description: str = ""
+    measured: MeasuredInfo = Field(default_factory=MeasuredInfo)
+    points: list[DevicePoint]
+    params: DeviceParams | None = None
+    fit: FitInfo | None = None
+
+    @model_validator(mode="after")
+    def _enough_points(self) -> "DeviceProfile":
+        keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in self.points}
+        if len(keys) < MIN_POINTS_TO_FIT:
+            raise ValueError(f"{len(keys)} distinct points, too few to fit the device model "
+                             f"(need at least {MIN_POINTS_TO_FIT} chunk × queue depth points)")
+        return self
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DeviceProfile":
+        """Read and validate a profile YAML file (InputError naming file and key on bad input)."""
+        return load_yaml_model(path, cls)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, file: str | os.PathLike | None = None) -> "DeviceProfile":
+        """Validate an in-memory mapping (same errors as `load`)."""
+        return validate_model(data, cls, file=file)
+
+    def require_params(self, file: str | os.PathLike | None = None) -> DeviceParams:
+        """The fitted parameters, or an InputError telling how to fit them."""
+        if self.params is None:
+            raise InputError("profile has no fitted parameters", file=file, key="params",
+                             expected="a profile written by `flashsim calibrate` or "
+                                      "`flashsim device fit`")
+        return self.params
+
+    def to_yaml(self) -> str:
+        """YAML text with a stable key order (sizes as plain byte counts)."""
+        data = to_jsonable(self.model_dump(mode="python", exclude_none=True))
+        return yaml.safe_dump(data, sort_keys=False, width=100)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the profile atomically."""
+        atomic_write_text(path, self.to_yaml())
+
+
+def load_params(source: "DeviceProfile | DeviceParams | dict | str | os.PathLike") -> DeviceParams:
+    """DeviceParams from a profile, a params object, a mapping or a profile path."""
+    if isinstance(source, DeviceParams):
+        return source
+    if isinstance(source, DeviceProfile):
+        return source.require_params()
+    if isinstance(source, dict):
+        return validate_model(source, DeviceParams)
+    if isinstance(source, (str, os.PathLike)):
+        return DeviceProfile.load(source).require_params(source)
+    raise TypeError(f"cannot make device parameters from {type(source).__name__}")
