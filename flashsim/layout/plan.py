@@ -40,6 +40,9 @@ class IOPlan:
     mem_moved_bytes: np.ndarray  # int64 [n_tokens, n_layers]: bytes copied by memory management
     neurons_loaded: np.ndarray  # int64 [n_tokens, n_layers]
     meta: dict[str, Any] = field(default_factory=dict)
+    # int64 [n_tokens, n_layers]: FFN neurons the token's compute multiplies (None: unknown).
+    # The paper's runtime multiplies every resident row, so a windowed plan computes |W_t|.
+    computed_neurons: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:

@@ -1,0 +1,168 @@
+"""Co-activation layouts, trained on a different trace than the one replayed.
+
+Two variants:
+- "friend" (the paper's closest-friend bundling): record i = [neuron i | its closest friend]
+  (the neuron most often active when i is, on the training trace). A token reads the record
+  of each needed neuron, except neurons already carried as the friend copy of another record
+  it reads. Hot neurons are everyone's friend, so they are loaded again and again.
+- "order": bundled [fc1 | fc2] records, reordered so neurons that are needed together sit
+  next to each other: hot neurons (used by ≥ `hot_threshold` of training tokens) first, in
+  one run; never-used neurons last; the rest seriated by average-linkage clustering of the
+  Jaccard distance between their token sets with optimal leaf ordering (scipy). With a
+  window, the sets it learns from are the training trace's *loads* through the same window
+  (what is read together), not the raw activations. Adjacent needed records merge into one
+  read; `merge_gap_bytes` also merges reads separated by a small gap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from .placement import Placement, bundled_placement, friend_placement
+from .plan import IOPlan
+from .sparse import SparseLayout
+from .window import run_window
+
+VARIANTS = ("order", "friend")
+ORDER_METHODS = ("cluster", "frequency")
+
+
+def coactivation_counts(sets: NeuronSets, d_ffn: int) -> np.ndarray:
+    """C[i, j] = number of tokens where neurons i and j are both in the set (float64 [d, d])."""
+    mask = sets.to_mask(d_ffn).astype(np.float32)
+    return (mask.T @ mask).astype(np.float64)
+
+
+def closest_friends(sets: NeuronSets, d_ffn: int) -> np.ndarray:
+    """Per neuron, the other neuron most often in the set when it is (itself if never used)."""
+    counts = coactivation_counts(sets, d_ffn)
+    own = np.diag(counts).copy()
+    np.fill_diagonal(counts, -1.0)
+    friend = np.argmax(counts, axis=1).astype(np.int64)
+    never = own == 0
+    friend[never] = np.flatnonzero(never)
+    return friend
+
+
+def seriate(sets: NeuronSets, d_ffn: int, *, method: str = "cluster",
+            hot_threshold: float = 0.5) -> np.ndarray:
+    """Neuron order for one layer: hot first, seriated middle, never-used last."""
+    if method not in ORDER_METHODS:
+        raise InputError(f"unknown ordering {method!r}", key="order_method",
+                         expected=" or ".join(ORDER_METHODS))
+    n_tokens = max(len(sets), 1)
+    freq = np.bincount(sets.ids, minlength=d_ffn) / n_tokens
+    hot = np.flatnonzero(freq >= hot_threshold)
+    hot = hot[np.argsort(-freq[hot], kind="stable")]
+    dead = np.flatnonzero(freq == 0)
+    mid = np.flatnonzero((freq > 0) & (freq < hot_threshold))
+    if method == "frequency" or len(mid) < 3:
+        mid = mid[np.argsort(-freq[mid], kind="stable")]
+    else:
+        from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+        from scipy.spatial.distance import squareform
+
+        c = coactivation_counts(sets, d_ffn)[np.ix_(mid, mid)]
+        own = np.diag(c)
+        union = own[:, None] + own[None, :] - c
+        dist = 1.0 - c / np.maximum(union, 1.0)
+        np.fill_diagonal(dist, 0.0)
+        condensed = squareform(dist, checks=False)
+        z = optimal_leaf_ordering(linkage(condensed, method="average"), condensed)
+        mid = mid[leaves_list(z)]
+    return np.concatenate([hot, mid, dead]).astype(np.int64)
+
+
+def friend_read_units(loads: NeuronSets, friend: np.ndarray, d_ffn: int) -> NeuronSets:
+    """Records to read so every needed neuron arrives, its own or as a friend copy.
+
+    A needed neuron c is skipped when another needed neuron j has c as friend (for mutual
+    friends only the larger id is skipped); a second pass adds back any neuron whose
+    covering record ended up not being read (chains j → c → e).
+    """
+    need = loads.to_mask(d_ffn)
+    tok = np.repeat(np.arange(len(loads)), loads.counts())
+    j = loads.ids.astype(np.int64)
+    c = friend[j]
+    mutual_keep = (friend[c] == j) & (c < j)
+    skip = (c != j) & need[tok, c] & ~mutual_keep
+    readers = need.copy()
+    readers[tok[skip], c[skip]] = False
+    covered = readers.copy()
+    rt, rj = np.nonzero(readers)
+    covered[rt, friend[rj]] = True
+    readers |= need & ~covered
+    return NeuronSets.from_mask(readers)
+
+
+class CoactivationLayout(SparseLayout):
+    """Bundled records placed by co-activation on `train_trace` (see the module docstring)."""
+
+    def __init__(self, *, train_trace: ActivationTrace, variant: str = "order",
+                 order_method: str = "cluster", hot_threshold: float = 0.5,
+                 train_set: str = "predicted", name: str | None = None,
+                 **kwargs: Any) -> None:
+        if variant not in VARIANTS:
+            raise InputError(f"unknown co-activation variant {variant!r}", key="variant",
+                             expected=" or ".join(VARIANTS))
+        if order_method not in ORDER_METHODS:
+            raise InputError(f"unknown ordering {order_method!r}", key="order_method",
+                             expected=" or ".join(ORDER_METHODS))
+        if not 0 < hot_threshold <= 1:
+            raise InputError(f"hot threshold {hot_threshold} is outside (0, 1]",
+                             key="hot_threshold")
+        window = kwargs.get("window")
+        base = "coactivation" if variant == "order" else "coactivation-friend"
+        super().__init__(bundled=True, name=name or (f"windowed+{base}" if window else base),
+                         **kwargs)
+        self.train_trace = train_trace
+        self.variant = variant
+        self.order_method = order_method
+        self.hot_threshold = float(hot_threshold)
+        self.train_set = train_set if train_trace.predicted is not None else "active"
+        self._placement: Placement | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "variant": self.variant, "order_method": self.order_method,
+                "hot_threshold": self.hot_threshold, "train_set": self.train_set,
+                "train_trace": self.train_trace.meta.get("name", "unnamed"),
+                "train_tokens": self.train_trace.n_tokens}
+
+    def _train_sets(self) -> list[NeuronSets]:
+        """What the order learns from: the loads through the window, else the sets."""
+        sets = self.train_trace.sets(self.train_set)
+        if self.window is None or self.variant == "friend":
+            return sets
+        d = self.train_trace.geometry.d_ffn
+        return [run_window(s, d, 0, self.window).loads for s in sets]
+
+    def placement(self, geometry: ModelGeometry) -> Placement:
+        diff = self.train_trace.geometry.mismatch(geometry)
+        if diff:
+            raise InputError(f"training trace geometry does not match the replayed trace "
+                             f"({diff})", key="train_trace", expected="a trace of the same model")
+        if self._placement is None:
+            d = geometry.d_ffn
+            sets = self._train_sets()
+            if self.variant == "friend":
+                friend = np.stack([closest_friends(s, d) for s in sets])
+                self._placement = friend_placement(geometry, friend, self.block_bytes)
+            else:
+                order = np.stack([seriate(s, d, method=self.order_method,
+                                          hot_threshold=self.hot_threshold) for s in sets])
+                self._placement = bundled_placement(geometry, self.block_bytes, order)
+        return self._placement
+
+    def read_units(self, layer: int, loads: NeuronSets, placement: Placement) -> NeuronSets:
+        if placement.friend is None:
+            return loads
+        return friend_read_units(loads, placement.friend[layer], placement.geometry.d_ffn)
+
+    def plan(self, trace: ActivationTrace, *, which: str = "predicted",
+             geometry: ModelGeometry | None = None) -> IOPlan:
+        self.placement(trace.geometry)  # geometry check before any work
+        return super().plan(trace, which=which, geometry=geometry)

@@ -1,0 +1,80 @@
+"""Layout names → layouts with their defaults (what `simulate --layout NAME` and `compare` use)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..trace.format import ActivationTrace
+from .base import Layout
+from .coactivation import CoactivationLayout
+from .naive import NaiveLayout
+from .sparse import SparseLayout
+
+DEFAULT_WINDOW = 5  # the paper's k for OPT-6.7B (v2)
+
+# name: (factory, defaults); a factory takes keyword parameters
+LAYOUTS: dict[str, tuple[type, dict[str, Any]]] = {
+    "naive": (NaiveLayout, {"dram_fraction": 0.0, "chunk_bytes": 1 << 20}),
+    "hybrid": (NaiveLayout, {"dram_fraction": 0.5, "chunk_bytes": 1 << 20}),
+    "sparse": (SparseLayout, {"bundled": False}),
+    "bundled": (SparseLayout, {"bundled": True}),
+    "windowed": (SparseLayout, {"bundled": False, "window": DEFAULT_WINDOW}),
+    "windowed+bundled": (SparseLayout, {"bundled": True, "window": DEFAULT_WINDOW}),
+    "coactivation-friend": (CoactivationLayout, {"variant": "friend"}),
+    "coactivation": (CoactivationLayout, {"variant": "order"}),
+    "windowed+coactivation-friend": (CoactivationLayout,
+                                     {"variant": "friend", "window": DEFAULT_WINDOW}),
+    "windowed+coactivation": (CoactivationLayout, {"variant": "order", "window": DEFAULT_WINDOW}),
+}
+
+COMPARE_ORDER = ("naive", "hybrid", "sparse", "windowed", "bundled", "windowed+bundled",
+                 "coactivation-friend", "coactivation", "windowed+coactivation")
+
+REFERENCE_TRACE = "opt-mini-ref.trace"
+TRAIN_TRACE = "opt-mini-train.trace"
+
+
+def bundled_trace_path(name: str) -> Path:
+    """Path of a trace shipped in flashsim/data/traces."""
+    return Path(str(resources.files("flashsim") / "data" / "traces" / name))
+
+
+def layout_names() -> list[str]:
+    return list(LAYOUTS)
+
+
+_COMMON = {"block_bytes", "merge_gap_bytes", "max_read_bytes"}
+_ALLOWED = {
+    NaiveLayout: _COMMON | {"dram_fraction", "chunk_bytes"},
+    SparseLayout: _COMMON | {"window", "dram_budget_bytes"},
+    CoactivationLayout: _COMMON | {"window", "dram_budget_bytes", "order_method",
+                                   "hot_threshold", "train_set"},
+}
+
+
+def make_layout(name: str, *, train_trace: ActivationTrace | None = None,
+                **overrides: Any) -> Layout:
+    """A layout by name with its defaults and `overrides` applied (None values ignored).
+
+    Co-activation layouts learn from `train_trace` (default: the bundled training trace).
+    A parameter the layout does not take (e.g. a window for 'sparse') is an InputError.
+    """
+    if name not in LAYOUTS:
+        raise InputError(f"unknown layout {name!r}", key="layout",
+                         expected="one of " + ", ".join(LAYOUTS))
+    factory, defaults = LAYOUTS[name]
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key in given:
+        windowless = key in ("window", "dram_budget_bytes") and "window" not in defaults
+        if key not in _ALLOWED[factory] or windowless:
+            hint = " (use a windowed+ layout)" if windowless else ""
+            raise InputError(f"layout {name!r} takes no {key}{hint}", key=key)
+    params = {**defaults, **given}
+    if factory is CoactivationLayout:
+        if train_trace is None:
+            train_trace = ActivationTrace.load(bundled_trace_path(TRAIN_TRACE))
+        params["train_trace"] = train_trace
+    return factory(name=name, **params)
