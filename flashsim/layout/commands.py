@@ -1,0 +1,207 @@
+"""CLI: `flashsim simulate` (one layout, per-token cost) and `flashsim compare` (all layouts)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+from typing import Any
+
+from ..cliutil import add_json_flag, emit, table
+from ..errors import InputError
+from ..units import format_size, parse_size
+from .registry import COMPARE_ORDER, REFERENCE_TRACE, TRAIN_TRACE, bundled_trace_path, layout_names
+
+
+def _size(key: str, allow_zero: bool = False):
+    def parse(text: str) -> int:
+        return parse_size(text, key=key, allow_zero=allow_zero)
+    return parse
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", help=f"activation trace (default: bundled {REFERENCE_TRACE})")
+    p.add_argument("--device", required=True, help="device profile YAML (configs/devices/)")
+    p.add_argument("--qd", type=int, default=32, help="reads in flight (default 32)")
+    p.add_argument("--engine", choices=("fast", "des"), default="fast",
+                   help="device model: numba fast path (default) or the SimPy reference")
+    p.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted",
+                   help="neurons that drive the loads (default: predicted)")
+    p.add_argument("--train-trace",
+                   help=f"trace the co-activation layouts learn from (default: {TRAIN_TRACE})")
+    p.add_argument("--block", type=_size("--block"), default=4096,
+                   help="read alignment (default 4k)")
+    p.add_argument("--memcpy-gb-s", type=float, default=None,
+                   help="fix the memcpy bandwidth instead of measuring it")
+    add_json_flag(p)
+
+
+def register(subparsers: Any) -> None:
+    """Add `simulate` and `compare`."""
+    p = subparsers.add_parser("simulate", help="per-token I/O, memory and compute of a layout")
+    _common(p)
+    p.add_argument("--layout", default="windowed+bundled",
+                   help="one of " + ", ".join(layout_names()))
+    p.add_argument("--window", type=int, default=None, help="window k in tokens (windowed+ layouts)")
+    p.add_argument("--dram-budget", type=_size("--dram-budget"), default=None,
+                   help="FFN DRAM budget (e.g. 2m); shrinks the window when exceeded")
+    p.add_argument("--merge-gap", type=_size("--merge-gap", allow_zero=True), default=None,
+                   help="also merge reads at most this far apart (default 0)")
+    p.add_argument("--chunk", type=_size("--chunk"), default=None,
+                   help="read size of naive/hybrid (default 1m)")
+    p.add_argument("--tokens", action="store_true", help="print the per-token table too")
+    p.set_defaults(func=cmd_simulate)
+
+    c = subparsers.add_parser("compare", help="all layouts: paper-style Table 2 and Table 3")
+    _common(c)
+    c.add_argument("--layouts", default=",".join(COMPARE_ORDER),
+                   help="comma-separated layout names (default: all)")
+    c.add_argument("--plot", help="write a figure (png/pdf/svg)")
+    c.set_defaults(func=cmd_compare)
+
+
+def _load_inputs(args: argparse.Namespace):
+    from ..device import load_params
+    from ..trace.format import ActivationTrace
+
+    if args.qd < 1:
+        raise InputError(f"queue depth {args.qd} must be at least 1", key="--qd")
+    params = load_params(Path(args.device))
+    trace = ActivationTrace.load(args.trace or bundled_trace_path(REFERENCE_TRACE))
+    return params, trace
+
+
+def _train(args: argparse.Namespace, names: list[str]):
+    from ..trace.format import ActivationTrace
+
+    if not any(n.startswith(("coactivation", "windowed+coactivation")) for n in names):
+        return None
+    return ActivationTrace.load(args.train_trace or bundled_trace_path(TRAIN_TRACE))
+
+
+def _run(name: str, args: argparse.Namespace, params, trace, train, **overrides):
+    from ..cost import simulate
+    from .registry import make_layout
+
+    layout = make_layout(name, train_trace=train, block_bytes=args.block, **overrides)
+    plan = layout.plan(trace, which=args.which)
+    memcpy = args.memcpy_gb_s * 1e9 if args.memcpy_gb_s else None
+    frame, summary = simulate(plan, params, args.qd, args.engine, memcpy_bytes_per_s=memcpy)
+    summary["params"] = plan.params | {"placement": plan.meta["placement"]}
+    summary.pop("compute_model", None)
+    return frame, summary, plan
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Plan one layout on the trace and print its per-token cost summary."""
+    if args.window is not None and args.window < 1:
+        raise InputError(f"window {args.window} must be at least 1 token", key="--window",
+                         expected="an integer ≥ 1")
+    if args.layout not in layout_names():
+        raise InputError(f"unknown layout {args.layout!r}", key="--layout",
+                         expected="one of " + ", ".join(layout_names()))
+    params, trace = _load_inputs(args)
+    train = _train(args, [args.layout])
+    frame, summary, _ = _run(args.layout, args, params, trace, train, window=args.window,
+                             dram_budget_bytes=args.dram_budget, merge_gap_bytes=args.merge_gap,
+                             chunk_bytes=args.chunk)
+    summary = _decorate(summary)
+    summary["trace"] = str(args.trace or REFERENCE_TRACE)
+    summary["device"] = str(args.device)
+    payload = dict(summary, tokens=frame.to_dict(orient="records"))
+    lines = [f"{summary['layout']} on {summary['device']} at QD {args.qd} "
+             f"({summary['n_tokens']} tokens, {summary['set']} set, {args.engine} engine)"]
+    lines.append(table([summary], _TABLE2 + _TABLE3[1:]))
+    if args.tokens:
+        lines.append(table(frame.to_dict(orient="records"),
+                           [("token", "token", "d"), ("reads", "reads", "d"),
+                            ("bytes", "bytes", "d"), ("io_ms", "I/O ms", ".3f"),
+                            ("mem_ms", "mem ms", ".4f"), ("compute_ms", "compute ms", ".3f"),
+                            ("total_ms", "total ms", ".3f")]))
+    emit(args, payload, "\n".join(lines))
+    return 0
+
+
+_TABLE2 = [("layout", "layout", "s"), ("dram_resident_mb", "DRAM MB", ".2f"),
+           ("mb_per_token", "MB/token", ".3f"), ("reads_per_token", "reads/token", ".0f"),
+           ("mean_read_kib", "read KiB", ".1f"), ("read_amplification", "ampl", ".2f"),
+           ("throughput_mb_s", "MB/s", ".0f"), ("io_ms_p50", "I/O ms p50", ".3f"),
+           ("io_ms_p99", "p99", ".3f")]
+_TABLE3 = [("layout", "layout", "s"), ("io_ms_p50", "I/O ms", ".3f"),
+           ("mem_ms_p50", "mem ms", ".4f"), ("compute_ms_p50", "compute ms", ".3f"),
+           ("total_ms_p50", "total ms", ".3f"), ("total_ms_p99", "total p99", ".3f")]
+
+
+def _decorate(summary: dict) -> dict:
+    summary["mb_per_token"] = summary["bytes_per_token"] / 1e6
+    summary["dram_resident_mb"] = summary["dram_resident_bytes"] / 1e6
+    summary["mean_read_kib"] = summary["mean_read_bytes"] / 1024
+    return summary
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every layout with its defaults on one trace and device: Table 2 and Table 3."""
+    from ..progress import progress
+
+    names = [n.strip() for n in args.layouts.split(",") if n.strip()]
+    unknown = [n for n in names if n not in layout_names()]
+    if unknown or not names:
+        raise InputError(f"unknown layout {unknown[0] if unknown else '(none)'!r}",
+                         key="--layouts", expected="names from " + ", ".join(layout_names()))
+    params, trace = _load_inputs(args)
+    train = _train(args, names)
+    rows = []
+    for name in progress(names, total=len(names), desc="layouts", quiet=args.json):
+        rows.append(_decorate(_run(name, args, params, trace, train)[1]))
+    g = trace.geometry
+    head = (f"{trace.n_tokens - trace.n_prompt_tokens} generated tokens of {g.name} "
+            f"(FFN {format_size(g.ffn_bytes)}), {args.which} set, device {args.device}, "
+            f"QD {args.qd}, block {format_size(args.block)}")
+    human = "\n".join([head, "", "I/O (like the paper's Table 2):", table(rows, _TABLE2), "",
+                       "Per token (like the paper's Table 3):", table(rows, _TABLE3)])
+    if args.plot:
+        plot_compare(rows, args.plot, title=head)
+        human += f"\n\nfigure: {args.plot}"
+    emit(args, {"trace": str(args.trace or REFERENCE_TRACE), "device": str(args.device),
+                "queue_depth": args.qd, "set": args.which, "rows": rows,
+                "plot": args.plot}, human)
+    return 0
+
+
+def plot_compare(rows: list[dict], path: str, *, title: str = "") -> None:
+    """Two panels: bytes read per token, and I/O + memory + compute ms per token (stacked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..atomic import atomic_write
+
+    suffix = Path(path).suffix.lower().lstrip(".") or "png"
+    if suffix not in ("png", "pdf", "svg"):
+        raise InputError(f"unsupported figure type {suffix!r}", key="--plot",
+                         expected="a .png, .pdf or .svg path")
+    names = [r["layout"] for r in rows]
+    x = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax1.bar(x, [r["mb_per_token"] for r in rows], color="tab:blue")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("MB read per token (log)")
+    bottom = np.zeros(len(rows))
+    for key, label, color in (("io_ms_p50", "I/O", "tab:blue"), ("mem_ms_p50", "memory", "tab:orange"),
+                              ("compute_ms_p50", "compute", "tab:green")):
+        vals = np.array([r[key] for r in rows])
+        ax2.bar(x, vals, bottom=bottom, label=label, color=color)
+        bottom += vals
+    ax2.set_ylabel("ms per token (p50)")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=suffix, dpi=120)
+    plt.close(fig)
+    with atomic_write(path) as handle:
+        handle.write(buf.getvalue())
