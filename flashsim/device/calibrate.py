@@ -1,0 +1,206 @@
+"""Measure a real file's random-read curve (chunk × queue depth) with the direct-I/O reader.
+
+Every point: a warm-up (excluded), then one closed-loop batch of random chunk-aligned reads
+over the whole file lasting about `duration_s`; throughput and latency are read off its
+steady state (`fit.steady_point`, the same rule the model's predictions use). The grid is
+repeated `repeats` times in rounds (all points, then all again) so slow drift of a shared
+disk spreads over every point; a point's value is the median of its repeats and the spread
+(max − min) / median is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_write, check_free_space
+from ..errors import InputError
+from ..loader.reader import ALIGN_BYTES, DirectReader
+from ..progress import progress
+from .fit import steady_point
+from .profile import DevicePoint, DeviceProfile, MeasuredInfo
+
+DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
+DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
+_WRITE_BLOCK = 64 << 20
+
+
+def ensure_data_file(path: str | os.PathLike, size_bytes: int, *, seed: int | None = None) -> bool:
+    """Create `path` with `size_bytes` of random (incompressible) data written in full.
+
+    Returns True when it was created. An existing file at least that large is used as it is;
+    a smaller one is an InputError (never overwritten). Written atomically, space checked first.
+    """
+    p = Path(path)
+    if size_bytes % ALIGN_BYTES:
+        raise InputError(f"size {size_bytes} is not a multiple of {ALIGN_BYTES}", key="size")
+    if p.exists():
+        have = p.stat().st_size
+        if have < size_bytes:
+            raise InputError(f"existing file has {have} bytes, fewer than --size {size_bytes}",
+                             file=p, expected="a larger file, a smaller --size or a new path")
+        return False
+    check_free_space(p, size_bytes + (64 << 20))
+    rng = np.random.default_rng(seed)
+    with atomic_write(p, "wb") as handle:
+        left = size_bytes
+        while left:
+            n = min(left, _WRITE_BLOCK)
+            handle.write(rng.bytes(n))
+            left -= n
+    _drop_cache(p)
+    return True
+
+
+def _drop_cache(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def mount_of(path: str | os.PathLike) -> dict[str, str]:
+    """The /proc/mounts entry holding `path`: device, mount point, type, options."""
+    target = os.path.realpath(path)
+    best: dict[str, str] = {}
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and \
+                len(mnt) >= len(best.get("mount_point", "")):
+            best = {"device": parts[0], "mount_point": mnt, "type": parts[2], "options": parts[3]}
+    return best
+
+
+def block_device_info(device: str) -> str | None:
+    """A one-line description of a block device from sysfs (size, model, block sizes, queue)."""
+    name = os.path.basename(os.path.realpath(device)) if device.startswith("/dev/") else None
+    if not name:
+        return None
+    base = Path("/sys/class/block") / name
+    if not base.exists():
+        return name
+
+    def read(rel: str) -> str | None:
+        for root in (base, base.parent):  # a partition's queue lives on its parent disk
+            f = root / rel
+            if f.exists():
+                try:
+                    return f.read_text().strip()
+                except OSError:
+                    return None
+        return None
+
+    size = read("size")
+    fields = [name]
+    if size and size.isdigit():
+        fields.append(f"{int(size) * 512 / 2**30:.0f} GiB")
+    for label, rel in (("model", "device/model"), ("vendor", "device/vendor"),
+                       ("logical block", "queue/logical_block_size"),
+                       ("physical block", "queue/physical_block_size"),
+                       ("rotational", "queue/rotational"), ("scheduler", "queue/scheduler"),
+                       ("nr_requests", "queue/nr_requests")):
+        value = read(rel)
+        if value:
+            fields.append(f"{label} {value}")
+    if name.startswith("vd"):
+        fields.append("virtio-blk")
+    return ", ".join(fields)
+
+
+def describe_location(path: str | os.PathLike) -> dict[str, str | None]:
+    """Host, file system and block device of `path`, for a profile's `measured` section."""
+    m = mount_of(path)
+    fs = f"{m['type']} on {m['device']} at {m['mount_point']} ({m['options']})" if m else None
+    return {"host": f"{socket.gethostname()} ({platform.platform()}, {os.cpu_count()} CPUs)",
+            "file_system": fs,
+            "block_device": block_device_info(m["device"]) if m else None}
+
+
+def _run_for(reader: DirectReader, chunk: int, qd: int, seconds: float, rate_per_s: float,
+             rng: np.random.Generator, slots: int):
+    n = int(max(8 * qd, min(rate_per_s * seconds, 2_000_000)))
+    off = rng.integers(0, slots, size=n, dtype=np.int64) * chunk
+    times = reader.read_batch(off, np.full(n, chunk, dtype=np.int64), qd)
+    return times, n / times.makespan_s
+
+
+def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: float,
+                  warmup_s: float, rng: np.random.Generator) -> dict[str, float]:
+    """One repeat of one point: warm-up (discarded), then a timed closed-loop batch."""
+    slots = reader.file_bytes // chunk
+    if slots < 1:
+        raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
+    _, rate = _run_for(reader, chunk, qd, 0, 0, rng, slots)  # a tiny probe: 8 × QD reads
+    if warmup_s > 0:
+        _, rate = _run_for(reader, chunk, qd, warmup_s, rate, rng, slots)
+    times, _ = _run_for(reader, chunk, qd, duration_s, rate, rng, slots)
+    out = steady_point(times.start_s, times.finish_s, chunk, qd)
+    out["duration_s"] = times.makespan_s
+    return out
+
+
+def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
+              qds=DEFAULT_QDS, duration_s: float = 2.0, warmup_s: float = 0.3,
+              repeats: int = 3, allow_page_cache: bool = False, name: str = "device",
+              description: str = "", seed: int = 0, quiet: bool = False) -> DeviceProfile:
+    """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit."""
+    if repeats < 1 or duration_s <= 0 or warmup_s < 0:
+        raise InputError("repeats must be ≥ 1, duration > 0 and warm-up ≥ 0", key="repeats")
+    for c in chunks:
+        if c % ALIGN_BYTES:
+            raise InputError(f"chunk {c} is not a multiple of {ALIGN_BYTES} bytes", key="chunks")
+    created = ensure_data_file(path, size_bytes, seed=seed)
+    rng = np.random.default_rng(seed)
+    grid = [(c, q) for c in chunks for q in qds]
+    results: dict[tuple[int, int], list[dict[str, float]]] = {g: [] for g in grid}
+    t_begin = time.perf_counter()
+    with DirectReader(path, allow_page_cache=allow_page_cache) as reader:
+        o_direct = reader.o_direct
+        rounds = [(r, g) for r in range(repeats) for g in grid]
+        for _, (chunk, qd) in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
+            results[(chunk, qd)].append(measure_point(reader, chunk, qd, duration_s=duration_s,
+                                                      warmup_s=warmup_s, rng=rng))
+        file_bytes = reader.file_bytes
+    total_s = time.perf_counter() - t_begin
+    points = []
+    for (chunk, qd), reps in results.items():
+        tput = np.array([r["throughput_mb_s"] for r in reps])
+        med = float(np.median(tput))
+        points.append(DevicePoint(
+            chunk_bytes=chunk, queue_depth=qd, throughput_mb_s=round(med, 3),
+            latency_mean_us=round(float(np.median([r["latency_mean_us"] for r in reps])), 2),
+            latency_p50_us=round(float(np.median([r["latency_p50_us"] for r in reps])), 2),
+            latency_p99_us=round(float(np.median([r["latency_p99_us"] for r in reps])), 2),
+            source="measured", repeats=len(reps),
+            throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2)))
+    where = describe_location(path)
+    info = MeasuredInfo(
+        method="flashsim calibrate: DirectReader (os.preadv from queue_depth threads), random "
+               "chunk-aligned offsets over the whole file, closed loop; value = median of "
+               "repeats run in rounds over the grid",
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        o_direct=o_direct, file_path=os.fspath(path), file_bytes=file_bytes,
+        point_duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+        total_duration_s=round(total_s, 1),
+        notes=("data file created for this run" if created else "existing data file reused")
+        + ("" if o_direct else "; O_DIRECT unavailable: reads went through the page cache "
+                               "(--allow-page-cache)"),
+        **where)
+    return DeviceProfile(name=name, description=description, measured=info, points=points)

@@ -1,0 +1,176 @@
+"""`flashsim calibrate` and `flashsim device predict | fit | show`: thin handlers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..cliutil import add_json_flag, emit, table
+from ..errors import InputError
+from ..units import format_size, parse_int_list, parse_size, parse_size_list
+
+
+def register(subparsers: Any) -> None:
+    """Add `calibrate` and the `device` group to the flashsim CLI."""
+    cal = subparsers.add_parser(
+        "calibrate", help="measure a disk's random-read curve (or import fio JSON) into a "
+                          "device profile and fit the model")
+    cal.add_argument("--file", help="data file to read (created with random data if missing)")
+    cal.add_argument("--size", default="2GiB", help="data file size (default 2GiB)")
+    cal.add_argument("--out", required=True, help="profile YAML to write")
+    cal.add_argument("--chunks", default=None,
+                     help="chunk sizes (default 4k,8k,16k,32k,64k,128k,256k,1m)")
+    cal.add_argument("--qd", default=None, help="queue depths (default 1,2,4,8,16,32,64)")
+    cal.add_argument("--duration", type=float, default=2.0, help="seconds per point (default 2)")
+    cal.add_argument("--warmup", type=float, default=0.3,
+                     help="warm-up seconds per point, excluded (default 0.3)")
+    cal.add_argument("--repeats", type=int, default=3,
+                     help="rounds over the grid; each point is the median (default 3)")
+    cal.add_argument("--allow-page-cache", action="store_true",
+                     help="if O_DIRECT is unsupported, read through the page cache (recorded)")
+    cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
+                     help="build the profile from fio JSON outputs instead of measuring")
+    cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
+    cal.add_argument("--description", default="", help="profile description")
+    cal.add_argument("--no-fit", action="store_true", help="store the points only")
+    add_json_flag(cal)
+    cal.set_defaults(func=cmd_calibrate)
+
+    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show")
+    sub = dev.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND",
+                             parser_class=type(dev))
+    pr = sub.add_parser("predict", help="predicted throughput and latency at a chunk × QD point")
+    pr.add_argument("--profile", required=True, help="device profile YAML")
+    pr.add_argument("--chunk", required=True, help="read size, e.g. 32k")
+    pr.add_argument("--qd", required=True, help="queue depth (reads in flight)")
+    pr.add_argument("--pattern", choices=("random", "sequential"), default="random")
+    add_json_flag(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    ft = sub.add_parser("fit", help="(re)fit a profile's model parameters to its points")
+    ft.add_argument("--profile", required=True, help="device profile YAML")
+    ft.add_argument("--out", default=None, help="where to write (default: in place)")
+    add_json_flag(ft)
+    ft.set_defaults(func=cmd_fit)
+
+    sh = sub.add_parser("show", help="a profile's points, model predictions and errors")
+    sh.add_argument("--profile", required=True, help="device profile YAML")
+    add_json_flag(sh)
+    sh.set_defaults(func=cmd_show)
+
+
+def _fit_summary(profile) -> dict[str, Any]:
+    return {"name": profile.name, "n_points": len(profile.points),
+            "params": profile.params.model_dump() if profile.params else None,
+            "median_abs_error_pct": profile.fit.median_abs_error_pct if profile.fit else None,
+            "worst_abs_error_pct": profile.fit.worst_abs_error_pct if profile.fit else None}
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .fit import fit_profile
+
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise InputError("folder does not exist", file=out.parent, key="--out")
+    name = args.name or out.stem
+    if args.from_fio:
+        from .fio import profile_from_fio
+        profile = profile_from_fio(args.from_fio, name=name, description=args.description)
+    else:
+        from .calibrate import DEFAULT_CHUNKS, DEFAULT_QDS, calibrate
+        if not args.file:
+            raise InputError("--file is required unless --from-fio is given", key="--file")
+        chunks = parse_size_list(args.chunks, key="--chunks") if args.chunks else DEFAULT_CHUNKS
+        qds = parse_int_list(args.qd, key="--qd") if args.qd else DEFAULT_QDS
+        if len(set(chunks)) * len(set(qds)) < 4 and not args.no_fit:
+            raise InputError("a grid of fewer than 4 points cannot be fitted", key="--chunks",
+                             expected="more chunks or queue depths, or --no-fit")
+        profile = calibrate(args.file, size_bytes=parse_size(args.size, key="--size"),
+                            chunks=chunks, qds=qds, duration_s=args.duration,
+                            warmup_s=args.warmup, repeats=args.repeats,
+                            allow_page_cache=args.allow_page_cache, name=name,
+                            description=args.description, quiet=args.json)
+    if not args.no_fit:
+        profile = fit_profile(profile)
+    profile.save(out)
+    payload = {"profile": str(out), "o_direct": profile.measured.o_direct,
+               **_fit_summary(profile),
+               "points": [p.model_dump(exclude_none=True) for p in profile.points]}
+    rows = [{"chunk": format_size(p.chunk_bytes), **p.model_dump()} for p in profile.points]
+    human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"),
+                         ("throughput_mb_s", "MB/s", ".1f"), ("latency_mean_us", "mean µs", ".1f"),
+                         ("latency_p99_us", "p99 µs", ".1f"),
+                         ("throughput_spread_pct", "spread %", ".1f")])
+    if profile.fit:
+        human += (f"\nfit: median |error| {profile.fit.median_abs_error_pct:.1f}%, worst "
+                  f"{profile.fit.worst_abs_error_pct:.1f}%")
+    emit(args, payload, human + f"\nwrote {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .fit import predict_detail
+    from .profile import DeviceProfile
+
+    profile = DeviceProfile.load(args.profile)
+    params = profile.require_params(args.profile)
+    chunk = parse_size(args.chunk, key="--chunk")
+    qd = parse_int_list(args.qd, key="--qd")
+    if len(qd) != 1:
+        raise InputError(f"{args.qd!r} is not one queue depth", key="--qd")
+    d = predict_detail(params, chunk, qd[0], args.pattern)
+    measured = next((p for p in profile.points if p.chunk_bytes == chunk
+                     and p.queue_depth == qd[0] and p.pattern == args.pattern), None)
+    payload = {"profile": args.profile, "chunk_bytes": chunk, "queue_depth": qd[0],
+               "pattern": args.pattern, "throughput_mb_s": d["throughput_mb_s"],
+               "latency_us": d["latency_mean_us"], "latency_p50_us": d["latency_p50_us"],
+               "latency_p99_us": d["latency_p99_us"],
+               "iops": d["throughput_mb_s"] * 1e6 / chunk,
+               "measured_throughput_mb_s": measured.throughput_mb_s if measured else None,
+               "measured_latency_us": measured.latency_mean_us if measured else None}
+    human = (f"{profile.name}: {format_size(chunk)} {args.pattern} reads at QD {qd[0]}: "
+             f"{d['throughput_mb_s']:.1f} MB/s, mean latency {d['latency_mean_us']:.1f} µs "
+             f"(p99 {d['latency_p99_us']:.1f} µs)")
+    if measured:
+        human += f"; measured {measured.throughput_mb_s:.1f} MB/s"
+        if measured.latency_mean_us:
+            human += f", {measured.latency_mean_us:.1f} µs"
+    emit(args, payload, human)
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fit import fit_profile
+    from .profile import DeviceProfile
+
+    profile = fit_profile(DeviceProfile.load(args.profile))
+    out = args.out or args.profile
+    profile.save(out)
+    emit(args, {"profile": str(out), **_fit_summary(profile)},
+         f"{profile.name}: median |error| {profile.fit.median_abs_error_pct:.1f}%, worst "
+         f"{profile.fit.worst_abs_error_pct:.1f}%; wrote {out}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .fit import predict_detail
+    from .profile import DeviceProfile
+
+    profile = DeviceProfile.load(args.profile)
+    rows = []
+    for p in profile.points:
+        row = {"chunk": format_size(p.chunk_bytes), "chunk_bytes": p.chunk_bytes,
+               "queue_depth": p.queue_depth, "pattern": p.pattern, "source": p.source,
+               "throughput_mb_s": p.throughput_mb_s, "latency_mean_us": p.latency_mean_us}
+        if profile.params is not None:
+            d = predict_detail(profile.params, p.chunk_bytes, p.queue_depth, p.pattern)
+            row["model_throughput_mb_s"] = d["throughput_mb_s"]
+            row["model_latency_us"] = d["latency_mean_us"]
+        rows.append(row)
+    human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"),
+                         ("source", "source", ""), ("throughput_mb_s", "MB/s", ".1f"),
+                         ("model_throughput_mb_s", "model MB/s", ".1f"),
+                         ("latency_mean_us", "µs", ".1f"), ("model_latency_us", "model µs", ".1f")])
+    emit(args, {**_fit_summary(profile), "points": rows}, human)
+    return 0
