@@ -38,13 +38,12 @@ def coactivation_counts(sets: NeuronSets, d_ffn: int) -> np.ndarray:
 
 
 def closest_friends(sets: NeuronSets, d_ffn: int) -> np.ndarray:
-    """Per neuron, the other neuron most often in the set when it is (itself if never used)."""
+    """Per neuron, the other neuron most often in the set with it (itself if there is none)."""
     counts = coactivation_counts(sets, d_ffn)
-    own = np.diag(counts).copy()
     np.fill_diagonal(counts, -1.0)
     friend = np.argmax(counts, axis=1).astype(np.int64)
-    never = own == 0
-    friend[never] = np.flatnonzero(never)
+    alone = counts.max(axis=1) <= 0  # never used, or never with another neuron
+    friend[alone] = np.flatnonzero(alone)
     return friend
 
 
