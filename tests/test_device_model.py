@@ -1,0 +1,132 @@
+"""The device model: hand-checked timings, flash-like behaviour, fast path = SimPy reference."""
+
+import numpy as np
+import pytest
+
+from flashsim.device import DeviceParams, make_device
+from flashsim.device.des import FlashDevice
+from flashsim.device.fast import FastDevice
+from flashsim.device.fit import predict_detail
+from flashsim.errors import InputError
+
+PARAMS = DeviceParams(host_overhead_us=5.0, command_latency_us=40.0, n_units=8,
+                      unit_bandwidth_mb_s=400.0, link_bandwidth_mb_s=2000.0, stripe_bytes="64k")
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_single_small_read_by_hand(engine):
+    dev = make_device(PARAMS, engine)
+    run = dev.run([0], [4096], 1)
+    # host 5 µs, then command 40 µs, then 4096 B at min(unit 400, link 2000) MB/s = 10.24 µs
+    assert run.start_s[0] == pytest.approx(5e-6)
+    assert run.finish_s[0] == pytest.approx(5e-6 + 40e-6 + 4096 / 400e6)
+    assert run.makespan_s == pytest.approx(55.24e-6)
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_large_read_is_striped_over_units(engine):
+    dev = make_device(PARAMS, engine)
+    run = dev.run([0], [1 << 20], 1)
+    # 16 stripes of 64 KiB over 8 units: 128 KiB per unit at 400 MB/s = 327.68 µs in parallel;
+    # the link needs 524.288 µs for 1 MiB, so the link is the bottleneck (cut-through)
+    assert run.finish_s[0] - run.start_s[0] == pytest.approx(40e-6 + (1 << 20) / 2000e6)
+    narrow = make_device(PARAMS.model_copy(update={"n_units": 1}), engine).run([0], [1 << 20], 1)
+    assert narrow.finish_s[0] - narrow.start_s[0] == pytest.approx(40e-6 + (1 << 20) / 400e6)
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_two_reads_on_one_unit_queue(engine):
+    dev = make_device(PARAMS, engine)
+    # both in stripe 0 → unit 0: the second waits for the first (FIFO)
+    run = dev.run([0, 8192], [4096, 4096], 2)
+    service = 40e-6 + 4096 / 400e6
+    assert sorted(run.finish_s) == pytest.approx([5e-6 + service, 5e-6 + 2 * service])
+    # different units (stripes 0 and 1) overlap fully
+    run = dev.run([0, 65536], [4096, 4096], 2)
+    assert run.finish_s == pytest.approx([5e-6 + service] * 2)
+
+
+def _batches(rng, n_batches):
+    sizes = np.array([4096, 8192, 16384, 32768, 65536, 262144, 1 << 20])
+    offs, lens, ptr = [], [], [0]
+    for b in range(n_batches):
+        n = int(rng.choice([1, 3, 17, 200, 1000, 3000]))
+        length = rng.choice(sizes, size=n) if b % 3 else np.full(n, rng.choice(sizes))
+        if b % 2:  # sequential (contiguous) reads
+            off = np.concatenate([[0], np.cumsum(length[:-1])]) + int(rng.integers(0, 1 << 18)) * 4096
+        else:  # random aligned reads over 4 GiB
+            off = rng.integers(0, 1 << 20, size=n) * 4096
+        offs.append(off)
+        lens.append(length)
+        ptr.append(ptr[-1] + n)
+    return np.concatenate(offs), np.concatenate(lens), np.array(ptr)
+
+
+@pytest.mark.parametrize("qd", [1, 4, 32, 64])
+def test_fast_path_matches_simpy_within_one_percent(qd):
+    rng = np.random.default_rng(qd)
+    off, length, ptr = _batches(rng, 12)
+    des = FlashDevice(PARAMS).run_batches(off, length, ptr, qd)
+    fast = FastDevice(PARAMS).run_batches(off, length, ptr, qd)
+    assert np.all(des > 0)
+    assert np.max(np.abs(fast - des) / des) <= 0.01
+    # and per read, on one batch
+    a = FlashDevice(PARAMS).run(off[:ptr[3]], length[:ptr[3]], qd)
+    b = FastDevice(PARAMS).run(off[:ptr[3]], length[:ptr[3]], qd)
+    assert np.max(np.abs(a.finish_s - b.finish_s)) <= 0.01 * a.makespan_s
+
+
+def test_run_batches_equals_separate_runs_and_empty_batches_cost_nothing():
+    rng = np.random.default_rng(7)
+    off = rng.integers(0, 1 << 18, size=60) * 4096
+    length = np.full(60, 16384)
+    ptr = np.array([0, 10, 10, 45, 60])
+    dev = FastDevice(PARAMS)
+    got = dev.run_batches(off, length, ptr, 8)
+    assert got[1] == 0.0
+    for b in (0, 2, 3):
+        assert got[b] == pytest.approx(dev.run(off[ptr[b]:ptr[b + 1]], length[ptr[b]:ptr[b + 1]], 8).makespan_s)
+
+
+def test_throughput_rises_with_chunk_and_queue_depth_and_saturates_at_link():
+    chunks = [4096, 16384, 65536, 262144, 1 << 20]
+    qds = [1, 2, 4, 8, 16, 32, 64]
+    tput = np.array([[predict_detail(PARAMS, c, q)["throughput_mb_s"] for q in qds] for c in chunks])
+    assert np.all(np.diff(tput, axis=0) > -1e-6 * tput[1:])  # bigger chunks never fewer MB/s
+    assert np.all(np.diff(tput[:, 0]) > 0)  # and strictly more at QD 1 (no saturation there)
+    assert np.all(np.diff(tput, axis=1) > -0.01 * tput[:, 1:])  # more in flight never hurts
+    assert tput[0, -1] > 3 * tput[0, 0]  # and helps small reads a lot
+    assert np.all(tput <= PARAMS.link_bandwidth_mb_s * 1.001)
+    assert tput[-1, -1] >= 0.95 * PARAMS.link_bandwidth_mb_s  # saturated at the link cap
+
+
+def test_latency_grows_with_queue_depth_once_units_are_busy():
+    lat = [predict_detail(PARAMS, 4096, q)["latency_mean_us"] for q in (1, 8, 16, 32, 64)]
+    assert lat[0] == pytest.approx(40 + 4096 / 400, rel=0.01)  # idle device: service time
+    assert all(b > a for a, b in zip(lat[1:], lat[2:]))
+    assert lat[-1] > 4 * lat[0]
+
+
+@pytest.mark.parametrize("chunk, qd", [(4096, 8), (4096, 64), (32768, 16), (1 << 20, 4)])
+def test_littles_law(chunk, qd):
+    d = predict_detail(PARAMS, chunk, qd)
+    reads_per_s = d["throughput_mb_s"] * 1e6 / chunk
+    # each worker cycles through host overhead + latency: reads in the device = λ · W
+    in_device = reads_per_s * d["latency_mean_us"] * 1e-6
+    expected = qd * d["latency_mean_us"] / (d["latency_mean_us"] + PARAMS.host_overhead_us)
+    assert in_device == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_bad_reads_are_input_errors(engine):
+    dev = make_device(PARAMS, engine)
+    with pytest.raises(InputError):
+        dev.run([-4096], [4096], 1)
+    with pytest.raises(InputError):
+        dev.run([0], [0], 1)
+    with pytest.raises(InputError):
+        dev.run([0], [4096], 0)
+    with pytest.raises(InputError):
+        dev.run_batches([0, 4096], [4096, 4096], [0, 3], 1)
+    with pytest.raises(InputError):
+        make_device(PARAMS, "quantum")
