@@ -21,7 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_write, check_free_space
 from ..errors import InputError
-from ..loader.reader import ALIGN_BYTES, DirectReader
+from ..loader.reader import ALIGN_BYTES, DirectReader, mount_of
 from ..progress import progress
 from .fit import steady_point
 from .profile import DevicePoint, DeviceProfile, MeasuredInfo
@@ -67,25 +67,6 @@ def _drop_cache(path: Path) -> None:
             os.close(fd)
     except OSError:
         pass
-
-
-def mount_of(path: str | os.PathLike) -> dict[str, str]:
-    """The /proc/mounts entry holding `path`: device, mount point, type, options."""
-    target = os.path.realpath(path)
-    best: dict[str, str] = {}
-    try:
-        lines = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return best
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        mnt = parts[1].replace("\\040", " ")
-        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and \
-                len(mnt) >= len(best.get("mount_point", "")):
-            best = {"device": parts[0], "mount_point": mnt, "type": parts[2], "options": parts[3]}
-    return best
 
 
 def block_device_info(device: str) -> str | None:

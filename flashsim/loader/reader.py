@@ -26,6 +26,28 @@ ALIGN_BYTES = 4096
 
 NO_O_DIRECT = ("file system does not support O_DIRECT; --allow-page-cache reads through "
                "the page cache")
+MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})
+"""Linux ≥ 6.6 accepts O_DIRECT on tmpfs, but its files live in the page cache: no device."""
+
+
+def mount_of(path: str | os.PathLike) -> dict[str, str]:
+    """The /proc/mounts entry holding `path`: device, mount point, type, options ({} if unknown)."""
+    target = os.path.realpath(path)
+    best: dict[str, str] = {}
+    try:
+        with open("/proc/mounts") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and \
+                len(mnt) >= len(best.get("mount_point", "")):
+            best = {"device": parts[0], "mount_point": mnt, "type": parts[2], "options": parts[3]}
+    return best
 
 
 @dataclass
@@ -158,7 +180,10 @@ class DirectReader:
             raise InputError("file does not exist", file=self.path, expected="a readable file")
         self.o_direct = True
         self.fd = -1
+        self.file_system = mount_of(self.path).get("type")
         try:
+            if self.file_system in MEMORY_FILE_SYSTEMS:
+                raise OSError(errno.EINVAL, f"{self.file_system} keeps files in memory")
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECT)
             self._probe()
         except OSError as exc:
@@ -169,7 +194,9 @@ class DirectReader:
                 raise InputError(f"cannot open for direct reads: {exc.strerror}",
                                  file=self.path) from None
             if not allow_page_cache:
-                raise InputError(NO_O_DIRECT, file=self.path) from None
+                where = (f" ({self.file_system} keeps files in memory)"
+                         if self.file_system in MEMORY_FILE_SYSTEMS else "")
+                raise InputError(NO_O_DIRECT + where, file=self.path) from None
             self.o_direct = False
             self.fd = os.open(self.path, os.O_RDONLY)
         self.file_bytes = os.fstat(self.fd).st_size
