@@ -105,3 +105,26 @@ def test_reference_trace_is_the_papers_setting():
     trace = ActivationTrace.load(REFERENCE_TRACE)
     assert trace.n_prompt_tokens == 128 and trace.n_tokens == 128 + 256
     assert trace.meta["prompt_source"].endswith("heldout-prompts.txt")
+
+
+def test_trace_capture_cli_end_to_end(folder, tmp_path, capsys):
+    import json
+
+    from flashsim.cli import main
+
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(TEXT)
+    out = tmp_path / "t.trace"
+    args = ["trace", "capture", "--model", str(folder), "--prompt-file", str(prompt),
+            "--prompt-tokens", "8", "--tokens", "6", "--out", str(out), "--json"]
+    assert main(args) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_tokens"] == 14 and ActivationTrace.load(out).n_prompt_tokens == 8
+    too_long = tmp_path / "long.trace"
+    args[args.index("--prompt-tokens") + 1] = "40"
+    args[args.index("--tokens") + 1] = "100"
+    args[args.index("--out") + 1] = str(too_long)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "passes the model's context" in err
+    assert not too_long.exists()
