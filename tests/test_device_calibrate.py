@@ -1,0 +1,153 @@
+"""Calibration smoke run on a temp file, fio JSON import, and the fit itself."""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashsim.cli import main
+from flashsim.device.calibrate import ensure_data_file
+from flashsim.device.fio import profile_from_fio
+from flashsim.device.fit import fit_params, point_errors, predict_detail
+from flashsim.device.profile import DeviceParams, DevicePoint, DeviceProfile
+from flashsim.errors import InputError
+
+FIO_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices" / "fio-local-virtio"
+
+
+def test_calibrate_smoke_on_a_temp_file(tmp_path, capsys):
+    data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
+    code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
+                 "--chunks", "4k,64k", "--qd", "1,4", "--duration", "0.05", "--warmup", "0.01",
+                 "--repeats", "2", "--no-fit", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["o_direct"] is True and payload["n_points"] == 4
+    assert data.stat().st_size == 8 << 20
+    assert data.stat().st_blocks * 512 >= 8 << 20  # written in full, not sparse
+    assert len(set(data.read_bytes()[:1 << 20])) == 256  # random bytes, not zeros
+    profile = DeviceProfile.load(out)
+    assert {(p.chunk_bytes, p.queue_depth) for p in profile.points} == {
+        (4096, 1), (4096, 4), (65536, 1), (65536, 4)}
+    for p in profile.points:
+        assert p.throughput_mb_s > 0 and p.repeats == 2
+        assert p.latency_p50_us <= p.latency_p99_us
+        # closed loop: throughput ≈ QD × chunk / latency, a little less for the host gap
+        assert p.throughput_mb_s <= 1.05 * p.queue_depth * p.chunk_bytes / p.latency_mean_us
+    assert profile.measured.o_direct and "ext" in (profile.measured.file_system or "ext")
+    assert profile.measured.block_device and profile.measured.host
+
+
+def test_existing_smaller_file_is_not_overwritten(tmp_path):
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 4096)
+    with pytest.raises(InputError, match="fewer than"):
+        ensure_data_file(small, 8192)
+    assert small.read_bytes() == b"x" * 4096
+
+
+def test_calibrate_refuses_tmpfs_without_flag(tmp_path, capsys):
+    if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no /dev/shm")
+    path = Path("/dev/shm") / f"flashsim-cal-{os.getpid()}.bin"
+    try:
+        code = main(["calibrate", "--file", str(path), "--size", "1m", "--out",
+                     str(tmp_path / "x.yaml"), "--chunks", "4k,8k", "--qd", "1,2",
+                     "--duration", "0.02", "--warmup", "0", "--repeats", "1", "--no-fit"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "O_DIRECT" in err and "--allow-page-cache" in err and err.count("\n") == 1
+        assert not (tmp_path / "x.yaml").exists()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _fio_rounds():
+    rounds = sorted(FIO_DIR.glob("round*.json"))
+    if not rounds:
+        pytest.skip("no committed fio outputs")
+    return rounds
+
+
+def _load(path):
+    text = path.read_text()
+    return json.loads(text[text.find("{"):])
+
+
+def test_fio_import_reads_the_committed_outputs():
+    rounds = _fio_rounds()
+    profile = profile_from_fio(rounds, name="x")
+    assert len(profile.points) == 56
+    per_round = [next(j for j in _load(r)["jobs"] if j["jobname"] == "32k-qd8")["read"]["bw_bytes"]
+                 / 1e6 for r in rounds]
+    point = next(p for p in profile.points if p.chunk_bytes == 32768 and p.queue_depth == 8)
+    assert point.repeats == len(rounds)
+    assert point.throughput_mb_s == pytest.approx(float(np.median(per_round)), rel=1e-3)
+    assert point.latency_p50_us <= point.latency_p99_us
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("rw", "randwrite", "rw=randread"), ("direct", "0", "direct=1"), ("bs", "4q", "not a size"),
+])
+def test_fio_import_rejects_other_workloads(tmp_path, capsys, option, value, words):
+    rounds = _fio_rounds()
+    raw = _load(rounds[0])
+    bad = copy.deepcopy(raw)
+    bad["jobs"][3].setdefault("job options", {})[option] = value
+    bad["global options"].pop(option, None)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    code = main(["calibrate", "--from-fio", str(path), "--out", str(tmp_path / "p.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and str(path) in err and err.count("\n") == 1
+    (tmp_path / "junk.json").write_text("not json")
+    assert main(["calibrate", "--from-fio", str(tmp_path / "junk.json"), "--out",
+                 str(tmp_path / "p.yaml")]) == 2
+    assert not (tmp_path / "p.yaml").exists()
+
+
+@pytest.mark.skipif(shutil.which("fio") is None, reason="fio not installed")
+def test_fio_import_of_a_fresh_run(tmp_path):
+    data = tmp_path / "d.bin"
+    ensure_data_file(data, 4 << 20)
+    outs = []
+    for bs, qd in (("4k", 1), ("4k", 4), ("16k", 1), ("16k", 4)):
+        out = tmp_path / f"{bs}-{qd}.json"
+        subprocess.run(["fio", "--name=t", f"--filename={data}", "--rw=randread", f"--bs={bs}",
+                        f"--iodepth={qd}", "--direct=1", "--ioengine=libaio", "--runtime=0.1",
+                        "--time_based", "--output-format=json", f"--output={out}"],
+                       check=True, capture_output=True)
+        outs.append(out)
+    profile = profile_from_fio(outs)
+    assert sorted((p.chunk_bytes, p.queue_depth) for p in profile.points) == [
+        (4096, 1), (4096, 4), (16384, 1), (16384, 4)]
+    assert all(p.throughput_mb_s > 0 and p.latency_mean_us > 0 for p in profile.points)
+
+
+def test_fit_recovers_a_model_generated_curve():
+    """SYNTHETIC points from known parameters: the fit must reproduce them closely."""
+    truth = DeviceParams(host_overhead_us=3, command_latency_us=60, n_units=8,
+                         unit_bandwidth_mb_s=300, link_bandwidth_mb_s=1800, stripe_bytes="64k")
+    points = []
+    for chunk in (4096, 32768, 262144):
+        for qd in (1, 8, 32):
+            d = predict_detail(truth, chunk, qd)
+            points.append(DevicePoint(chunk_bytes=chunk, queue_depth=qd, source="assumption",
+                                      throughput_mb_s=d["throughput_mb_s"],
+                                      latency_mean_us=d["latency_mean_us"]))
+    fitted = fit_params(points, quick=True)
+    errors = point_errors(fitted, points)
+    worst = max(max(abs(e.throughput_error_pct), abs(e.latency_error_pct)) for e in errors)
+    assert worst < 5.0
+    assert fitted.link_bandwidth_mb_s == pytest.approx(1800, rel=0.1)
+
+
+def test_fit_needs_enough_points():
+    pts = [DevicePoint(chunk_bytes=4096, queue_depth=q, throughput_mb_s=10.0) for q in (1, 2, 1)]
+    with pytest.raises(InputError, match="too few"):
+        fit_params(pts)

@@ -1,0 +1,129 @@
+"""Device profiles: every committed profile is reproduced by its fitted model; bad files fail cleanly."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from flashsim.cli import main
+from flashsim.device.fit import point_errors, predict_point
+from flashsim.device.profile import DeviceProfile
+from flashsim.errors import InputError
+
+DEVICES = Path(__file__).resolve().parents[1] / "configs" / "devices"
+PROFILES = sorted(DEVICES.glob("*.yaml"))
+
+
+def test_the_three_profiles_are_committed():
+    names = {p.stem for p in PROFILES}
+    assert {"local-virtio", "local-virtio-fio", "m1max-paper"} <= names
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_committed_profile_is_reproduced_by_its_model(path):
+    profile = DeviceProfile.load(path)
+    assert profile.params is not None and profile.fit is not None
+    errors = point_errors(profile.params, profile.points)  # recomputed, not the stored numbers
+    values = [abs(e.throughput_error_pct) for e in errors]
+    values += [abs(e.latency_error_pct) for e in errors if e.latency_error_pct is not None]
+    assert np.median(values) <= 10.0
+    assert max(values) <= 25.0
+    # the stored per-point errors are what the current model gives
+    stored = {(e.chunk_bytes, e.queue_depth, e.pattern): e for e in profile.fit.points}
+    for e in errors:
+        s = stored[(e.chunk_bytes, e.queue_depth, e.pattern)]
+        assert e.throughput_error_pct == pytest.approx(s.throughput_error_pct, abs=0.5)
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_profile_records_provenance(path):
+    profile = DeviceProfile.load(path)
+    sources = {p.source for p in profile.points}
+    if profile.name == "m1max-paper":
+        assert sources == {"published", "assumption"}
+        assert "assum" in profile.description.lower()
+    else:
+        assert sources == {"measured"}
+        assert profile.measured.o_direct is True
+        assert profile.measured.date and profile.measured.method
+        assert len(profile.points) >= 56  # the default 8 chunks × 7 queue depths
+        assert all(p.repeats and p.repeats >= 2 for p in profile.points)
+
+
+def test_m1max_profile_matches_the_paper():
+    profile = DeviceProfile.load(DEVICES / "m1max-paper.yaml")
+    tput_8k, _ = predict_point(profile.params, 8192, 32)
+    tput_16k, _ = predict_point(profile.params, 16384, 32)
+    assert tput_8k == pytest.approx(1250, rel=0.10)  # Table 2: 1.25 GB/s, 32 threads
+    assert tput_16k == pytest.approx(2250, rel=0.10)  # 2.25 GB/s bundled
+    assert profile.params.link_bandwidth_mb_s == pytest.approx(6100, rel=0.10)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    profile = DeviceProfile.load(DEVICES / "m1max-paper.yaml")
+    out = tmp_path / "copy.yaml"
+    profile.save(out)
+    again = DeviceProfile.load(out)
+    assert again == profile
+    assert list(tmp_path.iterdir()) == [out]  # no temp file left
+
+
+def _good() -> dict:
+    return yaml.safe_load((DEVICES / "m1max-paper.yaml").read_text())
+
+
+def _bad(tmp_path, mutate) -> Path:
+    data = _good()
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate, key, words", [
+    (lambda d: d.update(colour="red"), "colour", "unknown key"),
+    (lambda d: d["points"][1].update(throughput_mbs=d["points"][1].pop("throughput_mb_s")),
+     "points.1.throughput_mbs", "unknown key"),
+    (lambda d: d["points"][0].update(chunk_bytes="-4k"), "points.0.chunk_bytes", "positive"),
+    (lambda d: d["points"][2].update(chunk_bytes="4q"), "points.2.chunk_bytes", "not a size"),
+    (lambda d: d["points"][3].update(queue_depth=0), "points.3.queue_depth", "greater than"),
+    (lambda d: d["params"].update(n_unitz=4), "params.n_unitz", "unknown key"),
+    (lambda d: d.update(points=d["points"][:3]), "points", "too few"),
+    (lambda d: d["points"][0].update(source="rumour"), "points.0.source", ""),
+])
+def test_bad_profile_is_one_line_exit_2(tmp_path, capsys, mutate, key, words):
+    path = _bad(tmp_path, mutate)
+    code = main(["device", "predict", "--profile", str(path), "--chunk", "4k", "--qd", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and str(path) in err and key in err and words in err
+    with pytest.raises(InputError):
+        DeviceProfile.load(path)
+
+
+def test_missing_profile_and_bad_arguments(tmp_path, capsys):
+    assert main(["device", "predict", "--profile", str(tmp_path / "no.yaml"), "--chunk", "4k",
+                 "--qd", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    m1 = str(DEVICES / "m1max-paper.yaml")
+    assert main(["device", "predict", "--profile", m1, "--chunk", "4q", "--qd", "1"]) == 2
+    assert main(["device", "predict", "--profile", m1, "--chunk", "4k", "--qd", "0"]) == 2
+
+
+def test_profile_without_params_cannot_predict(tmp_path, capsys):
+    path = _bad(tmp_path, lambda d: (d.pop("params"), d.pop("fit")))
+    assert main(["device", "predict", "--profile", str(path), "--chunk", "4k", "--qd", "1"]) == 2
+    assert "params" in capsys.readouterr().err
+
+
+def test_predict_json(capsys):
+    m1 = str(DEVICES / "m1max-paper.yaml")
+    assert main(["device", "predict", "--profile", m1, "--chunk", "16k", "--qd", "32", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["chunk_bytes"] == 16384 and out["queue_depth"] == 32
+    assert out["throughput_mb_s"] == pytest.approx(2250, rel=0.1)
+    # closed loop with 32 in flight: latency ≈ 32 × 16 KiB / throughput (host overhead is tiny)
+    assert out["latency_us"] == pytest.approx(32 * 16384 / out["throughput_mb_s"], rel=0.05)
+    assert out["measured_throughput_mb_s"] == 2250
