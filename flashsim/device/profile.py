@@ -126,11 +126,23 @@ class DeviceProfile(StrictModel):
     def to_yaml(self) -> str:
         """YAML text with a stable key order (sizes as plain byte counts)."""
         data = to_jsonable(self.model_dump(mode="python", exclude_none=True))
-        return yaml.safe_dump(data, sort_keys=False, width=100)
+        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=96, allow_unicode=True)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the profile atomically."""
         atomic_write_text(path, self.to_yaml())
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML with long texts as folded blocks, so descriptions stay readable."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else (">" if len(text) > 90 else None)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def load_params(source: "DeviceProfile | DeviceParams | dict | str | os.PathLike") -> DeviceParams:
