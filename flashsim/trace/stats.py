@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from ..errors import InputError
 from .format import ActivationTrace, NeuronSets
@@ -103,7 +104,8 @@ def closest_friends(s: NeuronSets, start: int = 0, stop: int | None = None,
                     block: int = 2048) -> Friends:
     """Each ever-active neuron's closest friend argmax_j P(j | i), j != i (ties: lowest id).
 
-    Co-occurrence counts come from a float32 matrix product over tokens in blocks of rows.
+    Co-occurrence counts: sparse (neuron x token) times dense (token x neuron), in row blocks;
+    the cost grows with the number of activations times the number of ever-active neurons.
     """
     stop = len(s) if stop is None else stop
     lo, hi = int(s.ptr[start]), int(s.ptr[stop])
@@ -113,12 +115,15 @@ def closest_friends(s: NeuronSets, start: int = 0, stop: int | None = None,
     mask = np.zeros((stop - start, n), dtype=np.float32)
     mask[rows, cols] = 1.0
     counts = mask.sum(axis=0).astype(np.int64)
+    # neuron-major sparse copy: row i lists the tokens where neuron i fired
+    by_neuron = csr_matrix((np.ones(len(rows), dtype=np.float32), (cols, rows)),
+                           shape=(n, stop - start))
     friend = np.full(n, -1, dtype=np.int64)
     friend_rate = np.zeros(n)
     third_rate = np.full(n, np.nan)
     for b0 in range(0, n, block):
         b1 = min(n, b0 + block)
-        co = mask[:, b0:b1].T @ mask  # [b, n] co-occurrence counts (exact in float32)
+        co = np.asarray(by_neuron[b0:b1] @ mask)  # [b, n] co-occurrence counts (exact)
         co[np.arange(b1 - b0), np.arange(b0, b1)] = -1.0
         best = np.argmax(co, axis=1)
         best_count = co[np.arange(b1 - b0), best]
