@@ -146,3 +146,23 @@ def test_closest_friend_rates_match_a_reference_on_random_sets():
     for i, rate in zip(f.neurons, f.friend_rate):
         others = np.delete(co[i], i)
         assert rate == pytest.approx(others.max() / co[i, i])
+
+
+def test_frequent_friend_rate_ignores_rare_neurons():
+    # neuron 0 fires on all 6 tokens, neuron 1 on the first 5 with 0, neuron 2 once with both
+    s = NeuronSets.from_lists([[0, 1, 2], [0, 1], [0, 1], [0, 1], [0, 1], [0]])
+    g = ModelGeometry("hand", 1, 4, 8, 2)
+    co = trace_stats(ActivationTrace(g, np.arange(6), 0, [s], None, {}))["coactivation"]
+    # frequent (>= 5 times): neuron 0 (friend 1: 5/6) and neuron 1 (friend 0: 5/5)
+    assert co["n_frequent"] == [2] and co["friend_rate_median_frequent"] == pytest.approx([11 / 12])
+    assert co["friend_rate_median"] == pytest.approx([1.0])
+
+
+def test_window_increments_agree_with_the_layout_window_cache():
+    window = pytest.importorskip("flashsim.layout.window")
+    rng = np.random.default_rng(5)
+    s = NeuronSets.from_mask(rng.random((30, 40)) < rng.random(40) * 0.4)
+    w = window_stats(s, start=10, ks=[5])
+    res = window.run_window(s, 40, 10, 5)
+    assert res.loads.counts().mean() == pytest.approx(w.incremental_neurons[0])
+    assert res.resident_neurons.mean() == pytest.approx(w.resident_neurons[0])

@@ -212,7 +212,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                "n_prompt_tokens": trace.n_prompt_tokens, "targets": targets,
                "achieved": achieved, "fit": trace.meta["fit"]}
     rows = [{"stat": k, "target": targets.get(k), "achieved": achieved.get(k)}
-            for k in achieved if not isinstance(achieved.get(k), list)]
+            for k in achieved if isinstance(achieved.get(k), float)]
     human = (f"wrote SYNTHETIC trace {out} ({geometry.name}, {trace.n_tokens} tokens)\n"
              + table(rows, [("stat", "statistic", "s"), ("target", "target", ".4f"),
                             ("achieved", "achieved", ".4f")]))

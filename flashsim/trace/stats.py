@@ -136,15 +136,20 @@ def closest_friends(s: NeuronSets, start: int = 0, stop: int | None = None,
     return Friends(neurons, counts, friend, friend_rate, third_rate)
 
 
+FREQUENT_MIN_COUNT = 5
+
+
 def coactivation_summary(friends: Friends, d_ffn: int, hot_fraction: float = 0.01) -> dict[str, Any]:
     """How close friends are, and how often the hottest neurons are someone's closest friend.
 
     Hot = the round(hot_fraction * d_ffn) most often active neurons (at least 1; ties: lowest
     id). `hot_friend_share_if_random` is what the share would be with friends drawn uniformly.
+    `*_frequent` keys cover neurons active at least 5 times (a neuron seen once has rate 1).
     """
     n = len(friends.neurons)
     if n == 0:
         return {"n_ever_active": 0, "friend_rate_mean": None, "friend_rate_median": None,
+                "n_frequent": 0, "friend_rate_median_frequent": None,
                 "third_friend_rate_median": None, "friend_rate_ge_95_share": None,
                 "n_hot": 0, "hot_friend_share": None, "hot_friend_share_if_random": None,
                 "top_friend_share": None}
@@ -154,10 +159,13 @@ def coactivation_summary(friends: Friends, d_ffn: int, hot_fraction: float = 0.0
     hot_friend = np.isin(friends.friend, hot_ids) & has
     popular = np.bincount(friends.friend[has], minlength=d_ffn).max() if has.any() else 0
     third = friends.third_rate[np.isfinite(friends.third_rate)]
+    frequent = friends.friend_rate[friends.counts >= FREQUENT_MIN_COUNT]
     return {
         "n_ever_active": int(n),
         "friend_rate_mean": float(friends.friend_rate.mean()),
         "friend_rate_median": float(np.median(friends.friend_rate)),
+        "n_frequent": int(len(frequent)),
+        "friend_rate_median_frequent": float(np.median(frequent)) if len(frequent) else None,
         "third_friend_rate_median": float(np.median(third)) if len(third) else None,
         "friend_rate_ge_95_share": float((friends.friend_rate >= 0.95).mean()),
         "n_hot": int(n_hot),
