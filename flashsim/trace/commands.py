@@ -203,7 +203,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     fit = ActivationTrace.load(args.fit or default_fit_trace_path())
     trace = synthetic_trace(geometry, args.tokens, fitted_to=fit,
                             rates=paper_opt_6_7b_rates(geometry.n_layers), seed=args.seed,
-                            n_prompt_tokens=args.prompt_tokens)
+                            n_prompt_tokens=args.prompt_tokens, quiet=args.json)
     trace.save(out)
     achieved = trace.meta["achieved"]
     targets = trace.meta["targets"]

@@ -28,6 +28,7 @@ from scipy.signal import lfilter
 from scipy.special import ndtr, ndtri
 
 from ..errors import InputError
+from ..progress import progress
 from .format import ActivationTrace, ModelGeometry, NeuronSets
 from .stats import closest_friends, measured_tokens, trace_stats
 
@@ -294,7 +295,8 @@ def _ar1(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.nda
 
 def _latent_masks(beta: np.ndarray, params: LatentParams, n_tokens: int, seed: int,
                   group_of: np.ndarray | None = None, alpha: np.ndarray | None = None,
-                  tau: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  tau: np.ndarray | None = None,
+                  quiet: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the latent process; [L, T, m] masks of z > beta (and of z + tau n > alpha)."""
     rng = np.random.default_rng(seed)
     n_layers, m = beta.shape
@@ -304,7 +306,7 @@ def _latent_masks(beta: np.ndarray, params: LatentParams, n_tokens: int, seed: i
     n_groups = int(group_of.max()) + 1 if group_of is not None and gamma > 0 else 0
     first = np.zeros((n_layers, n_tokens, m), dtype=bool)
     second = np.zeros((n_layers, n_tokens, m), dtype=bool) if alpha is not None else None
-    for l in range(n_layers):
+    for l in progress(range(n_layers), total=n_layers, desc="synthetic layers", quiet=quiet):
         z = _ar1(rng, (n_tokens, m), phi)
         z *= a_s
         z += a_e * rng.standard_normal((n_tokens, m), dtype=f32)
@@ -394,11 +396,11 @@ def _fit_gamma(structure: RealStructure, params: LatentParams, seed: int) -> flo
 
 def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: ActivationTrace,
                     rates: SyntheticRates, seed: int = 0, n_prompt_tokens: int = 0,
-                    calibration_neurons: int = 256) -> ActivationTrace:
+                    calibration_neurons: int = 256, quiet: bool = True) -> ActivationTrace:
     """A SYNTHETIC trace of `geometry`: real-trace structure, target rates, marked synthetic.
 
     Deterministic given the seed. meta holds the targets, the fitted parameters and the
-    achieved statistics (measured on the result with trace_stats).
+    achieved statistics (measured on the result with trace_stats). quiet=False shows a bar.
     """
     rates.check(geometry.n_layers)
     if n_tokens < 2 or not 0 <= n_prompt_tokens < n_tokens:
@@ -450,7 +452,7 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
     alpha = np.sqrt(1 + tau ** 2)[:, None] * ndtri(1 - r) if has_pred else None
     group_of = _groups(L, d, np.random.default_rng(seeds[4]))
     first, second = _latent_masks(beta, params, n_tokens, int(seeds[5]), group_of,
-                                  alpha, tau if has_pred else None)
+                                  alpha, tau if has_pred else None, quiet=quiet)
     active_mask = second if has_pred else first
     active = [NeuronSets.from_mask(active_mask[l]) for l in range(L)]
     predicted = [NeuronSets.from_mask(first[l]) for l in range(L)] if has_pred else None
