@@ -473,6 +473,19 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
     return trace
 
 
+def opt_6_7b_synthetic_trace(fit_path: str | Path | None = None, n_tokens: int = 384,
+                             n_prompt_tokens: int = 128, seed: int = 0,
+                             quiet: bool = True) -> ActivationTrace:
+    """The paper_table2 stand-in: OPT-6.7B geometry, paper rates, fitted to a real trace
+    (default: the bundled opt-mini training trace). SYNTHETIC."""
+    from .format import ActivationTrace as _Trace
+
+    fit = _Trace.load(fit_path if fit_path is not None else default_fit_trace_path())
+    return synthetic_trace(OPT_6_7B_SYNTHETIC, n_tokens, fitted_to=fit,
+                           rates=paper_opt_6_7b_rates(OPT_6_7B_SYNTHETIC.n_layers), seed=seed,
+                           n_prompt_tokens=n_prompt_tokens, quiet=quiet)
+
+
 def achieved_stats(trace: ActivationTrace, window_k: int = 5) -> dict[str, Any]:
     """The statistics a synthetic trace is fitted to, measured with trace_stats."""
     ks = sorted({1, window_k})
@@ -502,5 +515,5 @@ def is_synthetic(trace: ActivationTrace) -> bool:
 
 
 __all__: Sequence[str] = ("OPT_6_7B_SYNTHETIC", "SyntheticRates", "paper_opt_6_7b_rates",
-                          "synthetic_trace", "fit_real_structure", "achieved_stats",
+                          "synthetic_trace", "opt_6_7b_synthetic_trace", "fit_real_structure", "achieved_stats",
                           "parse_geometry", "default_fit_trace_path")
