@@ -138,7 +138,8 @@ def _spec_from_config(config: dict[str, Any], folder: Path) -> OPTSpec:
                          key="activation_function", expected="'relu'")
 
     def need_int(key: str, default: Any = None) -> int:
-        value = config.get(key, default)
+        value = config.get(key)
+        value = default if value is None else value
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise InputError(f"missing or invalid ({value!r})", file=path, key=key,
                              expected="a positive integer")
