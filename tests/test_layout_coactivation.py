@@ -1,6 +1,7 @@
 """Co-activation layouts on hand-made training and replay traces."""
 
 import numpy as np
+import pytest
 
 from flashsim.layout.coactivation import closest_friends, friend_read_units, seriate
 from flashsim.layout.placement import bundled_placement
@@ -49,7 +50,8 @@ def test_friend_layout_reads_four_rows_per_record_and_duplicates_the_friend():
     assert plan.useful_bytes[0, 0] == 2 * REC
 
 
-def test_seriation_puts_hot_first_groups_together_dead_last():
+@pytest.mark.parametrize("method", ["cluster", "spectral"])
+def test_seriation_puts_hot_first_groups_together_dead_last(method):
     rng = np.random.default_rng(0)
     groups = [[2, 7, 11], [4, 9, 13, 14], [1, 5]]
     sets = []
@@ -59,7 +61,7 @@ def test_seriation_puts_hot_first_groups_together_dead_last():
             if rng.random() < 0.3:
                 s |= set(g)
         sets.append(sorted(s))
-    order = seriate(NeuronSets.from_lists(sets), 16, method="cluster", hot_threshold=0.5)
+    order = seriate(NeuronSets.from_lists(sets), 16, method=method, hot_threshold=0.5)
     assert sorted(order.tolist()) == list(range(16))
     assert order[0] == 0
     pos = np.argsort(order)

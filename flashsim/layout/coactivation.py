@@ -8,7 +8,8 @@ Two variants:
 - "order": bundled [fc1 | fc2] records, reordered so neurons that are needed together sit
   next to each other: hot neurons (used by ≥ `hot_threshold` of training tokens) first, in
   one run; never-used neurons last; the rest seriated by average-linkage clustering of the
-  Jaccard distance between their token sets with optimal leaf ordering (scipy). With a
+  Jaccard distance between their token sets with optimal leaf ordering (scipy; above
+  CLUSTER_MAX neurons, spectral seriation of the token × neuron matrix instead). With a
   window, the sets it learns from are the training trace's *loads* through the same window
   (what is read together), not the raw activations. Adjacent needed records merge into one
   read; `merge_gap_bytes` also merges reads separated by a small gap.
@@ -28,7 +29,8 @@ from .sparse import SparseLayout
 from .window import run_window
 
 VARIANTS = ("order", "friend")
-ORDER_METHODS = ("cluster", "frequency")
+ORDER_METHODS = ("cluster", "spectral", "frequency")
+CLUSTER_MAX = 4096  # above this many neurons, "cluster" falls back to "spectral"
 
 
 def coactivation_counts(sets: NeuronSets, d_ffn: int) -> np.ndarray:
@@ -37,14 +39,38 @@ def coactivation_counts(sets: NeuronSets, d_ffn: int) -> np.ndarray:
     return (mask.T @ mask).astype(np.float64)
 
 
-def closest_friends(sets: NeuronSets, d_ffn: int) -> np.ndarray:
-    """Per neuron, the other neuron most often in the set with it (itself if there is none)."""
-    counts = coactivation_counts(sets, d_ffn)
-    np.fill_diagonal(counts, -1.0)
-    friend = np.argmax(counts, axis=1).astype(np.int64)
-    alone = counts.max(axis=1) <= 0  # never used, or never with another neuron
-    friend[alone] = np.flatnonzero(alone)
+def closest_friends(sets: NeuronSets, d_ffn: int, chunk: int = 2048) -> np.ndarray:
+    """Per neuron, the other neuron most often in the set with it (itself if there is none).
+
+    Counted in row chunks, so a 16384-neuron layer never holds the full d × d matrix.
+    """
+    mask = sets.to_mask(d_ffn).astype(np.float32)
+    friend = np.arange(d_ffn, dtype=np.int64)
+    for lo in range(0, d_ffn, chunk):
+        hi = min(lo + chunk, d_ffn)
+        counts = mask[:, lo:hi].T @ mask  # [hi - lo, d]
+        counts[np.arange(hi - lo), np.arange(lo, hi)] = -1.0
+        best = np.argmax(counts, axis=1)
+        has = counts[np.arange(hi - lo), best] > 0  # else never used, or never with another
+        friend[lo:hi][has] = best[has]
     return friend
+
+
+def spectral_order(sets: NeuronSets, neurons: np.ndarray) -> np.ndarray:
+    """`neurons` sorted by the second singular vector of the normalised token × neuron matrix.
+
+    Spectral seriation of the bipartite token–neuron graph: neurons used by the same tokens
+    get close values. Memory is O(tokens × neurons), so it scales to 16k-neuron layers.
+    """
+    mask = sets.to_mask(int(neurons.max()) + 1)[:, neurons].astype(np.float64)
+    mask = mask[mask.sum(axis=1) > 0]
+    if mask.shape[0] < 2:
+        return neurons
+    row, col = mask.sum(axis=1), mask.sum(axis=0)
+    a = mask / np.sqrt(row)[:, None] / np.sqrt(np.maximum(col, 1))[None, :]
+    _, _, vt = np.linalg.svd(a, full_matrices=False)
+    score = vt[1] / np.sqrt(np.maximum(col, 1))
+    return neurons[np.argsort(score, kind="stable")]
 
 
 def seriate(sets: NeuronSets, d_ffn: int, *, method: str = "cluster",
@@ -61,6 +87,8 @@ def seriate(sets: NeuronSets, d_ffn: int, *, method: str = "cluster",
     mid = np.flatnonzero((freq > 0) & (freq < hot_threshold))
     if method == "frequency" or len(mid) < 3:
         mid = mid[np.argsort(-freq[mid], kind="stable")]
+    elif method == "spectral" or len(mid) > CLUSTER_MAX:
+        mid = spectral_order(sets, mid)
     else:
         from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
         from scipy.spatial.distance import squareform

@@ -88,6 +88,18 @@ class IOPlan:
         useful = int(self.useful_bytes.sum())
         return float(self.length_bytes.sum()) / useful if useful else float("nan")
 
+    def head(self, n_tokens: int) -> "IOPlan":
+        """The plan of its first `n_tokens` planned tokens (e.g. a quick check on a few)."""
+        n = max(0, min(int(n_tokens), self.n_tokens))
+        ptr = self.batch_ptr[:n * self.n_layers + 1]
+        hi = int(ptr[-1])
+        per = lambda a: None if a is None else a[:n]  # noqa: E731
+        return IOPlan(self.layout, dict(self.params), self.geometry, self.block_bytes,
+                      self.file_bytes, self.token_index[:n], ptr.copy(), self.offset_bytes[:hi],
+                      self.length_bytes[:hi], per(self.useful_bytes),
+                      per(self.dram_resident_bytes), per(self.mem_moved_bytes),
+                      per(self.neurons_loaded), dict(self.meta), per(self.computed_neurons))
+
     def validate(self) -> None:
         """InputError when any read is unaligned, empty or outside the file."""
         if len(self.batch_ptr) != self.n_tokens * self.n_layers + 1:

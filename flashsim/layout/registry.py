@@ -31,7 +31,8 @@ LAYOUTS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 COMPARE_ORDER = ("naive", "hybrid", "sparse", "windowed", "bundled", "windowed+bundled",
-                 "coactivation-friend", "coactivation", "windowed+coactivation")
+                 "coactivation-friend", "coactivation", "windowed+coactivation-friend",
+                 "windowed+coactivation")
 
 REFERENCE_TRACE = "opt-mini-ref.trace"
 TRAIN_TRACE = "opt-mini-train.trace"
