@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,37 +96,69 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert store.finished(results["run_id"]) == set(results[results["status"] == "ok"]["run_id"])
 
 
-def _start(spec, out):
+def _start(spec, out, workers):
     env = dict(os.environ, CI="1")
     return subprocess.Popen([sys.executable, "-m", "flashsim", "sweep", str(spec), "--out",
-                             str(out), "--workers", "1"], env=env,
+                             str(out), "--workers", str(workers)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig):
+def _processes_mentioning(text):
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig, workers", [(signal.SIGKILL, 1), (signal.SIGINT, 1),
+                                          (signal.SIGKILL, 2)])
+def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers):
     # 48 runs on the (slower) SimPy engine, so the kill lands mid-sweep
     data = smoke_dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 5],
                       queue_depths=[1, 2, 4, 8, 16, 32], engine="des")
     spec = write_yaml(tmp_path, data)
     out = tmp_path / "killed"
-    proc = _start(spec, out)
+    proc = _start(spec, out, workers)
     runs = out / "runs"
     deadline = time.monotonic() + 120
     while not (runs.is_dir() and any(runs.glob("*.parquet"))):
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    if workers > 1:
+        assert len(_processes_mentioning(str(out))) >= 1 + workers
     os.kill(proc.pid, sig)
     code = proc.wait(60)
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     finished = ResultStore(out).finished(p.stem for p in runs.glob("*.parquet"))
     assert 0 < len(finished) < 48
     assert not (out / "results.parquet").exists()
+    if workers > 1:  # worker processes die with the sweep (their command line is the sweep's)
+        deadline = time.monotonic() + 10
+        while _processes_mentioning(str(out)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_mentioning(str(out)) == []
 
     resumed = run_sweep(spec, out, workers=1, quiet=True)
     assert resumed.n_skipped == len(finished) and resumed.n_ran == 48 - len(finished)
+    assert not list(runs.glob(".flashsim-tmp-*"))  # a killed write leaves no litter
     whole = run_sweep(spec, tmp_path / "whole", workers=1, quiet=True)
     pd.testing.assert_frame_equal(comparable(resumed.results), comparable(whole.results))
     pd.testing.assert_frame_equal(comparable(pd.read_parquet(out / "tokens.parquet")),
                                   comparable(pd.read_parquet(tmp_path / "whole" / "tokens.parquet")))
+
+
+def test_one_sweep_at_a_time_per_folder(tmp_path, capsys):
+    spec = write_yaml(tmp_path, smoke_dict(layouts=["sparse"], queue_depths=[8]))
+    out = tmp_path / "out"
+    store = ResultStore(out)
+    store.create()
+    with store.locked():
+        assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 2
+    assert "another flashsim sweep is writing to this folder" in capsys.readouterr().err
+    assert not list((out / "runs").iterdir())
+    assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 0

@@ -92,18 +92,19 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out_dir: str | os.PathLike | Non
     ids = [c["run_id"] for c in configs]
 
     store.create()
-    if measured:
-        save_rates(out, measured)
-    _write_manifest(out, sweep, ids)
-    done = store.finished(ids)
-    pending = [c for c in configs if c["run_id"] not in done]
-    results_iter = execute(pending, executor=executor, workers=workers, scheduler=scheduler,
-                           dask_processes=dask_processes) if pending else iter(())
-    for result in progress(results_iter, total=len(pending), desc=f"sweep {sweep.name}",
-                           quiet=quiet):
-        store.write(result)
-
-    results = store.combine(ids)
+    with store.locked():
+        if measured:
+            save_rates(out, measured)
+        _write_manifest(out, sweep, ids)
+        done = store.finished(ids)
+        pending = [c for c in configs if c["run_id"] not in done]
+        results_iter = execute(pending, executor=executor, workers=workers,
+                               scheduler=scheduler, dask_processes=dask_processes
+                               ) if pending else iter(())
+        for result in progress(results_iter, total=len(pending), desc=f"sweep {sweep.name}",
+                               quiet=quiet):
+            store.write(result)
+        results = store.combine(ids)
     failed = [{"run_id": r["run_id"], "layout": r["layout"], "trace": r["trace"],
                "device": r["device"], "queue_depth": r["queue_depth"], "window": r["window"],
                "error": r["error"]}

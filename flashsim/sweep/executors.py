@@ -50,7 +50,7 @@ def _local(configs: list[dict[str, Any]], workers: int) -> Iterator[dict[str, An
         for config in configs:
             yield run_one(config)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
     try:
         pending: dict[Future, dict[str, Any]] = {pool.submit(run_one, c): c for c in configs}
         while pending:
@@ -60,6 +60,23 @@ def _local(configs: list[dict[str, Any]], workers: int) -> Iterator[dict[str, An
                 yield _result_or_failure(future, config)
     finally:  # Ctrl-C, or the consumer stopped: drop what has not started
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to kill this worker when the sweep
+    process dies (kill -9 leaves no orphans behind computing runs nobody will write)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+        if os.getppid() == 1:  # the parent died before prctl
+            os._exit(1)
 
 
 def _result_or_failure(future: Any, config: dict[str, Any]) -> dict[str, Any]:

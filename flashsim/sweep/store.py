@@ -10,6 +10,8 @@ moment resumes by skipping the ids whose file says status "ok".
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
@@ -26,6 +28,8 @@ from ..errors import InputError
 
 META_KEY = b"flashsim"
 RUNS_DIR = "runs"
+LOCK_FILE = ".flashsim-sweep.lock"
+TMP_PREFIX = ".flashsim-tmp-"  # atomic_write's temp files (left behind by kill -9)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 TOKENS_PARQUET = "tokens.parquet"
@@ -51,6 +55,26 @@ class ResultStore:
         except OSError as exc:
             raise InputError(f"cannot create the output folder ({exc.strerror})",
                              file=self.out_dir, key="--out") from None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the folder's lock (one sweep invocation writes a folder at a time); the
+        kernel drops it when the process dies, so kill -9 leaves no stale lock. Temp files
+        left by a killed writer are removed once the lock is held."""
+        handle = open(self.out_dir / LOCK_FILE, "a")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError("another flashsim sweep is writing to this folder",
+                                 file=self.out_dir, key="--out",
+                                 expected="a different --out, or wait for it") from None
+            for stale in self.runs_dir.glob(TMP_PREFIX + "*"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+            yield self
+        finally:
+            handle.close()
 
     def path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.parquet"
