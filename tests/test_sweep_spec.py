@@ -49,6 +49,11 @@ def test_length_one_axes_broadcast_when_zipped(tmp_path):
     assert [(p["windows"], p["queue_depths"]) for p in points] == [(1, 16), (2, 16), (3, 16)]
 
 
+def test_a_single_value_needs_no_list(tmp_path):
+    runs = configs_of(tmp_path, layouts="sparse", queue_depths=16, windows=None)
+    assert [(c["layout"], c["queue_depth"]) for c in runs] == [("sparse", 16)]
+
+
 def test_run_ids_are_stable_and_follow_every_config_value(tmp_path):
     first = {c["run_id"] for c in configs_of(tmp_path)}
     again = {c["run_id"] for c in configs_of(tmp_path)}
@@ -75,7 +80,8 @@ BAD = [
     (dict(windows=[2, 0]), "windows.1", "greater than or equal to 1"),
     (dict(windows=[-3]), "windows.0", "greater than or equal to 1"),
     (dict(queue_depths=[0]), "queue_depths.0", "greater than or equal to 1"),
-    (dict(queue_depths="many"), "queue_depths", "valid list"),
+    (dict(queue_depths="many"), "queue_depths.0", "valid integer"),
+    (dict(windows={"k": 2}), "windows", "valid list"),
     (dict(layouts=["sparse", "striped"]), "layouts.1", "unknown layout 'striped'"),
     (dict(layouts=[]), "layouts", "zero runs"),
     (dict(queue_depths=[]), "queue_depths", "zero runs"),
@@ -102,7 +108,8 @@ def test_bad_sweeps_are_one_line_errors_naming_file_and_key(tmp_path, changes, k
     assert str(spec) in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("changes, key, message", BAD[:3] + BAD[5:6] + BAD[10:11])
+@pytest.mark.parametrize("changes, key, message", [
+    b for b in BAD if b[1] in ("windows.1", "queue_depths.0", "layouts.1", "layouts", "traces.0")])
 def test_cli_exits_2_and_writes_nothing(tmp_path, capsys, changes, key, message):
     spec = write_yaml(tmp_path, smoke_dict(**changes))
     out = tmp_path / "out"

@@ -79,6 +79,15 @@ class SweepSpec(StrictModel):
     train_trace: str = BUNDLED_PREFIX + "opt-mini-train.trace"
     host: HostRates = Field(default_factory=HostRates)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scalars_are_one_value_axes(cls, data: Any) -> Any:
+        """`queue_depths: 32` means `queue_depths: [32]`."""
+        if isinstance(data, dict):
+            data = {k: [v] if k in AXES and isinstance(v, (str, int, float)) else v
+                    for k, v in data.items()}
+        return data
+
 
 @dataclass(frozen=True)
 class FileRef:
