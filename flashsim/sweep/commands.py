@@ -57,7 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         lines.append(f"FAILED {f['run_id']} {f['layout']}: {f['error']}")
     if outcome.figure:
         lines.append(f"figure: {outcome.figure}")
-    emit(args, outcome.to_dict(), "\n".join(lines))
+    emit(args, dict(outcome.to_dict(), results=rows), "\n".join(lines))
     return 1 if outcome.failed else 0
 
 
