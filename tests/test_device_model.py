@@ -62,17 +62,22 @@ def _batches(rng, n_batches):
     return np.concatenate(offs), np.concatenate(lens), np.array(ptr)
 
 
+CONGESTED = PARAMS.model_copy(update={"n_units": 3, "stripe_bytes": 16384,
+                                      "link_congestion_per_read": 0.01})
+
+
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])
-def test_fast_path_matches_simpy_within_one_percent(qd):
+@pytest.mark.parametrize("params", [PARAMS, CONGESTED], ids=["plain", "congested"])
+def test_fast_path_matches_simpy_within_one_percent(qd, params):
     rng = np.random.default_rng(qd)
     off, length, ptr = _batches(rng, 12)
-    des = FlashDevice(PARAMS).run_batches(off, length, ptr, qd)
-    fast = FastDevice(PARAMS).run_batches(off, length, ptr, qd)
+    des = FlashDevice(params).run_batches(off, length, ptr, qd)
+    fast = FastDevice(params).run_batches(off, length, ptr, qd)
     assert np.all(des > 0)
     assert np.max(np.abs(fast - des) / des) <= 0.01
     # and per read, on one batch
-    a = FlashDevice(PARAMS).run(off[:ptr[3]], length[:ptr[3]], qd)
-    b = FastDevice(PARAMS).run(off[:ptr[3]], length[:ptr[3]], qd)
+    a = FlashDevice(params).run(off[:ptr[3]], length[:ptr[3]], qd)
+    b = FastDevice(params).run(off[:ptr[3]], length[:ptr[3]], qd)
     assert np.max(np.abs(a.finish_s - b.finish_s)) <= 0.01 * a.makespan_s
 
 
@@ -115,6 +120,16 @@ def test_littles_law(chunk, qd):
     in_device = reads_per_s * d["latency_mean_us"] * 1e-6
     expected = qd * d["latency_mean_us"] / (d["latency_mean_us"] + PARAMS.host_overhead_us)
     assert in_device == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_congestion_slows_only_crowded_transfers(engine):
+    slow = make_device(PARAMS.model_copy(update={"link_congestion_per_read": 0.1}), engine)
+    alone = slow.run([0], [1 << 20], 1)  # one read in flight: no congestion
+    assert alone.finish_s[0] - alone.start_s[0] == pytest.approx(40e-6 + (1 << 20) / 2000e6)
+    crowd = slow.run(np.arange(4) * (1 << 20), np.full(4, 1 << 20), 4)
+    ideal = make_device(PARAMS, engine).run(np.arange(4) * (1 << 20), np.full(4, 1 << 20), 4)
+    assert crowd.makespan_s > 1.2 * ideal.makespan_s
 
 
 @pytest.mark.parametrize("engine", ["fast", "des"])

@@ -4,8 +4,8 @@ Every point: a warm-up (excluded), then one closed-loop batch of random chunk-al
 over the whole file lasting about `duration_s`; throughput and latency are read off its
 steady state (`fit.steady_point`, the same rule the model's predictions use). The grid is
 repeated `repeats` times in rounds (all points, then all again) so slow drift of a shared
-disk spreads over every point; a point's value is the median of its repeats and the spread
-(max − min) / median is recorded.
+disk spreads over every point (each round in its own random order); a point's value is the
+median of its repeats and the spread (max − min) / median is recorded.
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     t_begin = time.perf_counter()
     with DirectReader(path, allow_page_cache=allow_page_cache) as reader:
         o_direct = reader.o_direct
-        rounds = [(r, g) for r in range(repeats) for g in grid]
+        # each round visits the grid in its own random order, so a history effect of the
+        # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
+        rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
         for _, (chunk, qd) in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
             results[(chunk, qd)].append(measure_point(reader, chunk, qd, duration_s=duration_s,
                                                       warmup_s=warmup_s, rng=rng))
@@ -175,7 +177,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     info = MeasuredInfo(
         method="flashsim calibrate: DirectReader (os.preadv from queue_depth threads), random "
                "chunk-aligned offsets over the whole file, closed loop; value = median of "
-               "repeats run in rounds over the grid",
+               "repeats run in rounds over the grid, each round in random order",
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         o_direct=o_direct, file_path=os.fspath(path), file_bytes=file_bytes,
         point_duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,

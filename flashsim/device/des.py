@@ -49,7 +49,7 @@ class FlashDevice:
             return DeviceRun(start, finish, 0.0)
         env = simpy.Environment()
         unit_free = [0.0] * k.n_units
-        state = {"next": 0, "link_free": 0.0}
+        state = {"next": 0, "link_free": 0.0, "in_flight": 0}
         offsets = off.tolist()
         lengths = length.tolist()
 
@@ -59,6 +59,7 @@ class FlashDevice:
                 if i >= n:
                     return
                 state["next"] = i + 1
+                state["in_flight"] += 1
                 now = env.now
                 t_issue = now + k.host_s
                 start[i] = t_issue
@@ -78,10 +79,13 @@ class FlashDevice:
                 # shared link: FIFO by first-byte time, cut-through with the units
                 now = env.now
                 link_begin = state["link_free"] if state["link_free"] > now else now
-                state["link_free"] = link_begin + lengths[i] / k.link_bytes_per_s
+                transfer = (lengths[i] / k.link_bytes_per_s) * (
+                    1.0 + k.congestion * (state["in_flight"] - 1))
+                state["link_free"] = link_begin + transfer
                 done = flash_end if flash_end > state["link_free"] else state["link_free"]
                 yield env.timeout(done - now)
                 finish[i] = env.now
+                state["in_flight"] -= 1
 
         for _ in range(min(queue_depth, n)):
             env.process(worker())

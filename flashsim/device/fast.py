@@ -108,7 +108,7 @@ def _issue(i, now, off, length, host_s, command_s, n_units, unit_bps, stripe, un
 
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
-              start, finish, makespan):
+              congestion, start, finish, makespan):
     unit_free = np.zeros(n_units)
     heap_t = np.empty(qd + 1)
     heap_s = np.empty(qd + 1, dtype=np.int64)
@@ -124,12 +124,14 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
         link_free = 0.0
         size = 0
         seq = 0
+        in_flight = 0
         nxt = lo
         now = 0.0
         n_workers = qd if qd < hi - lo else hi - lo
         for _ in range(n_workers):
             i = nxt
             nxt += 1
+            in_flight += 1
             t_first = _issue(i, now, off, length, host_s, command_s, n_units, unit_bps, stripe,
                              unit_free, start, flash_end)
             size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 2 * i)
@@ -142,18 +144,20 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             i = p >> 1
             if (p & 1) == 0:  # first byte ready: take the shared link
                 link_begin = link_free if link_free > now else now
-                link_free = link_begin + length[i] / link_bps
+                link_free = link_begin + (length[i] / link_bps) * (1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i]
                 done = fe if fe > link_free else link_free
                 size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq, 2 * i + 1)
                 seq += 1
             else:  # read complete: the worker picks the next read
                 finish[i] = now
+                in_flight -= 1
                 if now > mk:
                     mk = now
                 if nxt < hi:
                     i = nxt
                     nxt += 1
+                    in_flight += 1
                     t_first = _issue(i, now, off, length, host_s, command_s, n_units, unit_bps,
                                      stripe, unit_free, start, flash_end)
                     size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 2 * i)
@@ -175,7 +179,7 @@ class FastDevice:
         makespan = np.zeros(len(ptr) - 1)
         _simulate(off, length, ptr, int(queue_depth), k.host_s, k.command_s, k.n_units,
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
-                  start, finish, makespan)
+                  k.congestion, start, finish, makespan)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

@@ -101,14 +101,21 @@ def summarize(errors: list[PointError]) -> FitInfo:
                    worst_abs_error_pct=round(float(np.max(values)), 3), points=errors)
 
 
-_CONT = ("host_overhead_us", "command_latency_us", "unit_bandwidth_mb_s", "link_bandwidth_mb_s")
-_LOWER = np.log([0.01, 0.1, 1.0, 1.0])
-_UPPER = np.log([5000.0, 1e5, 1e5, 1e6])
+_CONT = ("host_overhead_us", "command_latency_us", "unit_bandwidth_mb_s", "link_bandwidth_mb_s",
+         "link_congestion_per_read")
+_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0])
+_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1])
+_TOLERATED = math.log(1.2)
+"""Errors beyond ±20% get an extra residual, so the fit keeps every point in reach."""
+_PENALTY = 3.0
+MIN_POINTS_FOR_CONGESTION = 10
+"""With fewer points the empirical link congestion term stays 0 (it would be unidentified)."""
 
 
 def _params_from(x: np.ndarray, n_units: int, stripe_bytes: int) -> DeviceParams:
-    values = dict(zip(_CONT, (float(v) for v in np.exp(x))))
-    return DeviceParams(n_units=n_units, stripe_bytes=stripe_bytes, **values)
+    values = dict(zip(_CONT[:4], (float(v) for v in np.exp(x[:4]))))
+    return DeviceParams(n_units=n_units, stripe_bytes=stripe_bytes,
+                        link_congestion_per_read=float(x[4]) if len(x) > 4 else 0.0, **values)
 
 
 def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int,
@@ -120,17 +127,19 @@ def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int,
         res.append(math.log(d["throughput_mb_s"] / p.throughput_mb_s))
         if p.latency_mean_us is not None:
             res.append(math.log(d["latency_mean_us"] / p.latency_mean_us))
-    return np.asarray(res)
+    res = np.asarray(res)
+    return np.concatenate([res, _PENALTY * np.maximum(0.0, np.abs(res) - _TOLERATED)])
 
 
-def _initial_guess(points: list[DevicePoint], n_units: int) -> np.ndarray:
+def _initial_guess(points: list[DevicePoint], n_units: int, congestion: bool) -> np.ndarray:
     lat = [p.latency_mean_us for p in points if p.latency_mean_us is not None]
     small = min(points, key=lambda p: (p.queue_depth, p.chunk_bytes))
     base_us = min(lat) if lat else small.queue_depth * small.chunk_bytes / small.throughput_mb_s
     link = 1.1 * max(p.throughput_mb_s for p in points)
     x0 = np.log([max(0.05, 0.1 * base_us), max(0.2, 0.7 * base_us),
                  max(1.5, 2.0 * link / n_units), link])
-    return np.clip(x0, _LOWER + 1e-6, _UPPER - 1e-6)
+    x0 = np.clip(x0, _LOWER[:4] + 1e-6, _UPPER[:4] - 1e-6)
+    return np.append(x0, 0.002) if congestion else x0
 
 
 def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParams:
@@ -139,19 +148,22 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParam
     if len(keys) < 4:
         raise InputError(f"{len(keys)} distinct points are too few to fit the device model",
                          key="points", expected="at least 4 chunk × queue depth points")
+    congestion = len(keys) >= MIN_POINTS_FOR_CONGESTION
+    n_x = 5 if congestion else 4
+    bounds = (_LOWER[:n_x], _UPPER[:n_x])
     candidates = []
     grid_units = N_UNITS_GRID[1::2] if quick else N_UNITS_GRID
     for n_units in grid_units:
         for stripe in STRIPE_GRID:
-            x0 = _initial_guess(points, n_units)
-            r = least_squares(_residuals, x0, args=(n_units, stripe, points),
-                              bounds=(_LOWER, _UPPER), diff_step=1e-2, max_nfev=25)
+            x0 = _initial_guess(points, n_units, congestion)
+            r = least_squares(_residuals, x0, args=(n_units, stripe, points), bounds=bounds,
+                              diff_step=1e-2, max_nfev=25)
             candidates.append((float(np.sum(r.fun ** 2)), n_units, stripe, r.x))
     candidates.sort(key=lambda c: c[0])
     best = None
     for _, n_units, stripe, x in candidates[: (1 if quick else 3)]:
-        r = least_squares(_residuals, x, args=(n_units, stripe, points),
-                          bounds=(_LOWER, _UPPER), diff_step=1e-2, max_nfev=150)
+        r = least_squares(_residuals, x, args=(n_units, stripe, points), bounds=bounds,
+                          diff_step=1e-2, max_nfev=150)
         cost = float(np.sum(r.fun ** 2))
         if best is None or cost < best[0]:
             best = (cost, n_units, stripe, r.x)

@@ -31,6 +31,10 @@ class DeviceParams(StrictModel):
     unit_bandwidth_mb_s: float = Field(gt=0.0, description="transfer rate of one unit")
     link_bandwidth_mb_s: float = Field(gt=0.0, description="shared interface link cap")
     stripe_bytes: SizeBytes = Field(default=65536, description="bytes per unit before striping on")
+    link_congestion_per_read: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="empirical: each read in flight beyond the first slows link transfers by "
+                    "this fraction (back-end interference of a shared/virtual disk); 0 = none")
 
 
 class MeasuredInfo(StrictModel):
