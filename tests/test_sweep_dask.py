@@ -48,3 +48,15 @@ def test_missing_dask_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--executor", "dask"]) == 2
     assert "pip install 'flashsim[dask]'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_bad_scheduler_address_writes_nothing(tmp_path, capsys):
+    from flashsim.cli import main
+
+    spec = write_yaml(tmp_path, smoke_dict())
+    out = tmp_path / "o"
+    assert main(["sweep", str(spec), "--out", str(out), "--executor", "dask",
+                 "--scheduler", "nonsense://x"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler: cannot reach the Dask scheduler" in err and err.count("\n") == 1
+    assert not out.exists()

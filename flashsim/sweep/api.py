@@ -70,6 +70,10 @@ def check_executor(executor: str, workers: int | None, scheduler: str | None) ->
         raise InputError("the dask executor needs Dask, which is not installed",
                          key="--executor",
                          expected="pip install 'flashsim[dask]' (or --executor local)")
+    if executor == "dask" and scheduler is not None:
+        from .executors import connect_dask
+
+        connect_dask(scheduler).close()  # unreachable: an error before anything is written
 
 
 def run_sweep(sweep: Sweep | str | os.PathLike, out_dir: str | os.PathLike | None = None, *,

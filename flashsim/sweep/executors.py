@@ -92,6 +92,17 @@ def _result_or_failure(future: Any, config: dict[str, Any]) -> dict[str, Any]:
                 "summary": {}, "tokens": pd.DataFrame(), "wall_s": None}
 
 
+def connect_dask(scheduler: str) -> Any:
+    """A Dask client of the scheduler at `scheduler`; InputError when it cannot be reached."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler ({exc})", key="--scheduler",
+                         expected="an address like tcp://host:8786") from None
+
+
 def _dask(configs: list[dict[str, Any]], workers: int | None, scheduler: str | None,
           processes: bool) -> Iterator[dict[str, Any]]:
     try:
@@ -107,11 +118,7 @@ def _dask(configs: list[dict[str, Any]], workers: int | None, scheduler: str | N
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler ({exc})", key="--scheduler",
-                             expected="an address like tcp://host:8786") from None
+        client = connect_dask(scheduler)
     try:
         futures = [client.submit(run_one, c, key=f"flashsim-run-{c['run_id']}", pure=False)
                    for c in configs]
