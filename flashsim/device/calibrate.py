@@ -138,8 +138,8 @@ def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: floa
 
 
 def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
-              qds=DEFAULT_QDS, duration_s: float = 2.0, warmup_s: float = 0.3,
-              repeats: int = 3, allow_page_cache: bool = False, name: str = "device",
+              qds=DEFAULT_QDS, duration_s: float = 1.5, warmup_s: float = 0.3,
+              repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
               description: str = "", seed: int = 0, quiet: bool = False) -> DeviceProfile:
     """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit."""
     if repeats < 1 or duration_s <= 0 or warmup_s < 0:

@@ -22,11 +22,11 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--chunks", default=None,
                      help="chunk sizes (default 4k,8k,16k,32k,64k,128k,256k,1m)")
     cal.add_argument("--qd", default=None, help="queue depths (default 1,2,4,8,16,32,64)")
-    cal.add_argument("--duration", type=float, default=2.0, help="seconds per point (default 2)")
+    cal.add_argument("--duration", type=float, default=1.5, help="seconds per point (default 1.5)")
     cal.add_argument("--warmup", type=float, default=0.3,
                      help="warm-up seconds per point, excluded (default 0.3)")
-    cal.add_argument("--repeats", type=int, default=3,
-                     help="rounds over the grid; each point is the median (default 3)")
+    cal.add_argument("--repeats", type=int, default=5,
+                     help="rounds over the grid; each point is the median (default 5)")
     cal.add_argument("--allow-page-cache", action="store_true",
                      help="if O_DIRECT is unsupported, read through the page cache (recorded)")
     cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,

@@ -20,7 +20,7 @@ SPAN_BYTES = 2 << 30
 """Random offsets of a predicted point cover a file this large (the calibration default)."""
 
 N_UNITS_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
-STRIPE_GRID = (16384, 65536, 262144)
+STRIPE_GRID = (4096, 16384, 65536, 262144)
 
 
 def steady_point(start_s: np.ndarray, finish_s: np.ndarray, chunk_bytes: int,
@@ -61,10 +61,10 @@ def point_reads(chunk_bytes: int, queue_depth: int, pattern: str = "random",
 
 
 def predict_detail(params: DeviceParams | dict, chunk_bytes: int, queue_depth: int,
-                   pattern: str = "random") -> dict[str, float]:
+                   pattern: str = "random", n_reads: int | None = None) -> dict[str, float]:
     """Predicted throughput (MB/s) and mean / p50 / p99 latency (µs) of one point."""
     device = params if isinstance(params, FastDevice) else FastDevice(params)
-    off, length = point_reads(chunk_bytes, queue_depth, pattern)
+    off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
     run = device.run(off, length, queue_depth)
     return steady_point(run.start_s, run.finish_s, chunk_bytes, queue_depth)
 
@@ -118,12 +118,13 @@ def _params_from(x: np.ndarray, n_units: int, stripe_bytes: int) -> DeviceParams
                         link_congestion_per_read=float(x[4]) if len(x) > 4 else 0.0, **values)
 
 
-def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int,
-               points: list[DevicePoint]) -> np.ndarray:
+def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int, points: list[DevicePoint],
+               n_reads: int | None = None) -> np.ndarray:
     device = FastDevice(_params_from(x, n_units, stripe_bytes))
     res = []
     for p in points:
-        d = predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern)
+        n = None if n_reads is None else max(n_reads, 16 * p.queue_depth)
+        d = predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern, n)
         res.append(math.log(d["throughput_mb_s"] / p.throughput_mb_s))
         if p.latency_mean_us is not None:
             res.append(math.log(d["latency_mean_us"] / p.latency_mean_us))
@@ -156,12 +157,12 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParam
     for n_units in grid_units:
         for stripe in STRIPE_GRID:
             x0 = _initial_guess(points, n_units, congestion)
-            r = least_squares(_residuals, x0, args=(n_units, stripe, points), bounds=bounds,
-                              diff_step=1e-2, max_nfev=25)
+            r = least_squares(_residuals, x0, args=(n_units, stripe, points, 500),
+                              bounds=bounds, diff_step=1e-2, max_nfev=25)
             candidates.append((float(np.sum(r.fun ** 2)), n_units, stripe, r.x))
     candidates.sort(key=lambda c: c[0])
     best = None
-    for _, n_units, stripe, x in candidates[: (1 if quick else 3)]:
+    for _, n_units, stripe, x in candidates[: (1 if quick else 4)]:
         r = least_squares(_residuals, x, args=(n_units, stripe, points), bounds=bounds,
                           diff_step=1e-2, max_nfev=150)
         cost = float(np.sum(r.fun ** 2))
