@@ -1,0 +1,269 @@
+"""Validation: the real reader replays each layout's IOPlan on its weight store; the simulator
+predicts the same plan; per-token I/O time measured vs predicted, next to the noise floor.
+
+Per layout × queue depth, every (token, layer) batch of the plan is read with the
+`DirectReader` (O_DIRECT, exactly QD reads in flight) and its makespan recorded; a token's
+measured I/O time is the sum over its layers (layer l's reads start after layer l-1's, as in
+`cost.simulate.io_seconds`, which gives the prediction). Repetitions run in rounds over all
+layouts and QDs (a round's order rotates), so slow drift of a shared disk hits every row
+alike. A token's measured time is the median of its repetitions.
+
+- error_p50_pct: median over tokens of |predicted - measured| / measured;
+- error_p99_pct: |predicted p99 - measured p99| / measured p99 (tail agreement);
+- noise_p50_pct: median over tokens and repetitions of |run r - median of the other runs| /
+  median of the other runs (how well one real run predicts another; needs ≥ 2 repetitions).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..layout.plan import IOPlan
+from ..progress import progress
+from ..trace.format import ActivationTrace
+from .reader import DirectReader
+from .store import WeightStore, store_for
+
+CALIBRATION_FILE = "calibration.bin"
+DEFAULT_CALIBRATION_BYTES = 1 << 30
+
+
+def trace_head(trace: ActivationTrace, n_generated: int | None) -> ActivationTrace:
+    """The trace cut after its first `n_generated` generated tokens (None: unchanged)."""
+    if n_generated is None or trace.n_prompt_tokens + n_generated >= trace.n_tokens:
+        return trace
+    if n_generated < 1:
+        raise InputError(f"{n_generated} tokens", key="tokens", expected="at least 1 token")
+    stop = trace.n_prompt_tokens + int(n_generated)
+    cut = lambda sets: None if sets is None else [s.slice_tokens(0, stop) for s in sets]  # noqa: E731
+    return ActivationTrace(trace.geometry, trace.token_ids[:stop], trace.n_prompt_tokens,
+                           cut(trace.active), cut(trace.predicted), dict(trace.meta))
+
+
+def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int) -> np.ndarray:
+    """Measured makespan (s) of every (token, layer) batch of `plan`, shape [n_tokens, n_layers]."""
+    n_batches = plan.n_tokens * plan.n_layers
+    out = np.zeros(n_batches)
+    ptr, off, length = plan.batch_ptr, plan.offset_bytes, plan.length_bytes
+    for b in range(n_batches):
+        lo, hi = ptr[b], ptr[b + 1]
+        if hi > lo:
+            out[b] = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth).makespan_s
+    return out.reshape(plan.n_tokens, plan.n_layers)
+
+
+def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -> list[int]:
+    """Chunk sizes matched to the plans' reads: powers of two at quantiles of read bytes."""
+    lengths = np.concatenate([p.length_bytes for p in plans if p.n_reads])
+    if len(lengths) == 0:
+        return [4096]
+    qs = np.quantile(lengths, [0.1, 0.5, 0.9, 1.0]) if len(lengths) else [4096]
+    chunks = sorted({int(2 ** round(np.log2(max(q, 4096)))) for q in qs} | {4096})
+    while len(chunks) > max_chunks + 1:
+        chunks.pop(len(chunks) // 2)
+    return chunks
+
+
+def calibrate_profile(folder: Path, plans: list[IOPlan], qds: list[int], *,
+                      size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
+                      repeats: int = 2, quiet: bool = True, allow_page_cache: bool = False):
+    """A quick profile measured now, on this disk, at chunks and QDs matched to the plans."""
+    from ..device.calibrate import calibrate
+    from ..device.fit import fit_profile
+
+    chunks = calibration_grid(plans, qds)
+    qd_grid = sorted(set(qds) | ({2, 4} if max(qds) > 1 else set()))
+    profile = calibrate(folder / CALIBRATION_FILE, size_bytes=size_bytes, chunks=chunks,
+                        qds=qd_grid, duration_s=duration_s, warmup_s=0.1, repeats=repeats,
+                        allow_page_cache=allow_page_cache, name="validate-calibration",
+                        description="quick grid measured by flashsim validate --calibrate",
+                        quiet=quiet)
+    return fit_profile(profile, quick=True)
+
+
+def _noise(times: np.ndarray) -> np.ndarray:
+    """Leave-one-out relative deviation per (rep, token): |t_r - median(others)| / median(others)."""
+    reps = times.shape[0]
+    out = np.empty_like(times)
+    for r in range(reps):
+        others = np.median(np.delete(times, r, axis=0), axis=0)
+        out[r] = np.abs(times[r] - others) / others
+    return out
+
+
+def row_stats(measured_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, Any]:
+    """Summary of one layout × QD row; `measured_s` is [reps, n_tokens], `predicted_s` [n_tokens]."""
+    meas = np.median(measured_s, axis=0)
+    ok = meas > 0
+    err = np.abs(predicted_s[ok] - meas[ok]) / meas[ok] * 100
+    m50, m99 = np.percentile(meas, [50, 99])
+    p50, p99 = np.percentile(predicted_s, [50, 99])
+    row: dict[str, Any] = {
+        "measured_io_ms_p50": m50 * 1e3, "predicted_io_ms_p50": p50 * 1e3,
+        "measured_io_ms_p99": m99 * 1e3, "predicted_io_ms_p99": p99 * 1e3,
+        "measured_io_ms_mean": float(meas.mean()) * 1e3,
+        "predicted_io_ms_mean": float(predicted_s.mean()) * 1e3,
+        "error_p50_pct": float(np.median(err)) if len(err) else None,
+        "error_p99_pct": float(abs(p99 - m99) / m99 * 100) if m99 > 0 else None,
+        "token_error_p90_pct": float(np.percentile(err, 90)) if len(err) else None,
+        "bias_pct": float(np.median((predicted_s[ok] - meas[ok]) / meas[ok]) * 100)
+        if ok.any() else None,
+        "ratio": float(p50 / m50) if m50 > 0 else None,
+        "noise_p50_pct": None, "noise_p90_pct": None,
+    }
+    if measured_s.shape[0] >= 2:
+        nz = _noise(measured_s[:, ok]) * 100
+        row["noise_p50_pct"] = float(np.median(nz))
+        row["noise_p90_pct"] = float(np.percentile(nz, 90))
+    return row
+
+
+@dataclass
+class ValidationResult:
+    """Rows (one per layout × QD), per-token times, and how the run was set up."""
+
+    rows: list[dict[str, Any]]
+    per_token: dict[tuple[str, int], dict[str, np.ndarray]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
+             store: str | os.PathLike, model_dir: str | os.PathLike | None = None,
+             profile: Any = None, calibrate: bool = False, reps: int = 3,
+             tokens: int | None = None, engine: str = "fast", with_fio: bool = False,
+             train_trace: ActivationTrace | None = None, which: str = "predicted",
+             calibration_bytes: int = DEFAULT_CALIBRATION_BYTES,
+             allow_page_cache: bool = False, quiet: bool = True) -> ValidationResult:
+    """Measure and predict per-token I/O of every layout × QD on `trace` (see module doc).
+
+    `store`: a store file (used for every layout; it must match each plan) or a folder where
+    each layout's store is built on first use (named by placement digest, reused later).
+    `profile`: a device profile (path or object); with `calibrate` a quick profile is
+    measured in the same run (in the store folder) and used instead.
+    """
+    from ..cost.simulate import io_seconds
+    from ..device import load_params
+    from ..layout.registry import make_layout
+
+    if reps < 1:
+        raise InputError(f"{reps} repetitions", key="reps", expected="at least 1")
+    if not qds or any(isinstance(q, bool) or int(q) < 1 for q in qds):
+        raise InputError(f"queue depths {qds}", key="qd", expected="integers ≥ 1")
+    if not layout_names:
+        raise InputError("no layouts", key="layouts", expected="comma-separated layout names")
+    if profile is None and not calibrate:
+        raise InputError("no device profile", key="device",
+                         expected="--device PROFILE.yaml or --calibrate")
+    trace = trace_head(trace, tokens)
+    layouts = [make_layout(n, train_trace=train_trace) for n in layout_names]
+    plans = [lay.plan(trace, which=which) for lay in layouts]
+    store_path = Path(store)
+    stores: list[WeightStore] = []
+    ckpt = None
+    if store_path.is_file():
+        single = WeightStore.open(store_path)
+        stores = [single] * len(plans)
+        folder = store_path.parent
+    else:
+        if store_path.exists():
+            raise InputError("not a file or folder", file=store_path)
+        store_path.mkdir(parents=True, exist_ok=True)
+        folder = store_path
+        from ..model.checkpoint import load_checkpoint
+        ckpt = load_checkpoint(model_dir)
+        stores = [store_for(ckpt, lay, folder, trace.geometry) for lay in layouts]
+    model_sha = trace.meta.get("model_sha256")
+    for s, p in zip(stores, plans):
+        s.check_plan(p, model_sha256=model_sha)
+    if calibrate:
+        prof = calibrate_profile(folder, plans, qds, size_bytes=calibration_bytes,
+                                 allow_page_cache=allow_page_cache, quiet=quiet)
+        params = prof.params
+        profile_info = {"calibrated": True, "params": prof.params.model_dump(),
+                        "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,
+                        "fit_worst_abs_error_pct": prof.fit.worst_abs_error_pct,
+                        "points": [p.model_dump() for p in prof.points]}
+    else:
+        params = load_params(profile)
+        profile_info = {"calibrated": False, "source": str(profile)
+                        if isinstance(profile, (str, os.PathLike)) else "object",
+                        "params": params.model_dump()}
+    readers: dict[str, DirectReader] = {}
+    try:
+        for s in stores:
+            if str(s.path) not in readers:
+                readers[str(s.path)] = DirectReader(s.path, allow_page_cache=allow_page_cache)
+        o_direct = all(r.o_direct for r in readers.values())
+        keys = [(i, q) for i in range(len(plans)) for q in qds]
+        measured = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
+        for i, q in keys:  # warm-up: threads started, first-touch costs paid, not recorded
+            warm = trace_head(trace, 2)
+            measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
+        rounds = [(r, keys[(j + r) % len(keys)]) for r in range(reps) for j in range(len(keys))]
+        for r, (i, q) in progress(rounds, total=len(rounds), desc="validate", quiet=quiet):
+            m = measure_plan(readers[str(stores[i].path)], plans[i], q)
+            measured[(i, q)][r] = m.sum(axis=1)
+    finally:
+        for rd in readers.values():
+            rd.close()
+    fio_times: dict[tuple[int, int], dict[str, float]] = {}
+    if with_fio:
+        from .fio_export import fio_available, run_fio
+        if not fio_available():
+            raise InputError("fio is not installed", key="--with-fio",
+                             expected="fio on PATH (apt-get install fio)")
+        for i, q in keys:
+            fio_times[(i, q)] = run_fio(plans[i], stores[i].path, folder / "fio", q,
+                                        name=f"{layouts[i].name}-qd{q}")
+    rows = []
+    per_token = {}
+    for i, q in keys:
+        plan = plans[i]
+        pred = io_seconds(plan, params, q, engine).sum(axis=1)
+        row = {"layout": layouts[i].name, "queue_depth": int(q), "n_tokens": plan.n_tokens,
+               "reads_per_token": float(plan.reads_per_token().mean()),
+               "bytes_per_token": float(plan.bytes_per_token().mean()),
+               "mean_read_bytes": float(plan.length_bytes.mean()) if plan.n_reads else 0.0,
+               "reps": reps, **row_stats(measured[(i, q)], pred)}
+        if with_fio:
+            row.update(fio_times[(i, q)])
+            one = io_seconds_stream(plan, params, q, engine)
+            row["predicted_stream_ms_per_token"] = one * 1e3 / plan.n_tokens
+        rows.append(row)
+        per_token[(layouts[i].name, int(q))] = {"measured_s": measured[(i, q)],
+                                               "predicted_s": pred}
+    info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
+            "trace_synthetic": trace.is_synthetic, "model": trace.geometry.name,
+            "tokens": trace.n_tokens - trace.n_prompt_tokens, "set": which, "engine": engine,
+            "reps": reps, "o_direct": o_direct, "stores": sorted(readers),
+            "profile": profile_info,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return ValidationResult(rows, per_token, info)
+
+
+def io_seconds_stream(plan: IOPlan, params: Any, queue_depth: int, engine: str = "fast") -> float:
+    """Predicted time of the whole plan as one stream at `queue_depth` (no layer barriers).
+
+    What a fio replay of the plan's iolog measures (fio cannot wait between batches).
+    """
+    from ..device import make_device
+
+    if plan.n_reads == 0:
+        return 0.0
+    device = make_device(params, engine)
+    ptr = np.array([0, plan.n_reads], np.int64)
+    return float(np.asarray(device.run_batches(plan.offset_bytes, plan.length_bytes, ptr,
+                                               queue_depth))[0])
+
+
+def meets_goal(row: dict[str, Any], *, p50_pct: float = 10.0, p99_pct: float = 20.0) -> bool:
+    """The issue's goal for one row: error_p50 ≤ 10 % and error of the p99 ≤ 20 %."""
+    e50, e99 = row.get("error_p50_pct"), row.get("error_p99_pct")
+    return e50 is not None and e99 is not None and e50 <= p50_pct and e99 <= p99_pct
