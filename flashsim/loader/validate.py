@@ -172,7 +172,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
         stores = [single] * len(plans)
         folder = store_path.parent
     else:
-        if store_path.exists():
+        if store_path.exists() and not store_path.is_dir():
             raise InputError("not a file or folder", file=store_path)
         store_path.mkdir(parents=True, exist_ok=True)
         folder = store_path

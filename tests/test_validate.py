@@ -1,0 +1,129 @@
+"""Validation: the statistics by hand; a small real run gives every column; bad input."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the tiny test model is built with transformers")
+
+from flashsim.cli import main  # noqa: E402
+from flashsim.errors import InputError  # noqa: E402
+from flashsim.loader.validate import calibration_grid, row_stats, trace_head, validate  # noqa: E402
+from flashsim.trace.capture import capture_trace  # noqa: E402
+from opt_builders import build_random_opt, random_predictors  # noqa: E402
+
+TEXT = ("The interpreter reads a line of input, evaluates it and prints the result. "
+        "Modules can import other modules, and functions may be nested inside classes. ") * 20
+PROFILE = "configs/devices/m1max-paper.yaml"
+COLUMNS = ("layout", "queue_depth", "measured_io_ms_p50", "predicted_io_ms_p50",
+           "error_p50_pct", "measured_io_ms_p99", "predicted_io_ms_p99", "noise_p50_pct",
+           "error_p99_pct", "ratio")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("val")
+    folder = build_random_opt(root / "m", fp16=True, tokenizer_text=TEXT, max_pos=128)
+    random_predictors(2, 64, 256, threshold=0.5).save(folder / "predictors.safetensors")
+    ref = capture_trace(folder, "The interpreter reads a line", 8, seed=1, quiet=True)
+    train = capture_trace(folder, "Modules can import other modules", 30, seed=2, quiet=True)
+    ref.save(root / "ref.trace")
+    train.save(root / "train.trace")
+    return namedtuple("M", "root folder ref train")(root, folder, ref, train)
+
+
+def test_row_stats_by_hand():
+    measured = np.array([[1.0, 2.0, 4.0, 10.0],
+                         [1.2, 2.0, 4.0, 10.0],
+                         [0.8, 2.2, 4.0, 10.0]]) * 1e-3
+    predicted = np.array([1.1, 2.0, 5.0, 10.0]) * 1e-3
+    row = row_stats(measured, predicted)
+    # median measured per token: 1, 2, 4, 10 ms → errors 10, 0, 25, 0 % → median 5 %
+    assert row["error_p50_pct"] == pytest.approx(5.0)
+    assert row["measured_io_ms_p50"] == pytest.approx(3.0)
+    assert row["predicted_io_ms_p50"] == pytest.approx(3.5)
+    assert row["ratio"] == pytest.approx(3.5 / 3.0)
+    # leave-one-out: token 0 → |1-1|/1, |1.2-0.9|/0.9, |0.8-1.1|/1.1; token 1 → 0, 0, 0.1/2;
+    # tokens 2, 3 → 0. Median of the 12 deviations is 0.
+    assert row["noise_p50_pct"] == pytest.approx(0.0)
+    m99 = np.percentile([1, 2, 4, 10], 99)
+    p99 = np.percentile([1.1, 2, 5, 10], 99)
+    assert row["error_p99_pct"] == pytest.approx(abs(p99 - m99) / m99 * 100)
+    assert row_stats(measured[:1], predicted)["noise_p50_pct"] is None
+
+
+def test_trace_head_and_grid(model):
+    head = trace_head(model.ref, 3)
+    assert head.n_tokens == model.ref.n_prompt_tokens + 3
+    assert head.predicted[1][head.n_tokens - 1].tolist() == \
+        model.ref.predicted[1][head.n_tokens - 1].tolist()
+    from flashsim.layout.registry import make_layout
+    plans = [make_layout("bundled").plan(model.ref), make_layout("naive").plan(model.ref)]
+    chunks = calibration_grid(plans, [1, 8])
+    assert chunks[0] == 4096 and all(c & (c - 1) == 0 for c in chunks)
+    assert max(chunks) <= 2 ** int(np.ceil(np.log2(max(p.length_bytes.max() for p in plans))))
+
+
+def test_small_validation_run_has_every_column(model, tmp_path):
+    result = validate(model.ref, ["naive", "windowed+bundled", "coactivation"], [1, 8],
+                      store=tmp_path / "stores", model_dir=model.folder, profile=PROFILE,
+                      reps=2, tokens=4, train_trace=model.train)
+    assert [(r["layout"], r["queue_depth"]) for r in result.rows] == [
+        ("naive", 1), ("naive", 8), ("windowed+bundled", 1), ("windowed+bundled", 8),
+        ("coactivation", 1), ("coactivation", 8)]
+    for row in result.rows:
+        for key in COLUMNS:
+            assert row[key] is not None, key
+        for key in ("measured_io_ms_p50", "measured_io_ms_p99", "predicted_io_ms_p50"):
+            assert np.isfinite(row[key]) and row[key] > 0
+        assert row["n_tokens"] == 4
+    assert result.info["o_direct"] is True
+    # stores are built once per placement and reused on the next run
+    stores = sorted(p.name for p in (tmp_path / "stores").glob("*.ffn"))
+    assert len(stores) == 3
+    again = validate(model.ref, ["naive"], [1], store=tmp_path / "stores",
+                     model_dir=model.folder, profile=PROFILE, reps=1, tokens=2)
+    assert sorted(p.name for p in (tmp_path / "stores").glob("*.ffn")) == stores
+    assert again.rows[0]["noise_p50_pct"] is None
+
+
+def test_validate_cli_json_and_report(model, tmp_path, capsys):
+    capsys.readouterr()
+    code = main(["validate", "--trace", str(model.root / "ref.trace"), "--store",
+                 str(tmp_path / "s"), "--model", str(model.folder), "--device", PROFILE,
+                 "--layouts", "sparse,bundled", "--qd", "1,8", "--reps", "1", "--tokens", "3",
+                 "--report", str(tmp_path / "r.png"), "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    payload = json.loads(out)
+    assert len(payload["rows"]) == 4 and payload["tokens"] == 3
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "no device profile"),
+    (["--device", "nowhere.yaml"], "device profile does not exist"),
+    (["--device", PROFILE, "--layouts", "bogus"], "unknown layout"),
+    (["--device", PROFILE, "--qd", "0"], "--qd"),
+    (["--device", PROFILE, "--report", "x.pdf"], "report"),
+])
+def test_validate_bad_input_is_one_line(model, tmp_path, capsys, extra, message):
+    capsys.readouterr()
+    code = main(["validate", "--trace", str(model.root / "ref.trace"), "--store",
+                 str(tmp_path / "s"), "--model", str(model.folder), "--tokens", "2", *extra])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_store_file_of_another_layout_is_refused(model, tmp_path):
+    from flashsim.layout.registry import make_layout
+    from flashsim.loader.store import build_store
+    from flashsim.model.checkpoint import load_checkpoint
+
+    s = build_store(load_checkpoint(model.folder), make_layout("sparse"), tmp_path / "s.ffn")
+    with pytest.raises(InputError, match="placement"):
+        validate(model.ref, ["bundled"], [1], store=s.path, profile=PROFILE, reps=1, tokens=2)
