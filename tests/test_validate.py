@@ -127,3 +127,15 @@ def test_store_file_of_another_layout_is_refused(model, tmp_path):
     s = build_store(load_checkpoint(model.folder), make_layout("sparse"), tmp_path / "s.ffn")
     with pytest.raises(InputError, match="placement"):
         validate(model.ref, ["bundled"], [1], store=s.path, profile=PROFILE, reps=1, tokens=2)
+
+
+def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
+    result = validate(model.ref, ["bundled"], [1, 4], store=tmp_path / "s",
+                      model_dir=model.folder, calibrate=True, calibrate_on="store",
+                      calibration_duration_s=0.02, reps=1, tokens=2)
+    prof = result.info["profile"]
+    assert prof["calibrated"] is True and prof["calibrated_on"].endswith(".ffn")
+    assert {p["queue_depth"] for p in prof["points"]} == {1, 2, 4}
+    assert all(p["throughput_mb_s"] > 0 for p in prof["points"])
+    assert prof["params"]["n_units"] >= 1
+    assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)

@@ -69,6 +69,9 @@ def register(subparsers: Any) -> None:
                      help="measure a quick profile now (chunks/QDs matched to the plans)")
     val.add_argument("--calibration-size", type=lambda t: parse_size(t, key="--calibration-size"),
                      default=1 << 30, help="calibration data file size (default 1GiB)")
+    val.add_argument("--calibrate-on", choices=("file", "store"), default="file",
+                     help="calibrate on a fresh random-data file (default) or over the "
+                          "largest store (the extent the plans read)")
     val.add_argument("--with-fio", action="store_true", help="also replay each plan with fio")
     val.add_argument("--engine", choices=("fast", "des"), default="fast")
     val.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted")
@@ -200,7 +203,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       profile=args.device, calibrate=args.calibrate, reps=args.reps,
                       tokens=args.tokens, engine=args.engine, with_fio=args.with_fio,
                       train_trace=train, which=args.which,
-                      calibration_bytes=args.calibration_size,
+                      calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
                       allow_page_cache=args.allow_page_cache, quiet=args.json)
     for row in result.rows:
         row["meets_goal"] = meets_goal(row)

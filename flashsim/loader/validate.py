@@ -47,16 +47,22 @@ def trace_head(trace: ActivationTrace, n_generated: int | None) -> ActivationTra
                            cut(trace.active), cut(trace.predicted), dict(trace.meta))
 
 
-def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int) -> np.ndarray:
-    """Measured makespan (s) of every (token, layer) batch of `plan`, shape [n_tokens, n_layers]."""
+def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Measured makespan (s) of every (token, layer) batch of `plan` and the time its first
+    read waited to be issued (thread hand-off), both of shape [n_tokens, n_layers]."""
     n_batches = plan.n_tokens * plan.n_layers
     out = np.zeros(n_batches)
+    first = np.zeros(n_batches)
     ptr, off, length = plan.batch_ptr, plan.offset_bytes, plan.length_bytes
     for b in range(n_batches):
         lo, hi = ptr[b], ptr[b + 1]
         if hi > lo:
-            out[b] = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth).makespan_s
-    return out.reshape(plan.n_tokens, plan.n_layers)
+            times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
+            out[b] = times.makespan_s
+            first[b] = times.start_s.min()
+    shape = (plan.n_tokens, plan.n_layers)
+    return out.reshape(shape), first.reshape(shape)
 
 
 def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -> list[int]:
@@ -71,16 +77,17 @@ def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -
     return chunks
 
 
-def calibrate_profile(folder: Path, plans: list[IOPlan], qds: list[int], *,
+def calibrate_profile(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                       size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
                       repeats: int = 2, quiet: bool = True, allow_page_cache: bool = False):
-    """A quick profile measured now, on this disk, at chunks and QDs matched to the plans."""
+    """A quick profile measured now, on `data_file` (created if missing), at chunk sizes and
+    QDs matched to the plans; fitted with the device helper's quick fit."""
     from ..device.calibrate import calibrate
     from ..device.fit import fit_profile
 
-    chunks = calibration_grid(plans, qds)
+    chunks = [c for c in calibration_grid(plans, qds) if c <= size_bytes]
     qd_grid = sorted(set(qds) | ({2, 4} if max(qds) > 1 else set()))
-    profile = calibrate(folder / CALIBRATION_FILE, size_bytes=size_bytes, chunks=chunks,
+    profile = calibrate(data_file, size_bytes=size_bytes, chunks=chunks,
                         qds=qd_grid, duration_s=duration_s, warmup_s=0.1, repeats=repeats,
                         allow_page_cache=allow_page_cache, name="validate-calibration",
                         description="quick grid measured by flashsim validate --calibrate",
@@ -139,14 +146,16 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
              profile: Any = None, calibrate: bool = False, reps: int = 3,
              tokens: int | None = None, engine: str = "fast", with_fio: bool = False,
              train_trace: ActivationTrace | None = None, which: str = "predicted",
-             calibration_bytes: int = DEFAULT_CALIBRATION_BYTES,
-             allow_page_cache: bool = False, quiet: bool = True) -> ValidationResult:
+             calibration_bytes: int = DEFAULT_CALIBRATION_BYTES, calibrate_on: str = "file",
+             calibration_duration_s: float = 0.5, allow_page_cache: bool = False, quiet: bool = True) -> ValidationResult:
     """Measure and predict per-token I/O of every layout × QD on `trace` (see module doc).
 
     `store`: a store file (used for every layout; it must match each plan) or a folder where
     each layout's store is built on first use (named by placement digest, reused later).
     `profile`: a device profile (path or object); with `calibrate` a quick profile is
-    measured in the same run (in the store folder) and used instead.
+    measured in the same run and used instead: on a `calibration_bytes` random-data file in
+    the store folder (`calibrate_on="file"`), or over the largest of the stores themselves
+    (`calibrate_on="store"`: the same file extent the plans read).
     """
     from ..cost.simulate import io_seconds
     from ..device import load_params
@@ -182,11 +191,20 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     model_sha = trace.meta.get("model_sha256")
     for s, p in zip(stores, plans):
         s.check_plan(p, model_sha256=model_sha)
+    if calibrate_on not in ("file", "store"):
+        raise InputError(f"unknown calibration target {calibrate_on!r}", key="calibrate_on",
+                         expected="file or store")
     if calibrate:
-        prof = calibrate_profile(folder, plans, qds, size_bytes=calibration_bytes,
-                                 allow_page_cache=allow_page_cache, quiet=quiet)
+        if calibrate_on == "store":
+            biggest = max(stores, key=lambda s: s.file_bytes)
+            data_file, size = biggest.path, biggest.file_bytes // 4096 * 4096
+        else:
+            data_file, size = folder / CALIBRATION_FILE, calibration_bytes
+        prof = calibrate_profile(data_file, plans, qds, size_bytes=size,
+                                 duration_s=calibration_duration_s, allow_page_cache=allow_page_cache, quiet=quiet)
         params = prof.params
-        profile_info = {"calibrated": True, "params": prof.params.model_dump(),
+        profile_info = {"calibrated": True, "calibrated_on": str(data_file),
+                        "params": prof.params.model_dump(),
                         "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,
                         "fit_worst_abs_error_pct": prof.fit.worst_abs_error_pct,
                         "points": [p.model_dump() for p in prof.points]}
@@ -203,13 +221,15 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
         o_direct = all(r.o_direct for r in readers.values())
         keys = [(i, q) for i in range(len(plans)) for q in qds]
         measured = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
+        dispatch = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
         for i, q in keys:  # warm-up: threads started, first-touch costs paid, not recorded
             warm = trace_head(trace, 2)
             measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
         rounds = [(r, keys[(j + r) % len(keys)]) for r in range(reps) for j in range(len(keys))]
         for r, (i, q) in progress(rounds, total=len(rounds), desc="validate", quiet=quiet):
-            m = measure_plan(readers[str(stores[i].path)], plans[i], q)
+            m, d = measure_plan(readers[str(stores[i].path)], plans[i], q)
             measured[(i, q)][r] = m.sum(axis=1)
+            dispatch[(i, q)][r] = d.sum(axis=1)
     finally:
         for rd in readers.values():
             rd.close()
@@ -231,7 +251,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
                "reads_per_token": float(plan.reads_per_token().mean()),
                "bytes_per_token": float(plan.bytes_per_token().mean()),
                "mean_read_bytes": float(plan.length_bytes.mean()) if plan.n_reads else 0.0,
-               "reps": reps, **row_stats(measured[(i, q)], pred)}
+               "reps": reps, **row_stats(measured[(i, q)], pred),
+               "dispatch_ms_p50": float(np.median(dispatch[(i, q)])) * 1e3}
         if with_fio:
             row.update(fio_times[(i, q)])
             one = io_seconds_stream(plan, params, q, engine)
