@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from flashsim.errors import InputError
+from flashsim.loader import aio
 from flashsim.loader import reader as reader_mod
 from flashsim.loader.reader import DirectReader
 
@@ -21,16 +22,24 @@ def data_file(tmp_path_factory):
     return path, content
 
 
+ENGINES = ["threads"] + (["aio"] if aio.available() else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("qd", [1, 3, 16])
-def test_returns_exactly_the_bytes_in_the_file(data_file, qd):
+def test_returns_exactly_the_bytes_in_the_file(data_file, qd, engine):
     path, content = data_file
     rng = np.random.default_rng(qd)
     n = 300
     length = rng.choice([4096, 8192, 65536, 262144], size=n)
     off = rng.integers(0, (FILE_BYTES - length) // 4096 + 1) * 4096
-    with DirectReader(path) as r:
+    with DirectReader(path, engine=engine) as r:
         assert r.o_direct  # the test file lives on a real disk file system
+        assert r.engine == engine
         times = r.read_batch(off, length, qd, return_data=True)
+        # and without return_data the same reads go through the per-slot buffers
+        again = r.read_batch(off, length, qd)
+    assert len(again.finish_s) == n and again.data is None
     pos = 0
     for i in range(n):
         got = times.data[pos:pos + length[i]].tobytes()
@@ -50,11 +59,12 @@ def _max_in_flight(start, finish):
     return peak
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("qd", [1, 2, 8])
-def test_never_more_than_queue_depth_in_flight(data_file, qd):
+def test_never_more_than_queue_depth_in_flight(data_file, qd, engine):
     path, _ = data_file
     off = np.random.default_rng(1).integers(0, FILE_BYTES // 4096, size=400) * 4096
-    with DirectReader(path) as r:
+    with DirectReader(path, engine=engine) as r:
         t = r.read_batch(off, np.full(400, 4096), qd)
     assert _max_in_flight(t.start_s, t.finish_s) <= qd
 
@@ -62,7 +72,7 @@ def test_never_more_than_queue_depth_in_flight(data_file, qd):
 def test_worker_threads_persist_across_batches(data_file):
     path, _ = data_file
     off = np.arange(64) * 4096
-    with DirectReader(path) as r:
+    with DirectReader(path, engine="threads") as r:
         r.read_batch(off, np.full(64, 4096), 8)
         first = [w.thread for w in r._workers]
         r.read_batch(off, np.full(64, 4096), 8)
@@ -72,6 +82,7 @@ def test_worker_threads_persist_across_batches(data_file):
     assert not any(t.is_alive() for t in first)  # close() stops them
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("offsets, lengths, what", [
     ([0, 100], [4096, 4096], "not aligned"),
     ([0, 4096], [4096, 1000], "not aligned"),
@@ -79,12 +90,14 @@ def test_worker_threads_persist_across_batches(data_file):
     ([0, FILE_BYTES - 4096], [4096, 8192], "outside"),
     ([0, -4096], [4096, 4096], "not aligned|outside"),
 ])
-def test_bad_reads_rejected_before_any_io(data_file, monkeypatch, offsets, lengths, what):
+def test_bad_reads_rejected_before_any_io(data_file, monkeypatch, offsets, lengths, what, engine):
     path, _ = data_file
     calls = []
     real = os.preadv
     monkeypatch.setattr(reader_mod.os, "preadv", lambda *a: calls.append(a) or real(*a))
-    with DirectReader(path) as r:
+    real_run = aio.AioContext.run
+    monkeypatch.setattr(aio.AioContext, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    with DirectReader(path, engine=engine) as r:
         calls.clear()  # (opening probes one block)
         with pytest.raises(InputError, match=what):
             r.read_batch(offsets, lengths, 2)
@@ -108,8 +121,10 @@ def test_missing_file_and_tmpfs(tmp_path):
             f.write(b"\x01" * 16384)
         with pytest.raises(InputError, match="does not support O_DIRECT.*--allow-page-cache"):
             DirectReader(path)
+        with pytest.raises(InputError, match="engine"):
+            DirectReader(path, allow_page_cache=True, engine="aio")
         with DirectReader(path, allow_page_cache=True) as r:
-            assert r.o_direct is False
+            assert r.o_direct is False and r.engine == "threads"
             t = r.read_batch([4096], [4096], 1, return_data=True)
             assert t.data.tobytes() == b"\x01" * 4096
     finally:

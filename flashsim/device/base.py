@@ -11,8 +11,9 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
 3. link: when the read's first byte is ready (earliest unit begin + command latency) it
    takes the shared link, a FIFO server, for length / `link_bandwidth_mb_s` × (1 +
    `link_congestion_per_read` × (reads in flight − 1)) (cut-through: the transfer overlaps
-   the units). finish_s[i] = max(last unit done, link done). Reads in flight = picked by a
-   worker and not finished; the congestion term is empirical (0 for an ideal device).
+   the units). finish_s[i] = max(last unit done, link done) + `transport_latency_us` (a
+   completion-path delay that occupies nothing). Reads in flight = picked by a worker and
+   not finished; the congestion term is empirical (0 for an ideal device).
 4. the worker is free at finish_s[i] and picks the next read.
 Events with equal times are handled in the order they were scheduled (SimPy's rule).
 """
@@ -74,6 +75,7 @@ class ModelConstants:
     link_bytes_per_s: float
     stripe_bytes: int
     congestion: float
+    transport_s: float
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -83,7 +85,8 @@ class ModelConstants:
                    unit_bytes_per_s=params.unit_bandwidth_mb_s * 1e6,
                    link_bytes_per_s=params.link_bandwidth_mb_s * 1e6,
                    stripe_bytes=int(params.stripe_bytes),
-                   congestion=float(params.link_congestion_per_read))
+                   congestion=float(params.link_congestion_per_read),
+                   transport_s=params.transport_latency_us * 1e-6)
 
 
 def unit_shares(offset: int, length: int, stripe_bytes: int, n_units: int) -> list[tuple[int, int]]:

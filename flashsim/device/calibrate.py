@@ -29,6 +29,8 @@ from .profile import DevicePoint, DeviceProfile, MeasuredInfo
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
 _WRITE_BLOCK = 64 << 20
+_ENGINE_WORDS = {"aio": "native Linux AIO, queue_depth reads in flight from one thread",
+                 "threads": "os.preadv from queue_depth threads"}
 
 
 def ensure_data_file(path: str | os.PathLike, size_bytes: int, *, seed: int | None = None) -> bool:
@@ -154,6 +156,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     t_begin = time.perf_counter()
     with DirectReader(path, allow_page_cache=allow_page_cache) as reader:
         o_direct = reader.o_direct
+        engine = reader.engine
         # each round visits the grid in its own random order, so a history effect of the
         # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
         rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
@@ -175,7 +178,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
             throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2)))
     where = describe_location(path)
     info = MeasuredInfo(
-        method="flashsim calibrate: DirectReader (os.preadv from queue_depth threads), random "
+        method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}), random "
                "chunk-aligned offsets over the whole file, closed loop; value = median of "
                "repeats run in rounds over the grid, each round in random order",
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

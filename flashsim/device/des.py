@@ -82,7 +82,8 @@ class FlashDevice:
                 transfer = (lengths[i] / k.link_bytes_per_s) * (
                     1.0 + k.congestion * (state["in_flight"] - 1))
                 state["link_free"] = link_begin + transfer
-                done = flash_end if flash_end > state["link_free"] else state["link_free"]
+                done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \
+                    + k.transport_s
                 yield env.timeout(done - now)
                 finish[i] = env.now
                 state["in_flight"] -= 1

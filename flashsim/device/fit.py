@@ -102,20 +102,21 @@ def summarize(errors: list[PointError]) -> FitInfo:
 
 
 _CONT = ("host_overhead_us", "command_latency_us", "unit_bandwidth_mb_s", "link_bandwidth_mb_s",
-         "link_congestion_per_read")
-_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0])
-_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1])
-_TOLERATED = math.log(1.2)
-"""Errors beyond ±20% get an extra residual, so the fit keeps every point in reach."""
-_PENALTY = 3.0
-MIN_POINTS_FOR_CONGESTION = 10
-"""With fewer points the empirical link congestion term stays 0 (it would be unidentified)."""
+         "link_congestion_per_read", "transport_latency_us")
+_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0])
+_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e4])
+_TOLERATED = math.log(1.15)
+"""Errors beyond ±15% get a heavy extra residual: the fit keeps every point in reach."""
+_PENALTY = 10.0
+MIN_POINTS_FOR_EXTRAS = 10
+"""With fewer points the link congestion and transport latency stay 0 (unidentified)."""
 
 
 def _params_from(x: np.ndarray, n_units: int, stripe_bytes: int) -> DeviceParams:
     values = dict(zip(_CONT[:4], (float(v) for v in np.exp(x[:4]))))
     return DeviceParams(n_units=n_units, stripe_bytes=stripe_bytes,
-                        link_congestion_per_read=float(x[4]) if len(x) > 4 else 0.0, **values)
+                        link_congestion_per_read=float(x[4]) if len(x) > 4 else 0.0,
+                        transport_latency_us=float(x[5]) if len(x) > 5 else 0.0, **values)
 
 
 def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int, points: list[DevicePoint],
@@ -132,7 +133,7 @@ def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int, points: list[Devi
     return np.concatenate([res, _PENALTY * np.maximum(0.0, np.abs(res) - _TOLERATED)])
 
 
-def _initial_guess(points: list[DevicePoint], n_units: int, congestion: bool) -> np.ndarray:
+def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool) -> np.ndarray:
     lat = [p.latency_mean_us for p in points if p.latency_mean_us is not None]
     small = min(points, key=lambda p: (p.queue_depth, p.chunk_bytes))
     base_us = min(lat) if lat else small.queue_depth * small.chunk_bytes / small.throughput_mb_s
@@ -140,7 +141,7 @@ def _initial_guess(points: list[DevicePoint], n_units: int, congestion: bool) ->
     x0 = np.log([max(0.05, 0.1 * base_us), max(0.2, 0.7 * base_us),
                  max(1.5, 2.0 * link / n_units), link])
     x0 = np.clip(x0, _LOWER[:4] + 1e-6, _UPPER[:4] - 1e-6)
-    return np.append(x0, 0.002) if congestion else x0
+    return np.append(x0, [0.002, 0.2 * base_us]) if extras else x0
 
 
 def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParams:
@@ -149,14 +150,14 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParam
     if len(keys) < 4:
         raise InputError(f"{len(keys)} distinct points are too few to fit the device model",
                          key="points", expected="at least 4 chunk × queue depth points")
-    congestion = len(keys) >= MIN_POINTS_FOR_CONGESTION
-    n_x = 5 if congestion else 4
+    extras = len(keys) >= MIN_POINTS_FOR_EXTRAS
+    n_x = 6 if extras else 4
     bounds = (_LOWER[:n_x], _UPPER[:n_x])
     candidates = []
     grid_units = N_UNITS_GRID[1::2] if quick else N_UNITS_GRID
     for n_units in grid_units:
         for stripe in STRIPE_GRID:
-            x0 = _initial_guess(points, n_units, congestion)
+            x0 = _initial_guess(points, n_units, extras)
             r = least_squares(_residuals, x0, args=(n_units, stripe, points, 500),
                               bounds=bounds, diff_step=1e-2, max_nfev=25)
             candidates.append((float(np.sum(r.fun ** 2)), n_units, stripe, r.x))

@@ -31,6 +31,10 @@ class DeviceParams(StrictModel):
     unit_bandwidth_mb_s: float = Field(gt=0.0, description="transfer rate of one unit")
     link_bandwidth_mb_s: float = Field(gt=0.0, description="shared interface link cap")
     stripe_bytes: SizeBytes = Field(default=65536, description="bytes per unit before striping on")
+    transport_latency_us: float = Field(
+        default=0.0, ge=0.0,
+        description="fixed completion-path delay that occupies no unit (interrupt, virtio "
+                    "round trip); counts in latency, not in unit busy time")
     link_congestion_per_read: float = Field(
         default=0.0, ge=0.0, le=1.0,
         description="empirical: each read in flight beyond the first slows link transfers by "
