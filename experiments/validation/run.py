@@ -1,0 +1,52 @@
+"""Run the validation study described by study.yaml (see README.md); prints the table."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from flashsim.cli import main
+
+HERE = Path(__file__).resolve().parent
+
+
+def argv_from(cfg: dict) -> list[str]:
+    """The `flashsim validate` command line the study's YAML describes."""
+    argv = ["validate", "--store", cfg["store"], "--layouts", ",".join(cfg["layouts"]),
+            "--qd", ",".join(str(q) for q in cfg["qd"]), "--reps", str(cfg["reps"]),
+            "--calibrate-on", cfg.get("calibrate_on", "file")]
+    for key, flag in (("trace", "--trace"), ("tokens", "--tokens"), ("report", "--report"),
+                      ("device", "--device")):
+        if cfg.get(key) is not None:
+            argv += [flag, str(cfg[key])]
+    if cfg.get("calibrate"):
+        argv.append("--calibrate")
+    if cfg.get("with_fio"):
+        argv.append("--with-fio")
+    return argv
+
+
+if __name__ == "__main__":
+    cfg = yaml.safe_load((HERE / "study.yaml").read_text())
+    Path(cfg["store"]).mkdir(parents=True, exist_ok=True)
+    argv = argv_from(cfg)
+    print("flashsim " + " ".join(argv), file=sys.stderr)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(argv + ["--json"])
+    if code:
+        sys.exit(code)
+    Path(cfg["json"]).write_text(buf.getvalue())
+    payload = json.loads(buf.getvalue())
+    from flashsim.cliutil import table
+    from flashsim.loader.commands import _VALIDATE_COLS
+    cols = _VALIDATE_COLS + [("dispatch_ms_p50", "dispatch ms", ".3f"),
+                             ("fio_ms_per_token", "fio ms/tok", ".3f"),
+                             ("predicted_stream_ms_per_token", "pred stream", ".3f")]
+    print(json.dumps(payload["profile"]["params"]))
+    print(table(payload["rows"], cols))
