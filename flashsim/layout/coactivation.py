@@ -68,8 +68,10 @@ def spectral_order(sets: NeuronSets, neurons: np.ndarray) -> np.ndarray:
         return neurons
     row, col = mask.sum(axis=1), mask.sum(axis=0)
     a = mask / np.sqrt(row)[:, None] / np.sqrt(np.maximum(col, 1))[None, :]
-    _, _, vt = np.linalg.svd(a, full_matrices=False)
-    score = vt[1] / np.sqrt(np.maximum(col, 1))
+    # second right singular vector via the small tokens × tokens Gram matrix
+    vals, vecs = np.linalg.eigh(a @ a.T)
+    v2 = a.T @ vecs[:, -2]
+    score = v2 / np.sqrt(np.maximum(col, 1))
     return neurons[np.argsort(score, kind="stable")]
 
 
