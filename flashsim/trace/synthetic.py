@@ -9,11 +9,13 @@ Model (Gaussian copula, vectorised over neurons and layers). Each neuron i has a
 with g (a co-activation group factor shared by the neurons of group c) and s (the neuron's own
 slow factor) stationary AR(1) processes with coefficient phi, and e white noise. The predictor
 picks i when z_i(t) > beta_i; the neuron is truly active when z_i(t) + tau*n_i(t) > alpha_i
-(n: white noise the predictor cannot see). Thresholds give each neuron its firing rate r_i and
+(n: noise the predictor cannot see, a share v of it slow like s, so true activity keeps the
+real trace's persistence). Thresholds give each neuron its firing rate r_i and
 predicted rate p_i, drawn as (r, p) pairs from the real trace's per-neuron rates (hot and dead
 neurons included) scaled to the target per-layer rates. tau is solved per layer for the target
 recall; (phi, w) for the target windowing (or to the real trace's reuse when no window target
-is given); gamma so the closest-friend rate matches the real trace's.
+is given); gamma so the closest-friend rate matches the real trace's; v so the active set's
+persistence P(active at t+1 | active at t) matches the real trace's (at its own rates).
 """
 
 from __future__ import annotations
@@ -295,8 +297,8 @@ def _ar1(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.nda
 
 def _latent_masks(beta: np.ndarray, params: LatentParams, n_tokens: int, seed: int,
                   group_of: np.ndarray | None = None, alpha: np.ndarray | None = None,
-                  tau: np.ndarray | None = None,
-                  quiet: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                  tau: np.ndarray | None = None, quiet: bool = True,
+                  noise_slow: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the latent process; [L, T, m] masks of z > beta (and of z + tau n > alpha)."""
     rng = np.random.default_rng(seed)
     n_layers, m = beta.shape
@@ -314,7 +316,11 @@ def _latent_masks(beta: np.ndarray, params: LatentParams, n_tokens: int, seed: i
             z += a_g * _ar1(rng, (n_tokens, n_groups), phi)[:, group_of[l]]
         np.greater(z, beta[l].astype(f32), out=first[l])
         if second is not None:
-            z += f32(tau[l]) * rng.standard_normal((n_tokens, m), dtype=f32)
+            noise = rng.standard_normal((n_tokens, m), dtype=f32)
+            if noise_slow > 0:
+                noise *= f32(np.sqrt(1 - noise_slow))
+                noise += f32(np.sqrt(noise_slow)) * _ar1(rng, (n_tokens, m), phi)
+            z += f32(tau[l]) * noise
             np.greater(z, alpha[l].astype(f32), out=second[l])
     return first, second
 
@@ -391,6 +397,38 @@ def _fit_gamma(structure: RealStructure, params: LatentParams, seed: int) -> flo
     return 0.5 * (lo + hi)
 
 
+def _fit_noise_slow(structure: RealStructure, params: LatentParams, seed: int) -> float:
+    """Slow share v of the predictor noise giving the real trace's active-set persistence,
+    simulated at the real trace's own rates, recall and fitted (phi, w)."""
+    if structure.predicted_rate is None:
+        return 0.0
+    live = structure.active_rate.mean(axis=1) > 0
+    r = np.minimum(structure.active_rate[live], MAX_RATE)
+    p = np.minimum(structure.predicted_rate[live], MAX_RATE)
+    tau = _solve_tau(r, p, float(structure.summary["recall"]))
+    beta = ndtri(1 - p)
+    alpha = np.sqrt(1 + tau ** 2)[:, None] * ndtri(1 - r)
+    target = float(structure.summary["active_persistence"])
+    n_tokens = structure.n_tokens + 1
+
+    def persistence(v: float) -> float:
+        _, act = _latent_masks(beta, params, n_tokens, seed, None, alpha, tau, noise_slow=v)
+        return _mask_window(act, [1], 1)[1][0]
+
+    if np.all(tau == 0) or persistence(1.0) <= target:
+        return 1.0 if np.any(tau > 0) else 0.0
+    if persistence(0.0) >= target:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    for _ in range(8):
+        mid = 0.5 * (lo + hi)
+        if persistence(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 # ---- the generator ---------------------------------------------------------------------
 
 
@@ -445,6 +483,7 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
     else:
         params, loss, how = real_params, real_loss, "real trace reuse"
     gamma = _fit_gamma(structure, params, int(seeds[3]))
+    noise_slow = _fit_noise_slow(structure, real_params, int(seeds[3])) if has_pred else 0.0
     params = LatentParams(params.phi, params.w, gamma)
 
     tau = _solve_tau(r, p, rates.recall) if has_pred else np.zeros(L)
@@ -452,7 +491,8 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
     alpha = np.sqrt(1 + tau ** 2)[:, None] * ndtri(1 - r) if has_pred else None
     group_of = _groups(L, d, np.random.default_rng(seeds[4]))
     first, second = _latent_masks(beta, params, n_tokens, int(seeds[5]), group_of,
-                                  alpha, tau if has_pred else None, quiet=quiet)
+                                  alpha, tau if has_pred else None, quiet=quiet,
+                                  noise_slow=noise_slow)
     active_mask = second if has_pred else first
     active = [NeuronSets.from_mask(active_mask[l]) for l in range(L)]
     predicted = [NeuronSets.from_mask(first[l]) for l in range(L)] if has_pred else None
@@ -465,7 +505,8 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
         "fit": {"real": structure.summary,
                 "latent_fitted_to_real": {**asdict(real_params), "loss": real_loss},
                 "latent": {**asdict(params), "calibrated_to": how, "loss": loss},
-                "predictor_noise_tau": tau.tolist(), "group_size": GROUP_SIZE},
+                "predictor_noise_tau": tau.tolist(), "predictor_noise_slow_share": noise_slow,
+                "group_size": GROUP_SIZE},
     }
     trace = ActivationTrace(geometry, np.zeros(n_tokens, dtype=np.int32), n_prompt_tokens,
                             active, predicted, meta)
