@@ -542,6 +542,12 @@ def achieved_stats(trace: ActivationTrace, window_k: int = 5) -> dict[str, Any]:
                     "recall": float(np.mean(st["predictor"]["recall"])),
                     "false_positive_rate": pred["false_positive_rate"],
                     "mean_predicted_fraction": float(predicted.mean())})
+    start, stop = measured_tokens(trace)
+    d = trace.geometry.d_ffn
+    counts = [np.bincount(s.ids[s.ptr[start]:s.ptr[stop]], minlength=d) for s in trace.active]
+    out["dead_share"] = float(np.mean([(c == 0).mean() for c in counts]))
+    out["top1pct_share_of_activations"] = float(np.mean(
+        [np.sort(c)[::-1][:max(1, d // 100)].sum() / max(c.sum(), 1) for c in counts]))
     out.update({"window_k": window_k,
                 "window_incremental_fraction": float(st["window_incremental_fraction"][j]),
                 "window_resident_fraction": float(st["window_resident_fraction"][j]),
