@@ -1,14 +1,26 @@
 """Compute time per token: a linear model calibrated by timing numpy on this machine.
 
-The model: per layer, a fixed part (the four d_model × d_model attention projections of
-one decode step, timed) plus the sparse FFN of n neurons (fc1 rows n × d_model matvec,
-ReLU, fc2 columns matvec, fp32 as flashsim.model computes it), timed at several n and
-fitted as a + b·n. Attention over the KV context, embeddings and the predictor are not
-included. Calibrated once per process per geometry.
+seconds(token) = Σ_layers (fixed_s_per_layer + s_per_neuron · n_layer), n = the neurons the
+token's FFN multiplies. Two calibrations, picked by `calibrate_compute(geometry)`:
+
+- "opt-decode" (when the bundled opt-mini has the plan's geometry): the real numpy OPT
+  decode step of `flashsim.model` (embeddings, attention over a 128-token KV cache, FFN,
+  LM head), timed with the FFN computing the first n rows of each layer's matrix (the
+  paper's runtime multiplies matrix[:n]) for several n, fitted a + b·n. The predictor is
+  not included.
+- "matvec" (other geometries, e.g. OPT-6.7B): per layer the four d_model × d_model
+  attention projections plus the FFN of n neurons (fc1 rows matvec, ReLU, fc2 columns
+  matvec, fp32), timed at the exact shapes; attention over the context, embeddings and LM
+  head are not included.
+
+Timed with BLAS pinned to one thread (threadpoolctl, when installed): on a shared 2-core
+machine multi-threaded BLAS on these tiny matvecs is slower and far noisier. Calibrated
+once per process per geometry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass
@@ -47,6 +59,70 @@ def _best_time_s(fn, repeats: int) -> float:
 
 @functools.lru_cache(maxsize=None)
 def calibrate_compute(geometry: ModelGeometry, repeats: int = 30) -> ComputeModel:
+    """The real OPT decode step when the bundled model matches `geometry`, else matvecs."""
+    model = _bundled_model_for(geometry)
+    with _one_blas_thread():
+        if model is not None:
+            return calibrate_decode(model, repeats=repeats)
+        return calibrate_matvec(geometry, repeats=repeats)
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: time with whatever BLAS threading numpy has
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _bundled_model_for(geometry: ModelGeometry):
+    try:
+        from ..model.opt import OPTModel
+
+        model = OPTModel.load()
+    except Exception:  # no bundled model (yet), or it cannot be read: use matvecs
+        return None
+    return model if model.geometry.mismatch(geometry) is None else None
+
+
+class _FirstRows:
+    """An FFN that multiplies the first n rows of each layer (the runtime's matrix[:n])."""
+
+    def __init__(self, ckpt, n: int) -> None:
+        self.layers, self.n = ckpt.layers, n
+
+    def __call__(self, layer: int, resid: np.ndarray, x: np.ndarray) -> np.ndarray:
+        w, n = self.layers[layer], self.n
+        h = x @ w.fc1_w[:n].T
+        h += w.fc1_b[:n]
+        np.maximum(h, 0.0, out=h)
+        return h @ w.fc2_t[:n] + w.fc2_b
+
+
+def calibrate_decode(model, *, context: int = 128, repeats: int = 30) -> ComputeModel:
+    """Time one-token decode steps of the numpy OPT `model` after `context` tokens."""
+    spec, g = model.spec, model.geometry
+    context = min(context, spec.max_positions - 1)
+    cache = model.new_cache(context + 1)
+    rng = np.random.default_rng(0)
+    model.forward(rng.integers(0, spec.vocab_size, context), cache)
+    token = [int(rng.integers(0, spec.vocab_size))]
+
+    def step(ffn) -> None:
+        cache.length = context
+        model.forward(token, cache, ffn)
+
+    sizes = np.unique(np.linspace(max(g.d_ffn // 16, 1), g.d_ffn, 6).astype(int))
+    ffns = [_FirstRows(model.ckpt, int(n)) for n in sizes]
+    step(ffns[-1])  # warm-up
+    times = np.array([_best_time_s(lambda f=f: step(f), repeats) for f in ffns])
+    slope, intercept = np.polyfit(sizes.astype(float), times, 1)  # per n in every layer
+    L = g.n_layers
+    return ComputeModel(max(float(intercept), 0.0) / L, max(float(slope), 0.0) / L,
+                        f"opt-decode: numpy OPT decode step timed, context {context} tokens")
+
+
+def calibrate_matvec(geometry: ModelGeometry, repeats: int = 30) -> ComputeModel:
     """Time this machine's numpy on the geometry's exact shapes and fit the linear model."""
     d, f = geometry.d_model, geometry.d_ffn
     rng = np.random.default_rng(0)
@@ -69,4 +145,5 @@ def calibrate_compute(geometry: ModelGeometry, repeats: int = 30) -> ComputeMode
     slope, intercept = np.polyfit(sizes.astype(float), times, 1)
     slope = max(float(slope), 0.0)
     intercept = max(float(intercept), 0.0)
-    return ComputeModel(intercept + _best_time_s(attn, repeats), slope)
+    return ComputeModel(intercept + _best_time_s(attn, repeats), slope,
+                        "matvec: attention projections + FFN matvecs timed at the exact shapes")
