@@ -49,6 +49,11 @@ def register(subparsers: Any) -> None:
                    help="also merge reads at most this far apart (default 0)")
     p.add_argument("--chunk", type=_size("--chunk"), default=None,
                    help="read size of naive/hybrid (default 1m)")
+    p.add_argument("--order-method", choices=("cluster", "spectral", "frequency"), default=None,
+                   help="neuron ordering of the coactivation layouts (default cluster)")
+    p.add_argument("--hot-threshold", type=float, default=None,
+                   help="coactivation: neurons used by at least this share of training "
+                        "tokens go first, as one run (default 0.5)")
     p.add_argument("--tokens", action="store_true", help="print the per-token table too")
     p.set_defaults(func=cmd_simulate)
 
@@ -104,7 +109,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     train = _train(args, [args.layout])
     frame, summary, _ = _run(args.layout, args, params, trace, train, window=args.window,
                              dram_budget_bytes=args.dram_budget, merge_gap_bytes=args.merge_gap,
-                             chunk_bytes=args.chunk)
+                             chunk_bytes=args.chunk, order_method=args.order_method,
+                             hot_threshold=args.hot_threshold)
     summary = _decorate(summary)
     summary["trace"] = str(args.trace or REFERENCE_TRACE)
     summary["device"] = str(args.device)
