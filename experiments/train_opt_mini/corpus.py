@@ -22,6 +22,7 @@ SPLIT_SALT = "opt-mini-split-v1"
 
 # Held-out files are further divided (by the same kind of hash) into three disjoint roles.
 HELDOUT_ROLES = ("eval", "prompts", "trace_train")
+MIN_SUBSTRING_CHECK = 40  # held-out paragraphs longer than this are also searched inside training text
 
 # Directives whose whole body is code, tables, indexes or metadata: dropped with their block.
 _DROP_DIRECTIVES = {
@@ -198,11 +199,25 @@ def load_documents(root: Path = DOC_ROOT) -> list[Document]:
 
 
 def split_documents(docs: list[Document]) -> dict[str, list[Document]]:
-    """Group documents into 'train' and the held-out roles ('eval', 'prompts', 'trace_train')."""
+    """Group documents into 'train' and the held-out roles ('eval', 'prompts', 'trace_train').
+
+    The docs repeat some boilerplate across files, so held-out paragraphs that also occur in
+    the training text (whole, or inside a training paragraph) are dropped from held-out docs.
+    """
     groups: dict[str, list[Document]] = {"train": [], **{r: [] for r in HELDOUT_ROLES}}
     for d in docs:
         key = "train" if split_of(d.rel_path) == "train" else heldout_role(d.rel_path)
         groups[key].append(d)
+    train_paragraphs = {p for d in groups["train"] for p in d.text.split("\n\n")}
+    train_text = "\n".join(d.text for d in groups["train"])
+    for role in HELDOUT_ROLES:
+        kept = []
+        for d in groups[role]:
+            paras = [p for p in d.text.split("\n\n")
+                     if p not in train_paragraphs and not (len(p) > MIN_SUBSTRING_CHECK and p in train_text)]
+            if paras:
+                kept.append(Document(d.rel_path, "\n\n".join(paras)))
+        groups[role] = kept
     return groups
 
 

@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--snapshot-dir", type=Path, default=None,
                    help="also save an fp16 snapshot here at every eval (a fallback if a run must stop early)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="no training: rewrite the text splits, re-measure the shipped model in --out "
+                        "on the eval split and update the held-out numbers in training_metrics.json")
     p.add_argument("--eval-chunks", type=int, default=8, help="held-out chunks used for evals during training")
     return p.parse_args(argv)
 
@@ -81,10 +84,12 @@ def write_text_splits(groups: dict[str, list[corpus.Document]], text_out: Path) 
         docs = groups[role]
         text = "\n\n".join(d.text for d in docs) + "\n"
         atomic_write_text(text_out / name, text)
+        (text_out / name).chmod(0o644)
         manifest["files"][name] = {"role": role, "sources": [d.rel_path for d in docs],
                                    "n_chars": len(text),
                                    "sha256": hashlib.sha256(text.encode()).hexdigest()}
     atomic_write_text(text_out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    (text_out / "manifest.json").chmod(0o644)
     return manifest
 
 
@@ -115,7 +120,7 @@ def train_tokenizer(train_docs: list[corpus.Document], vocab: int):
 def encode_stream(tok, docs: list[corpus.Document]) -> np.ndarray:
     """Token ids of the documents, each preceded by the end-of-text token (as OPT prepends </s>)."""
     parts = []
-    for enc in tok.encode_batch([d.text for d in docs]):
+    for enc in tok.encode_batch([d.text for d in docs], add_special_tokens=False):
         parts.append(np.asarray([EOT_ID] + enc.ids, dtype=np.int64))
     return np.concatenate(parts)
 
@@ -204,6 +209,28 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
     return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def finish_tokenizer_files(folder: Path, max_length: int) -> None:
+    """Make `<folder>/tokenizer.json` prepend `</s>` as OPT's tokenizer does, and write the HF tokenizer config.
+
+    Training streams put `</s>` before every document, so an encoded prompt starts the same way.
+    """
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOT} $A", pair=f"{EOT} $A {EOT} $B", special_tokens=[(EOT, EOT_ID)])
+    tok.save(str(folder / "tokenizer.json"))
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), bos_token=EOT,
+                                   eos_token=EOT, pad_token="<pad>", unk_token="<unk>",
+                                   model_max_length=max_length)
+    fast.save_pretrained(folder)
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"  # the name transformers 4.x and 5.x both know
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def save_fp16(model, tok, out: Path) -> None:
     """Save the fp16 HF folder (config, safetensors, tokenizer) atomically: temp dir, then rename."""
     from transformers import OPTForCausalLM, PreTrainedTokenizerFast
@@ -222,9 +249,7 @@ def save_fp16(model, tok, out: Path) -> None:
     cfg["dtype"] = "float16"
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     tok.save(str(tmp / "tokenizer.json"))
-    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp / "tokenizer.json"), bos_token=EOT,
-                                   eos_token=EOT, pad_token="<pad>", unk_token="<unk>")
-    fast.save_pretrained(tmp)
+    finish_tokenizer_files(tmp, max_length=model.config.max_position_embeddings)
     # keep files not produced here (model card, predictors others ship next to the model)
     if out.exists():
         for keep in out.iterdir():
@@ -237,6 +262,33 @@ def save_fp16(model, tok, out: Path) -> None:
         shutil.rmtree(old)
     else:
         tmp.rename(out)
+    out.chmod(0o755)
+    for f in out.iterdir():
+        f.chmod(0o644)
+
+
+def reevaluate(args: argparse.Namespace, groups: dict[str, list[corpus.Document]]) -> int:
+    """Re-measure the shipped folder on the current eval split; update training_metrics.json."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import OPTForCausalLM
+
+    tok = Tokenizer.from_file(str(args.out / "tokenizer.json"))
+    eval_ids = encode_stream(tok, groups["eval"])
+    shipped = OPTForCausalLM.from_pretrained(args.out, dtype=torch.float32)
+    final = evaluate(shipped, FFNTap(shipped, shipped.config.ffn_dim), eval_ids, args.seq_len)
+    path = args.out / "training_metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["corpus"]["n_eval_tokens"] = int(len(eval_ids))
+    metrics.update(heldout_perplexity=final["perplexity"], heldout_eval_tokens=final["n_tokens"],
+                   heldout_sparsity=final["sparsity"],
+                   heldout_never_active_fraction=final["never_active_fraction"])
+    from flashsim.atomic import atomic_write_text
+    atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
+    path.chmod(0o644)
+    print(f"re-evaluated: heldout ppl {final['perplexity']:.2f} on {final['n_tokens']} tokens, sparsity "
+          + " ".join(f"{x:.4f}" for x in final["sparsity"]), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     docs = corpus.load_documents()
     groups = corpus.split_documents(docs)
     manifest = write_text_splits(groups, args.text_out)
+    if args.evaluate_only:
+        return reevaluate(args, groups)
     print(f"corpus: {len(groups['train'])} train files ({manifest['n_train_chars']} chars); "
           + ", ".join(f"{k}: {len(groups[k])} files" for k in corpus.HELDOUT_ROLES), flush=True)
 
