@@ -51,7 +51,10 @@ def bundled_ids() -> np.ndarray:
     """~300 tokens of held-out text, BOS first, as the bundled model was trained."""
     model = OPTModel.load(BUNDLED_MODEL_DIR)
     text = (TEXT_DIR / "heldout-eval.txt").read_text()
-    ids = [model.spec.bos_token_id] + load_tokenizer(BUNDLED_MODEL_DIR).encode(text).ids
+    ids = load_tokenizer(BUNDLED_MODEL_DIR).encode(text).ids
+    if ids[0] != model.spec.bos_token_id:
+        ids = [model.spec.bos_token_id] + ids
+    assert ids[1] != model.spec.bos_token_id
     return np.asarray(ids[:300], np.int64)
 
 

@@ -75,8 +75,10 @@ def training_documents_text() -> list[str]:
 
 def token_stream(tokenizer, docs: list[str], bos: int | None) -> np.ndarray:
     """Documents as one id stream, each preceded by BOS (as the model was trained)."""
-    parts = [np.asarray(([bos] if bos is not None else []) + e.ids, np.int64)
-             for e in tokenizer.encode_batch(docs)]
+    def with_bos(ids: list[int]) -> list[int]:  # the tokenizer may already prepend it
+        return ids if bos is None or (ids and ids[0] == bos) else [bos] + ids
+
+    parts = [np.asarray(with_bos(e.ids), np.int64) for e in tokenizer.encode_batch(docs)]
     return np.concatenate(parts)
 
 
