@@ -41,13 +41,14 @@ def main() -> None:
     ap.add_argument("--device", default="configs/devices/local-virtio.yaml")
     ap.add_argument("--layout", default="sparse")
     ap.add_argument("--qd", type=int, default=32)
+    ap.add_argument("--set", dest="which", default="predicted", choices=("predicted", "active"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--des-tokens", type=int, default=20)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     trace = ActivationTrace.load(args.trace)
-    plan = make_layout(args.layout).plan(trace)
+    plan = make_layout(args.layout).plan(trace, which=args.which)
     fast, des = make_device(args.device, "fast"), make_device(args.device, "des")
     fast.run_batches(plan.offset_bytes[:1], plan.length_bytes[:1], [0, 1], args.qd)  # warm-up
     all_batches = len(plan.batch_ptr) - 1
