@@ -63,7 +63,8 @@ def _batches(rng, n_batches):
 
 
 CONGESTED = PARAMS.model_copy(update={"n_units": 3, "stripe_bytes": 16384,
-                                      "link_congestion_per_read": 0.01})
+                                      "link_congestion_per_read": 0.01,
+                                      "link_overhead_us": 7.0, "transport_latency_us": 3.0})
 
 
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])

@@ -9,7 +9,8 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    it begins at max(start, unit free), spends `command_latency_us` (time to first byte),
    then moves its share of the bytes at `unit_bandwidth_mb_s`.
 3. link: when the read's first byte is ready (earliest unit begin + command latency) it
-   takes the shared link, a FIFO server, for length / `link_bandwidth_mb_s` × (1 +
+   takes the shared link, a FIFO server, for (`link_overhead_us` + length /
+   `link_bandwidth_mb_s`) × (1 +
    `link_congestion_per_read` × (reads in flight − 1)) (cut-through: the transfer overlaps
    the units). finish_s[i] = max(last unit done, link done) + `transport_latency_us` (a
    completion-path delay that occupies nothing). Reads in flight = picked by a worker and
@@ -76,6 +77,7 @@ class ModelConstants:
     stripe_bytes: int
     congestion: float
     transport_s: float
+    link_overhead_s: float
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -86,7 +88,8 @@ class ModelConstants:
                    link_bytes_per_s=params.link_bandwidth_mb_s * 1e6,
                    stripe_bytes=int(params.stripe_bytes),
                    congestion=float(params.link_congestion_per_read),
-                   transport_s=params.transport_latency_us * 1e-6)
+                   transport_s=params.transport_latency_us * 1e-6,
+                   link_overhead_s=params.link_overhead_us * 1e-6)
 
 
 def unit_shares(offset: int, length: int, stripe_bytes: int, n_units: int) -> list[tuple[int, int]]:

@@ -79,7 +79,7 @@ class FlashDevice:
                 # shared link: FIFO by first-byte time, cut-through with the units
                 now = env.now
                 link_begin = state["link_free"] if state["link_free"] > now else now
-                transfer = (lengths[i] / k.link_bytes_per_s) * (
+                transfer = (k.link_overhead_s + lengths[i] / k.link_bytes_per_s) * (
                     1.0 + k.congestion * (state["in_flight"] - 1))
                 state["link_free"] = link_begin + transfer
                 done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \

@@ -108,7 +108,7 @@ def _issue(i, now, off, length, host_s, command_s, n_units, unit_bps, stripe, un
 
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
-              congestion, transport_s, start, finish, makespan):
+              congestion, transport_s, link_overhead_s, start, finish, makespan):
     unit_free = np.zeros(n_units)
     heap_t = np.empty(qd + 1)
     heap_s = np.empty(qd + 1, dtype=np.int64)
@@ -144,7 +144,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             i = p >> 1
             if (p & 1) == 0:  # first byte ready: take the shared link
                 link_begin = link_free if link_free > now else now
-                link_free = link_begin + (length[i] / link_bps) * (1.0 + congestion * (in_flight - 1))
+                link_free = link_begin + (link_overhead_s + length[i] / link_bps) * (
+                    1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i]
                 done = (fe if fe > link_free else link_free) + transport_s
                 size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq, 2 * i + 1)
@@ -179,7 +180,7 @@ class FastDevice:
         makespan = np.zeros(len(ptr) - 1)
         _simulate(off, length, ptr, int(queue_depth), k.host_s, k.command_s, k.n_units,
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
-                  k.congestion, k.transport_s, start, finish, makespan)
+                  k.congestion, k.transport_s, k.link_overhead_s, start, finish, makespan)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

@@ -7,6 +7,7 @@ file and the job.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 from pathlib import Path
@@ -79,11 +80,19 @@ def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
     groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
     version = None
     engines = set()
+    stamps: list[int] = []
+    disks: set[str] = set()
+    files: set[str] = set()
     for raw in paths:
         path = Path(raw)
         data = _load_json(path)
         version = data.get("fio version", version)
         glob = data.get("global options") or {}
+        if isinstance(data.get("timestamp"), int):
+            stamps.append(data["timestamp"])
+        disks.update(str(d.get("name")) for d in data.get("disk_util") or [] if d.get("name"))
+        if glob.get("filename"):
+            files.add(str(glob["filename"]))
         for job in data["jobs"]:
             pt = job_point(job, glob, file=path)
             engines.add(str(pt["ioengine"]))
@@ -105,6 +114,10 @@ def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
     durations = [r["runtime_s"] for reps in groups.values() for r in reps]
     info = MeasuredInfo(
         method="fio randread, direct=1, one job per chunk × iodepth; value = median of repeats",
+        date=(_dt.datetime.fromtimestamp(min(stamps), _dt.timezone.utc).isoformat(timespec="seconds")
+              if stamps else None),
+        block_device=(", ".join(sorted(disks)) + " (fio disk_util)") if disks else None,
+        file_path=", ".join(sorted(files)) if files else None,
         o_direct=True, tool=f"{version or 'fio'} (ioengine {', '.join(sorted(engines))})",
         point_duration_s=round(float(np.median(durations)), 2) if durations else None,
         repeats=max(len(r) for r in groups.values()),

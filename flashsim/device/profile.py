@@ -31,6 +31,10 @@ class DeviceParams(StrictModel):
     unit_bandwidth_mb_s: float = Field(gt=0.0, description="transfer rate of one unit")
     link_bandwidth_mb_s: float = Field(gt=0.0, description="shared interface link cap")
     stripe_bytes: SizeBytes = Field(default=65536, description="bytes per unit before striping on")
+    link_overhead_us: float = Field(
+        default=0.0, ge=0.0,
+        description="per-read time on the shared link besides the bytes (command processing "
+                    "of a serial back-end, e.g. a virtual disk's I/O thread)")
     transport_latency_us: float = Field(
         default=0.0, ge=0.0,
         description="fixed completion-path delay that occupies no unit (interrupt, virtio "

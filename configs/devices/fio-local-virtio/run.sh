@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 export FLASHSIM_FIO_FILE
 for r in 1 2 3 4 5; do
   fio --output-format=json --output=round$r.json randread-grid.fio
+  # committed copies: the same JSON with whitespace compacted (python json.dumps, separators=(",", ":"))
 done
 flashsim calibrate --from-fio round?.json --out ../local-virtio-fio.yaml \
   --name local-virtio-fio \
