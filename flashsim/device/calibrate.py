@@ -142,7 +142,8 @@ def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: floa
 def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
               qds=DEFAULT_QDS, duration_s: float = 1.5, warmup_s: float = 0.3,
               repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
-              description: str = "", seed: int = 0, quiet: bool = False) -> DeviceProfile:
+              description: str = "", seed: int = 0, quiet: bool = False,
+              engine: str = "auto") -> DeviceProfile:
     """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit."""
     if repeats < 1 or duration_s <= 0 or warmup_s < 0:
         raise InputError("repeats must be ≥ 1, duration > 0 and warm-up ≥ 0", key="repeats")
@@ -154,7 +155,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     grid = [(c, q) for c in chunks for q in qds]
     results: dict[tuple[int, int], list[dict[str, float]]] = {g: [] for g in grid}
     t_begin = time.perf_counter()
-    with DirectReader(path, allow_page_cache=allow_page_cache) as reader:
+    with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         o_direct = reader.o_direct
         engine = reader.engine
         # each round visits the grid in its own random order, so a history effect of the

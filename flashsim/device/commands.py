@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
                      help="rounds over the grid; each point is the median (default 5)")
     cal.add_argument("--allow-page-cache", action="store_true",
                      help="if O_DIRECT is unsupported, read through the page cache (recorded)")
+    cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
+                     help="reader engine: thread pool (auto) or native Linux AIO")
     cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
                      help="build the profile from fio JSON outputs instead of measuring")
     cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
@@ -90,7 +92,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                             chunks=chunks, qds=qds, duration_s=args.duration,
                             warmup_s=args.warmup, repeats=args.repeats,
                             allow_page_cache=args.allow_page_cache, name=name,
-                            description=args.description, quiet=args.json)
+                            description=args.description, quiet=args.json,
+                            engine=args.engine)
     if not args.no_fit:
         profile = fit_profile(profile)
     profile.save(out)

@@ -3,11 +3,13 @@
 Opens the file with O_DIRECT (page cache bypassed) and reads into page-aligned buffers
 (anonymous mmap). Two engines, same semantics (reads taken in order, a new one issued as
 soon as one completes, so exactly min(queue_depth, reads) are in flight):
-- "aio": Linux native AIO from one thread (aio.py), like fio's libaio; half the CPU per read;
-- "threads": `os.preadv` from a pool of persistent worker threads, one read each (the
-  threads live across batches: starting a thread costs more than a 4 KiB read); the fallback
-  where AIO is unavailable or the page cache is used.
-"auto" picks aio where it works. Used by calibration and by the real loader.
+- "threads" (the default): `os.preadv` from a pool of persistent worker threads, one read
+  each (the threads live across batches: starting a thread costs more than a 4 KiB read);
+  QD 1 reads inline in the calling thread;
+- "aio": Linux native AIO from one thread (aio.py), like fio's libaio: half the CPU per read,
+  but on this VM's disk it reached 70–110% of fio against 81–107% for the threads
+  (benchmarks/bench_reader_vs_fio.py), so it is opt-in.
+"auto" = threads. Used by calibration and by the real loader.
 """
 
 from __future__ import annotations
@@ -224,8 +226,7 @@ class DirectReader:
             self.close()
             raise InputError("native AIO needs O_DIRECT on Linux x86-64/arm64", key="engine",
                              expected="engine auto or threads")
-        self.engine = "aio" if engine != "threads" and self.o_direct and aio.available() \
-            else "threads"
+        self.engine = "aio" if engine == "aio" else "threads"
         self._aio = None
         self._slot_maps: list[mmap.mmap] = []
         self._slot_addresses: list[int] = []
