@@ -34,6 +34,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if not target.parent.exists():
         raise InputError("folder does not exist", file=target.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".flashsim-tmp-{target.name}.", dir=target.parent)
+    # mkstemp makes 0600 files; give the result the mode a plain open() would have
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

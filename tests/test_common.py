@@ -80,6 +80,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with atomic_write(target) as f:
         f.write(b"whole")
     assert target.read_bytes() == b"whole"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_atomic_write_disk_full_is_input_error(tmp_path):
