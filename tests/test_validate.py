@@ -132,10 +132,11 @@ def test_store_file_of_another_layout_is_refused(model, tmp_path):
 def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     result = validate(model.ref, ["bundled"], [1, 4], store=tmp_path / "s",
                       model_dir=model.folder, calibrate=True, calibrate_on="store",
-                      calibration_duration_s=0.02, reps=1, tokens=2)
+                      calibration_duration_s=0.02, reps=2, tokens=2, quick_fit=True)
     prof = result.info["profile"]
     assert prof["calibrated"] is True and prof["calibrated_on"].endswith(".ffn")
-    assert {p["queue_depth"] for p in prof["points"]} == {1, 2, 4}
+    assert {p["queue_depth"] for p in prof["points"]} == {1, 2, 4} and prof["rounds"] == 2
+    assert all(p["repeats"] == 2 for p in prof["points"])
     assert all(p["throughput_mb_s"] > 0 for p in prof["points"])
     assert prof["params"]["n_units"] >= 1
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)

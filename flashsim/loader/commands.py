@@ -72,6 +72,10 @@ def register(subparsers: Any) -> None:
     val.add_argument("--calibrate-on", choices=("file", "store"), default="file",
                      help="calibrate on a fresh random-data file (default) or over the "
                           "largest store (the extent the plans read)")
+    val.add_argument("--calibration-duration", type=float, default=0.5,
+                     help="seconds per calibration point and round (default 0.5)")
+    val.add_argument("--quick-fit", action="store_true",
+                     help="the device fit's quick mode (fewer unit/stripe candidates)")
     val.add_argument("--with-fio", action="store_true", help="also replay each plan with fio")
     val.add_argument("--engine", choices=("fast", "des"), default="fast")
     val.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted")
@@ -204,6 +208,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       tokens=args.tokens, engine=args.engine, with_fio=args.with_fio,
                       train_trace=train, which=args.which,
                       calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
+                      calibration_duration_s=args.calibration_duration, quick_fit=args.quick_fit,
                       allow_page_cache=args.allow_page_cache, quiet=args.json)
     for row in result.rows:
         row["meets_goal"] = meets_goal(row)

@@ -95,13 +95,14 @@ def export_fio(plan: IOPlan, out_dir: str | os.PathLike, queue_depth: int, *,
 
 def run_fio(plan: IOPlan, store_path: str | os.PathLike, out_dir: str | os.PathLike,
             queue_depth: int, *, name: str = "plan", min_reads: int = 20000,
-            ioengine: str = "libaio") -> dict[str, float]:
+            min_bytes: int = 256 << 20, ioengine: str = "libaio") -> dict[str, float]:
     """Export and run the plan with fio; fio's time per token (ms) and its throughput.
 
-    The plan is repeated in the iolog until it holds ≥ `min_reads` reads, so fio's
-    millisecond-resolution runtime is precise enough.
+    The plan is repeated in the iolog until it holds ≥ `min_reads` reads or ≥ `min_bytes`
+    bytes, so fio's millisecond-resolution runtime is precise enough.
     """
-    repeat = max(1, -(-min_reads // max(plan.n_reads, 1)))
+    total = max(int(plan.length_bytes.sum()), 1)
+    repeat = max(1, min(-(-min_reads // max(plan.n_reads, 1)), -(-min_bytes // total)))
     info = export_fio(plan, out_dir, queue_depth, target=Path(store_path).resolve(),
                       ioengine=ioengine, repeat=repeat, name=name)
     job = Path(info["job"])

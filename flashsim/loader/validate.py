@@ -77,22 +77,52 @@ def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -
     return chunks
 
 
-def calibrate_profile(data_file: Path, plans: list[IOPlan], qds: list[int], *,
+def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                       size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
-                      repeats: int = 2, quiet: bool = True, allow_page_cache: bool = False):
-    """A quick profile measured now, on `data_file` (created if missing), at chunk sizes and
-    QDs matched to the plans; fitted with the device helper's quick fit."""
+                      seed: int = 0, allow_page_cache: bool = False):
+    """One round of a quick calibration on `data_file` (created if missing): every point of
+    a grid matched to the plans (chunk sizes at quantiles of their reads, the QDs and the
+    powers of two below them) once, in random order. A profile without a fit."""
     from ..device.calibrate import calibrate
-    from ..device.fit import fit_profile
 
     chunks = [c for c in calibration_grid(plans, qds) if c <= size_bytes]
-    qd_grid = sorted(set(qds) | ({2, 4} if max(qds) > 1 else set()))
-    profile = calibrate(data_file, size_bytes=size_bytes, chunks=chunks,
-                        qds=qd_grid, duration_s=duration_s, warmup_s=0.1, repeats=repeats,
-                        allow_page_cache=allow_page_cache, name="validate-calibration",
-                        description="quick grid measured by flashsim validate --calibrate",
-                        quiet=quiet)
-    return fit_profile(profile, quick=True)
+    top = max(qds)
+    qd_grid = sorted(set(qds) | {q for q in (1, 2, 4, 8, 16, 32, 64) if q <= top})
+    return calibrate(data_file, size_bytes=size_bytes, chunks=chunks, qds=qd_grid,
+                     duration_s=duration_s, warmup_s=0.1, repeats=1, seed=seed,
+                     allow_page_cache=allow_page_cache, name="validate-calibration",
+                     description="quick grid measured by flashsim validate --calibrate, "
+                                 "rounds interleaved with the validation repetitions",
+                     quiet=True)
+
+
+def merge_rounds(rounds: list[Any], *, quick: bool = False):
+    """One fitted profile from calibration rounds: per point the median over rounds."""
+    from ..device.fit import fit_profile
+    from ..device.profile import DevicePoint
+
+    by_key: dict[tuple[int, int], list[Any]] = {}
+    for prof in rounds:
+        for p in prof.points:
+            by_key.setdefault((p.chunk_bytes, p.queue_depth), []).append(p)
+    points = []
+    for (chunk, qd), ps in sorted(by_key.items()):
+        tput = np.array([p.throughput_mb_s for p in ps])
+        med = float(np.median(tput))
+
+        def mid(name: str) -> float | None:
+            vals = [getattr(p, name) for p in ps if getattr(p, name) is not None]
+            return round(float(np.median(vals)), 2) if vals else None
+
+        points.append(DevicePoint(
+            chunk_bytes=chunk, queue_depth=qd, throughput_mb_s=round(med, 3),
+            latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
+            latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(ps),
+            throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2)))
+    first = rounds[0]
+    measured = first.measured.model_copy(update={"repeats": len(rounds)})
+    profile = first.model_copy(update={"points": points, "measured": measured})
+    return fit_profile(profile, quick=quick)
 
 
 def _noise(times: np.ndarray) -> np.ndarray:
@@ -147,13 +177,16 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
              tokens: int | None = None, engine: str = "fast", with_fio: bool = False,
              train_trace: ActivationTrace | None = None, which: str = "predicted",
              calibration_bytes: int = DEFAULT_CALIBRATION_BYTES, calibrate_on: str = "file",
-             calibration_duration_s: float = 0.5, allow_page_cache: bool = False, quiet: bool = True) -> ValidationResult:
+             calibration_duration_s: float = 0.5, quick_fit: bool = False,
+             allow_page_cache: bool = False, quiet: bool = True) -> ValidationResult:
     """Measure and predict per-token I/O of every layout × QD on `trace` (see module doc).
 
     `store`: a store file (used for every layout; it must match each plan) or a folder where
     each layout's store is built on first use (named by placement digest, reused later).
     `profile`: a device profile (path or object); with `calibrate` a quick profile is
-    measured in the same run and used instead: on a `calibration_bytes` random-data file in
+    measured in the same run and used instead — one calibration round before each
+    repetition, so both see the same drift; per point the median over rounds, then the
+    device helper's fit — on a `calibration_bytes` random-data file in
     the store folder (`calibrate_on="file"`), or over the largest of the stores themselves
     (`calibrate_on="store"`: the same file extent the plans read).
     """
@@ -200,19 +233,12 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             data_file, size = biggest.path, biggest.file_bytes // 4096 * 4096
         else:
             data_file, size = folder / CALIBRATION_FILE, calibration_bytes
-        prof = calibrate_profile(data_file, plans, qds, size_bytes=size,
-                                 duration_s=calibration_duration_s, allow_page_cache=allow_page_cache, quiet=quiet)
-        params = prof.params
-        profile_info = {"calibrated": True, "calibrated_on": str(data_file),
-                        "params": prof.params.model_dump(),
-                        "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,
-                        "fit_worst_abs_error_pct": prof.fit.worst_abs_error_pct,
-                        "points": [p.model_dump() for p in prof.points]}
     else:
         params = load_params(profile)
         profile_info = {"calibrated": False, "source": str(profile)
                         if isinstance(profile, (str, os.PathLike)) else "object",
                         "params": params.model_dump()}
+    cal_rounds = []
     readers: dict[str, DirectReader] = {}
     try:
         for s in stores:
@@ -227,12 +253,25 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
         rounds = [(r, keys[(j + r) % len(keys)]) for r in range(reps) for j in range(len(keys))]
         for r, (i, q) in progress(rounds, total=len(rounds), desc="validate", quiet=quiet):
+            if calibrate and len(cal_rounds) == r:  # a calibration round before each rep
+                cal_rounds.append(calibration_round(
+                    data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
+                    seed=r, allow_page_cache=allow_page_cache))
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q)
             measured[(i, q)][r] = m.sum(axis=1)
             dispatch[(i, q)][r] = d.sum(axis=1)
     finally:
         for rd in readers.values():
             rd.close()
+    if calibrate:
+        prof = merge_rounds(cal_rounds, quick=quick_fit)
+        params = prof.params
+        profile_info = {"calibrated": True, "calibrated_on": str(data_file),
+                        "rounds": len(cal_rounds), "params": prof.params.model_dump(),
+                        "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,
+                        "fit_worst_abs_error_pct": prof.fit.worst_abs_error_pct,
+                        "points": [p.model_dump() for p in prof.points],
+                        "point_errors": [e.model_dump() for e in prof.fit.points]}
     fio_times: dict[tuple[int, int], dict[str, float]] = {}
     if with_fio:
         from .fio_export import fio_available, run_fio
