@@ -97,3 +97,24 @@ def test_capture_bad_input_exits_2_and_writes_nothing(capsys, tmp_path):
         main(["trace", "capture", "--prompt-file", str(prompt), "--tokens", "many",
               "--out", str(out_path)])
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_capture_with_the_bundled_model(capsys, tmp_path):
+    from flashsim.model.bundled import TEXT_DIR
+
+    out_path = tmp_path / "short.trace"
+    code, out, err = run(capsys, ["trace", "capture", "--prompt-file",
+                                  str(TEXT_DIR / "heldout-prompts.txt"), "--prompt-tokens", "16",
+                                  "--tokens", "8", "--out", str(out_path), "--json"])
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["n_tokens"] == 24 and payload["n_prompt_tokens"] == 16
+    assert payload["n_generated"] == 8 and payload["model"] == "opt-mini"
+    assert 0 < payload["mean_sparsity"] < 1
+    t = ActivationTrace.load(out_path)
+    assert not t.is_synthetic and t.predicted is not None and t.n_tokens == 24
+    # the same seed gives the same trace
+    again = tmp_path / "again.trace"
+    assert main(["trace", "capture", "--prompt-file", str(TEXT_DIR / "heldout-prompts.txt"),
+                 "--prompt-tokens", "16", "--tokens", "8", "--out", str(again), "--json"]) == 0
+    assert ActivationTrace.load(again).token_ids.tolist() == t.token_ids.tolist()
