@@ -118,3 +118,4 @@ def test_capture_with_the_bundled_model(capsys, tmp_path):
     assert main(["trace", "capture", "--prompt-file", str(TEXT_DIR / "heldout-prompts.txt"),
                  "--prompt-tokens", "16", "--tokens", "8", "--out", str(again), "--json"]) == 0
     assert ActivationTrace.load(again).token_ids.tolist() == t.token_ids.tolist()
+    assert t.meta["prompt_source"] == "heldout-prompts.txt"

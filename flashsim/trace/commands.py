@@ -99,7 +99,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     trace = capture_trace(args.model, prompt_text=text, n_tokens=args.tokens, top_p=args.top_p,
                           seed=args.seed, threshold=args.threshold,
-                          prompt_tokens=args.prompt_tokens, quiet=args.json)
+                          prompt_tokens=args.prompt_tokens, quiet=args.json,
+                          prompt_source=prompt.name)
     trace.save(out)
     from .stats import trace_stats
 
