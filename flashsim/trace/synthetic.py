@@ -141,6 +141,7 @@ class RealStructure:
     hit_share: list[float]  # reuse of that set for k = 1 .. 8
     friend_rate_mean: float  # closest-friend rate (active set, neurons active >= 5 times)
     n_tokens: int  # generated tokens measured
+    friend_tokens: int  # generated tokens the closest-friend rate was measured on
     summary: dict[str, Any]
 
 
@@ -173,8 +174,9 @@ def fit_real_structure(real: ActivationTrace) -> RealStructure:
         rel_p = (rp[keep] / np.maximum(rp[keep].mean(axis=1, keepdims=True), 1e-12)).ravel()
     set_name = "predicted" if rp is not None else "active"
     st = trace_stats(real, set_name, coactivation=False)
-    friends = [_friend_rate(closest_friends(s, start, stop)) for s in real.active
-               if s.ptr[stop] > s.ptr[start]]
+    friend_stop = min(stop, start + FRIEND_TOKENS)
+    friends = [_friend_rate(closest_friends(s, start, friend_stop)) for s in real.active
+               if s.ptr[friend_stop] > s.ptr[start]]
     summary = {
         "trace": real.geometry.name, "trace_meta": {k: real.meta.get(k) for k in
                                                     ("source", "model", "prompt_source", "seed")
@@ -186,16 +188,18 @@ def fit_real_structure(real: ActivationTrace) -> RealStructure:
             [np.sort(r)[::-1][:max(1, d // 100)].sum() / max(r.sum(), 1e-12) for r in ra])),
         "reuse_set": set_name, "hit_share": [float(v) for v in st["window_hit_share"]],
         "active_persistence": float(st["window_by_set"]["active"]["hit_share"][0]),
-        "friend_rate_mean": float(np.mean(friends)),
+        "friend_rate_mean": float(np.mean(friends)), "friend_tokens": friend_stop - start,
     }
     if rp is not None:
         summary["predicted_to_active"] = float(rp.sum() / max(ra.sum(), 1e-12))
         summary["recall"] = st["predictor"]["mean"]["recall"]
     return RealStructure(rel_a, rel_p, ra, rp, set_name,
                          [float(v) for v in st["window_hit_share"]],
-                         float(np.mean(friends)), stop - start, summary)
+                         float(np.mean(friends)), stop - start, friend_stop - start, summary)
 
 
+FRIEND_TOKENS = 384  # co-activation is compared over this many tokens (rates depend on it)
+FIT_TOKENS = 400  # longest simulation when fitting at the real trace's geometry
 FRIEND_MIN_COUNT = 5  # neurons active fewer times have closest-friend rates near 1 by chance
 
 
@@ -379,7 +383,7 @@ def _fit_gamma(structure: RealStructure, params: LatentParams, seed: int) -> flo
 
     def friend_rate(gamma: float) -> float:
         mask, _ = _latent_masks(beta, LatentParams(params.phi, params.w, gamma),
-                                structure.n_tokens, seed, group_of)
+                                structure.friend_tokens, seed, group_of)
         return float(np.nanmean([_friend_rate(closest_friends(NeuronSets.from_mask(m)))
                                  for m in mask if m.any()]))
 
@@ -409,7 +413,7 @@ def _fit_noise_slow(structure: RealStructure, params: LatentParams, seed: int) -
     beta = ndtri(1 - p)
     alpha = np.sqrt(1 + tau ** 2)[:, None] * ndtri(1 - r)
     target = float(structure.summary["active_persistence"])
-    n_tokens = structure.n_tokens + 1
+    n_tokens = min(structure.n_tokens, FIT_TOKENS) + 1
 
     def persistence(v: float) -> float:
         _, act = _latent_masks(beta, params, n_tokens, seed, None, alpha, tau, noise_slow=v)
@@ -461,7 +465,7 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
     h = structure.hit_share
     real_params, real_loss = _fit_latent(
         real_beta, lambda ws: (ws[1][0] - h[0]) ** 2 + (ws[k][0] - h[k - 1]) ** 2,
-        int(seeds[1]), min(structure.n_tokens + k, 400), k, sorted({1, k}))
+        int(seeds[1]), min(structure.n_tokens, FIT_TOKENS) + k, k, sorted({1, k}))
 
     targets: dict[str, Any] = {"active_fraction_per_layer": list(rates.active_rate),
                                "mean_active_fraction": float(np.mean(rates.active_rate))}
