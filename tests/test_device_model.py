@@ -46,6 +46,39 @@ def test_two_reads_on_one_unit_queue(engine):
     assert run.finish_s == pytest.approx([5e-6 + service] * 2)
 
 
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_one_host_cpu_serializes_submit_and_completion(engine):
+    params = PARAMS.model_copy(update={"host_cpus": 1, "host_completion_us": 2.0})
+    dev = make_device(params, engine)
+    # 8 reads on 8 different units at QD 8: submits take turns on the one host CPU (5 µs each)
+    run = dev.run(np.arange(8) * 65536, np.full(8, 4096), 8)
+    service = 40e-6 + 4096 / 400e6
+    assert run.start_s == pytest.approx(5e-6 * np.arange(1, 9))
+    # all device done at start + service; the reaps queue behind the submits (ends at 40 µs)
+    # and behind each other: read j reaped at max(done_j, previous reap end) + 2 µs
+    done = 5e-6 * np.arange(1, 9) + service
+    reaped, free = [], 40e-6
+    for d in done:
+        free = max(d, free) + 2e-6
+        reaped.append(free)
+    assert run.finish_s == pytest.approx(reaped)
+    # unshared host CPUs (the default): no queueing, each read its own 5 µs + 2 µs (4 reads:
+    # their link transfers, 2.048 µs each, stay hidden behind the units)
+    own = make_device(params.model_copy(update={"host_cpus": 0}), engine).run(
+        np.arange(4) * 65536, np.full(4, 4096), 4)
+    assert own.finish_s == pytest.approx([5e-6 + service + 2e-6] * 4)
+
+
+def test_one_host_cpu_caps_small_read_rate():
+    # 8 µs of host work per read on one CPU: at most 125k reads/s however deep the queue
+    params = PARAMS.model_copy(update={"n_units": 64, "host_cpus": 1, "host_overhead_us": 5.0,
+                                       "host_completion_us": 3.0})
+    d = predict_detail(params, 4096, 64)
+    assert d["throughput_mb_s"] * 1e6 / 4096 == pytest.approx(125_000, rel=0.02)
+    free = predict_detail(params.model_copy(update={"host_cpus": 0}), 4096, 64)
+    assert free["throughput_mb_s"] > 2 * d["throughput_mb_s"]
+
+
 def _batches(rng, n_batches):
     sizes = np.array([4096, 8192, 16384, 32768, 65536, 262144, 1 << 20])
     offs, lens, ptr = [], [], [0]
@@ -67,8 +100,15 @@ CONGESTED = PARAMS.model_copy(update={"n_units": 3, "stripe_bytes": 16384,
                                       "link_overhead_us": 7.0, "transport_latency_us": 3.0})
 
 
+SHARED_HOST = CONGESTED.model_copy(update={"host_cpus": 1, "host_overhead_us": 4.0,
+                                            "host_completion_us": 2.5})
+TWO_CPUS = PARAMS.model_copy(update={"host_cpus": 2, "host_overhead_us": 9.0,
+                                     "host_completion_us": 3.0})
+
+
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])
-@pytest.mark.parametrize("params", [PARAMS, CONGESTED], ids=["plain", "congested"])
+@pytest.mark.parametrize("params", [PARAMS, CONGESTED, SHARED_HOST, TWO_CPUS],
+                         ids=["plain", "congested", "one-host-cpu", "two-host-cpus"])
 def test_fast_path_matches_simpy_within_one_percent(qd, params):
     rng = np.random.default_rng(qd)
     off, length, ptr = _batches(rng, 12)

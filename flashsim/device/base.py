@@ -2,8 +2,16 @@
 
 The model (both engines implement exactly this; des.py is the SimPy reference):
 
-1. host: `queue_depth` workers take reads in order. A worker that picks read i at time t
-   spends `host_overhead_us`, then issues it: start_s[i] = t + host overhead.
+0. host CPUs: the per-read host software work (submit and completion) runs on `host_cpus`
+   shared CPUs, each a FIFO server: a job arriving at time a takes the CPU that is free
+   first (lowest index on ties), begins at max(a, that CPU free) and holds it for its cost.
+   `host_cpus` = 1 is one submitting thread (fio's single libaio job, flashsim's AIO reader,
+   Python reader threads taking turns on the GIL): it caps reads/s at 1 / (host cost per
+   read) and makes latency grow with queue depth at small chunks. `host_cpus` = 0 gives
+   every worker its own CPU (no host queueing; the default, the model before host sharing).
+1. host submit: `queue_depth` workers take reads in order. A worker that picks read i with
+   its previous read reaped at time a (0 for its first read) runs the submit job
+   (`host_overhead_us`) arriving at a; start_s[i] = the job's end (the read is issued).
 2. flash units: read i covers stripes offset // stripe_bytes … (offset + length - 1) //
    stripe_bytes; stripe s lives on unit s % n_units. Each touched unit is a FIFO server:
    it begins at max(start, unit free), spends `command_latency_us` (time to first byte),
@@ -12,11 +20,17 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    takes the shared link, a FIFO server, for (`link_overhead_us` + length /
    `link_bandwidth_mb_s`) × (1 +
    `link_congestion_per_read` × (reads in flight − 1)) (cut-through: the transfer overlaps
-   the units). finish_s[i] = max(last unit done, link done) + `transport_latency_us` (a
-   completion-path delay that occupies nothing). Reads in flight = picked by a worker and
-   not finished; the congestion term is empirical (0 for an ideal device).
-4. the worker is free at finish_s[i] and picks the next read.
-Events with equal times are handled in the order they were scheduled (SimPy's rule).
+   the units). The device is done at d_i = max(last unit done, link done) +
+   `transport_latency_us` (a completion-path delay that occupies nothing). Reads in flight
+   = picked by a worker and not done at the device; the congestion term is empirical (0 for
+   an ideal device).
+4. host completion: at d_i the worker runs the completion job (`host_completion_us`, the
+   reaping) arriving at d_i; finish_s[i] = its end, so host queueing counts in latency.
+   In the same event the worker picks its next read, whose submit job arrives at
+   finish_s[i] (claimed now, so a worker's reap and its next submit are back to back on
+   one host CPU). Flash units of a read are claimed when it is picked, for its issue time.
+Events with equal times are handled in the order they were scheduled (SimPy's rule). The
+makespan is the last finish_s.
 """
 
 from __future__ import annotations
@@ -78,6 +92,8 @@ class ModelConstants:
     congestion: float
     transport_s: float
     link_overhead_s: float
+    host_cpus: int = 0
+    completion_s: float = 0.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -89,7 +105,25 @@ class ModelConstants:
                    stripe_bytes=int(params.stripe_bytes),
                    congestion=float(params.link_congestion_per_read),
                    transport_s=params.transport_latency_us * 1e-6,
-                   link_overhead_s=params.link_overhead_us * 1e-6)
+                   link_overhead_s=params.link_overhead_us * 1e-6,
+                   host_cpus=int(params.host_cpus),
+                   completion_s=params.host_completion_us * 1e-6)
+
+
+def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float) -> float:
+    """Run a host job arriving at `arrive_s` on the first-free CPU; return its end time.
+
+    An empty `cpu_free` means unshared host CPUs (host_cpus = 0): no waiting.
+    """
+    if not cpu_free:
+        return arrive_s + cost_s
+    j = 0
+    for c in range(1, len(cpu_free)):
+        if cpu_free[c] < cpu_free[j]:
+            j = c
+    begin = cpu_free[j] if cpu_free[j] > arrive_s else arrive_s
+    cpu_free[j] = begin + cost_s
+    return cpu_free[j]
 
 
 def unit_shares(offset: int, length: int, stripe_bytes: int, n_units: int) -> list[tuple[int, int]]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from .base import DeviceRun, ModelConstants, check_batch_ptr, check_reads, unit_shares
+from .base import (DeviceRun, ModelConstants, check_batch_ptr, check_reads, host_claim,
+                   unit_shares)
 from .profile import DeviceParams, load_params
 
 
@@ -49,11 +50,13 @@ class FlashDevice:
             return DeviceRun(start, finish, 0.0)
         env = simpy.Environment()
         unit_free = [0.0] * k.n_units
+        cpu_free = [0.0] * k.host_cpus  # empty: every worker has its own host CPU
         state = {"next": 0, "link_free": 0.0, "in_flight": 0}
         offsets = off.tolist()
         lengths = length.tolist()
 
         def worker():
+            arrive = 0.0  # when this worker's previous read was reaped
             while True:
                 i = state["next"]
                 if i >= n:
@@ -61,9 +64,9 @@ class FlashDevice:
                 state["next"] = i + 1
                 state["in_flight"] += 1
                 now = env.now
-                t_issue = now + k.host_s
+                t_issue = host_claim(cpu_free, arrive, k.host_s)
                 start[i] = t_issue
-                # flash units: FIFO servers, claimed in issue order (= pick order, see base.py)
+                # flash units: FIFO servers, claimed in pick order for the issue time (base.py)
                 first_begin = float("inf")
                 flash_end = 0.0
                 for unit, nbytes in unit_shares(offsets[i], lengths[i], k.stripe_bytes,
@@ -85,8 +88,10 @@ class FlashDevice:
                 done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \
                     + k.transport_s
                 yield env.timeout(done - now)
-                finish[i] = env.now
                 state["in_flight"] -= 1
+                # host completion (reaping) on the shared host CPUs
+                arrive = host_claim(cpu_free, env.now, k.completion_s)
+                finish[i] = arrive
 
         for _ in range(min(queue_depth, n)):
             env.process(worker())

@@ -63,10 +63,23 @@ def _pop_fix(heap_t, heap_s, heap_p, size):
 
 
 @njit(cache=True, inline="always")
-def _issue(i, now, off, length, host_s, command_s, n_units, unit_bps, stripe, unit_free,
+def _host(cpu_free, n_cpus, arrive, cost):
+    """A host job arriving at `arrive` on the first-free CPU (none shared: no wait); its end."""
+    if n_cpus == 0:
+        return arrive + cost
+    j = 0
+    for c in range(1, n_cpus):
+        if cpu_free[c] < cpu_free[j]:
+            j = c
+    begin = cpu_free[j] if cpu_free[j] > arrive else arrive
+    cpu_free[j] = begin + cost
+    return cpu_free[j]
+
+
+@njit(cache=True, inline="always")
+def _issue(i, t_issue, off, length, command_s, n_units, unit_bps, stripe, unit_free,
            start, flash_end):
-    """Host overhead, then claim the flash units of read i; return its first-byte time."""
-    t_issue = now + host_s
+    """Issue read i at `t_issue`: claim its flash units; return its first-byte time."""
     start[i] = t_issue
     o = off[i]
     ln = length[i]
@@ -108,8 +121,10 @@ def _issue(i, now, off, length, host_s, command_s, n_units, unit_bps, stripe, un
 
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
-              congestion, transport_s, link_overhead_s, start, finish, makespan):
+              congestion, transport_s, link_overhead_s, n_cpus, completion_s, start, finish,
+              makespan):
     unit_free = np.zeros(n_units)
+    cpu_free = np.zeros(max(n_cpus, 1))
     heap_t = np.empty(qd + 1)
     heap_s = np.empty(qd + 1, dtype=np.int64)
     heap_p = np.empty(qd + 1, dtype=np.int64)
@@ -121,6 +136,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
         if hi == lo:
             continue
         unit_free[:] = 0.0
+        cpu_free[:] = 0.0
         link_free = 0.0
         size = 0
         seq = 0
@@ -132,7 +148,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             i = nxt
             nxt += 1
             in_flight += 1
-            t_first = _issue(i, now, off, length, host_s, command_s, n_units, unit_bps, stripe,
+            t_issue = _host(cpu_free, n_cpus, 0.0, host_s)
+            t_first = _issue(i, t_issue, off, length, command_s, n_units, unit_bps, stripe,
                              unit_free, start, flash_end)
             size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 2 * i)
             seq += 1
@@ -150,16 +167,18 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                 done = (fe if fe > link_free else link_free) + transport_s
                 size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq, 2 * i + 1)
                 seq += 1
-            else:  # read complete: the worker picks the next read
-                finish[i] = now
+            else:  # done at the device: reap on the host, the worker picks the next read
                 in_flight -= 1
-                if now > mk:
-                    mk = now
+                fin = _host(cpu_free, n_cpus, now, completion_s)
+                finish[i] = fin
+                if fin > mk:
+                    mk = fin
                 if nxt < hi:
                     i = nxt
                     nxt += 1
                     in_flight += 1
-                    t_first = _issue(i, now, off, length, host_s, command_s, n_units, unit_bps,
+                    t_issue = _host(cpu_free, n_cpus, fin, host_s)
+                    t_first = _issue(i, t_issue, off, length, command_s, n_units, unit_bps,
                                      stripe, unit_free, start, flash_end)
                     size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 2 * i)
                     seq += 1
@@ -180,7 +199,8 @@ class FastDevice:
         makespan = np.zeros(len(ptr) - 1)
         _simulate(off, length, ptr, int(queue_depth), k.host_s, k.command_s, k.n_units,
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
-                  k.congestion, k.transport_s, k.link_overhead_s, start, finish, makespan)
+                  k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
+                  k.completion_s, start, finish, makespan)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

@@ -25,7 +25,8 @@ MIN_POINTS_TO_FIT = 4
 class DeviceParams(StrictModel):
     """Parameters of the layered flash model (see des.py): host → command → units → link."""
 
-    host_overhead_us: float = Field(ge=0.0, description="host software time per read, before it is issued")
+    host_overhead_us: float = Field(ge=0.0, description="host software time per read, before it "
+                                                         "is issued (not in its latency)")
     command_latency_us: float = Field(ge=0.0, description="time a flash unit spends before its first byte")
     n_units: int = Field(ge=1, le=4096, description="parallel flash units (dies/channels)")
     unit_bandwidth_mb_s: float = Field(gt=0.0, description="transfer rate of one unit")
@@ -39,6 +40,16 @@ class DeviceParams(StrictModel):
         default=0.0, ge=0.0,
         description="fixed completion-path delay that occupies no unit (interrupt, virtio "
                     "round trip); counts in latency, not in unit busy time")
+    host_cpus: int = Field(
+        default=0, ge=0, le=4096,
+        description="host CPUs that run the per-read host work (submit and completion), "
+                    "shared by all workers, FIFO: 1 for a single submitting thread (fio's one "
+                    "job, a Python reader under the GIL); 0 = every worker has its own (no "
+                    "host queueing)")
+    host_completion_us: float = Field(
+        default=0.0, ge=0.0,
+        description="host software time per read to reap its completion (interrupt, "
+                    "io_getevents, waking the reader); counts in latency")
     link_congestion_per_read: float = Field(
         default=0.0, ge=0.0, le=1.0,
         description="empirical: each read in flight beyond the first slows link transfers by "
