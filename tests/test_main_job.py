@@ -39,7 +39,7 @@ def first_run(short_default, tmp_path_factory):
 
 def test_run_compares_every_layout_in_paper_order(first_run):
     code, payload, out = first_run
-    assert code == 0 and payload["n_failed"] == 0 and payload["n_runs"] == 9
+    assert code == 0 and payload["n_failed"] == 0 and payload["n_runs"] == len(COMPARE_ORDER)
     (group,) = payload["groups"]
     assert [r["layout"] for r in group["rows"]] == list(COMPARE_ORDER)
     assert group["queue_depth"] == 32 and group["neuron_set"] == "predicted"

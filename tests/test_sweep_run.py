@@ -114,13 +114,21 @@ def _processes_mentioning(text):
     return found
 
 
-@pytest.mark.parametrize("sig, workers", [(signal.SIGKILL, 1), (signal.SIGINT, 1),
-                                          (signal.SIGKILL, 2)])
-def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers):
-    # 48 runs on the (slower) SimPy engine, so the kill lands mid-sweep
-    data = smoke_dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 5],
-                      queue_depths=[1, 2, 4, 8, 16, 32], engine="des")
-    spec = write_yaml(tmp_path, data)
+# 48 runs, so the kill lands mid-sweep
+LONG = dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 5],
+            queue_depths=[1, 2, 4, 8, 16, 32], max_tokens=3)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("whole")
+    spec = write_yaml(folder, smoke_dict(**LONG))
+    return run_sweep(spec, folder / "out", workers=1, quiet=True, plot=False)
+
+
+@pytest.mark.parametrize("sig, workers", [(signal.SIGKILL, 2), (signal.SIGINT, 1)])
+def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers, uninterrupted):
+    spec = write_yaml(tmp_path, smoke_dict(**LONG))
     out = tmp_path / "killed"
     proc = _start(spec, out, workers)
     runs = out / "runs"
@@ -143,13 +151,13 @@ def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers):
             time.sleep(0.05)
         assert _processes_mentioning(str(out)) == []
 
-    resumed = run_sweep(spec, out, workers=1, quiet=True)
+    resumed = run_sweep(spec, out, workers=1, quiet=True, plot=False)
     assert resumed.n_skipped == len(finished) and resumed.n_ran == 48 - len(finished)
     assert not list(runs.glob(".flashsim-tmp-*"))  # a killed write leaves no litter
-    whole = run_sweep(spec, tmp_path / "whole", workers=1, quiet=True)
+    whole = uninterrupted
     pd.testing.assert_frame_equal(comparable(resumed.results), comparable(whole.results))
     pd.testing.assert_frame_equal(comparable(pd.read_parquet(out / "tokens.parquet")),
-                                  comparable(pd.read_parquet(tmp_path / "whole" / "tokens.parquet")))
+                                  comparable(pd.read_parquet(whole.out_dir / "tokens.parquet")))
 
 
 def test_one_sweep_at_a_time_per_folder(tmp_path, capsys):
