@@ -166,3 +166,26 @@ def test_window_increments_agree_with_the_layout_window_cache():
     res = window.run_window(s, 40, 10, 5)
     assert res.loads.counts().mean() == pytest.approx(w.incremental_neurons[0])
     assert res.resident_neurons.mean() == pytest.approx(w.resident_neurons[0])
+
+
+def test_bundled_reference_trace_stats_are_sane():
+    from flashsim.model.bundled import REFERENCE_TRACE
+
+    t = ActivationTrace.load(REFERENCE_TRACE)
+    assert not t.is_synthetic and t.predicted is not None
+    st = trace_stats(t)
+    assert st["tokens"]["n_measured"] >= 256
+    sp = np.array(st["sparsity"])
+    assert np.all((sp >= 0) & (sp < 1))
+    assert np.all(np.array(st["predicted_sparsity"]) < 1)
+    for name in ("active", "predicted"):
+        w = st["window_by_set"][name]
+        # a longer window can only remember more: reuse and residency grow, loads shrink
+        assert np.all(np.diff(w["hit_share"]) >= 0)
+        assert np.all(np.diff(w["resident_fraction"]) >= 0)
+        assert np.all(np.diff(w["incremental_fraction"]) <= 0)
+        assert 0 < w["incremental_fraction"][0] < 1
+    recall = np.array(st["predictor"]["recall"])
+    assert np.all((recall > 0.5) & (recall <= 1))
+    co = st["coactivation"]
+    assert all(0 <= x <= 1 for x in co["hot_friend_share"])

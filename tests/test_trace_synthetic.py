@@ -144,3 +144,41 @@ def test_synth_cli_json(tmp_path, capsys):
                  "--prompt-tokens", "10", "--out", str(tmp_path / "x.trace")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and not (tmp_path / "x.trace").exists()
+
+
+@pytest.fixture(scope="module")
+def real_fit_synth():
+    from flashsim.model.bundled import TRAINING_TRACE
+
+    real = ActivationTrace.load(TRAINING_TRACE)
+    rates = paper_opt_6_7b_rates(SMALL.n_layers)
+    return real, rates, synthetic_trace(SMALL, 260, fitted_to=real, rates=rates, seed=3,
+                                        n_prompt_tokens=60)
+
+
+def test_fitted_to_the_bundled_real_trace_hits_targets(real_fit_synth):
+    real, rates, tr = real_fit_synth
+    assert not real.is_synthetic and tr.is_synthetic
+    st = trace_stats(tr, "predicted", coactivation=False, ks=[5])
+    active = 1 - np.array(st["sparsity"])
+    assert active.mean() == pytest.approx(np.mean(rates.active_rate), rel=0.05)
+    predicted = 1 - np.array(st["predicted_sparsity"])
+    assert predicted.sum() / active.sum() == pytest.approx(3.0, rel=0.05)
+    assert np.mean(st["predictor"]["recall"]) == pytest.approx(0.95, abs=0.015)
+    assert st["window_incremental_fraction"][0] == pytest.approx(0.024, rel=0.10)
+    assert st["window_resident_fraction"][0] == pytest.approx(0.24, rel=0.10)
+    fit = tr.meta["fit"]["real"]
+    assert fit["trace"] == "opt-mini" and fit["n_tokens_measured"] > 1000
+
+
+def test_real_structure_carries_over(real_fit_synth):
+    _, _, tr = real_fit_synth
+    real, ach = tr.meta["fit"]["real"], tr.meta["achieved"]
+    # hot neurons: the top 1% carry about as much of the firing as in opt-mini (~10%)
+    assert ach["top1pct_share_of_activations"] == pytest.approx(
+        real["top1pct_share_of_activations"], rel=0.5)
+    assert abs(ach["dead_share"] - real["dead_share"]) < 0.15
+    # the paper's co-activation finding: hot neurons are many neurons' closest friend,
+    # far more often than friends picked at random would be
+    co = trace_stats(tr, "active", ks=[1])["coactivation"]
+    assert np.all(np.array(co["hot_friend_share"]) > 3 * np.array(co["hot_friend_share_if_random"]))
