@@ -54,10 +54,14 @@ def plot_sweep(results: pd.DataFrame, path: str | os.PathLike, *, title: str = "
                          expected="a .png, .pdf or .svg path")
     frame = results.assign(series=series_labels(results))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for name, group in frame.groupby("series", sort=False):
+    groups = list(frame.groupby("series", sort=False))
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for i, (name, group) in enumerate(groups):
+        color = cmap(i % cmap.N)
         by_qd = group.groupby("queue_depth", sort=True)["io_ms_p50"].median()
-        ax1.plot(by_qd.index, by_qd.values, marker="o", label=name)
-        ax2.scatter(group["io_ms_p50"], group["dram_resident_bytes"] / 1e6, label=name, s=18)
+        ax1.plot(by_qd.index, by_qd.values, marker="o", label=name, color=color)
+        ax2.scatter(group["io_ms_p50"], group["dram_resident_bytes"] / 1e6, label=name, s=18,
+                    color=color)
     ax1.set_xscale("log", base=2)
     ax1.set_yscale("log")
     ax1.set_xlabel("queue depth (reads in flight)")

@@ -47,20 +47,36 @@ def truncate(trace: Any, max_generated: int) -> Any:
                            cut, pred, meta)
 
 
-def simulate_config(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Plan and simulate one run config; returns the per-token table and the summary."""
-    from ..cost.compute import ComputeModel
-    from ..cost.simulate import simulate
+PLAN_KEYS = ("trace_path", "trace_sha256", "max_tokens", "train_trace_path",
+             "train_trace_sha256", "layout", "window", "dram_budget_bytes", "block_bytes",
+             "neuron_set")
+"""What a plan depends on: runs that differ only in device, queue depth or engine share it."""
+
+
+@functools.lru_cache(maxsize=4)
+def _plan(key: tuple) -> Any:
     from ..layout.registry import make_layout
 
-    trace = _trace(config["trace_path"], config["trace_sha256"], config["max_tokens"])
+    c = dict(zip(PLAN_KEYS, key))
+    trace = _trace(c["trace_path"], c["trace_sha256"], c["max_tokens"])
     train = None
-    if config.get("train_trace_path"):
-        train = _trace(config["train_trace_path"], config["train_trace_sha256"], None)
+    if c["train_trace_path"]:
+        train = _trace(c["train_trace_path"], c["train_trace_sha256"], None)
+    layout = make_layout(c["layout"], train_trace=train, block_bytes=c["block_bytes"],
+                         window=c["window"], dram_budget_bytes=c["dram_budget_bytes"])
+    return trace, layout.plan(trace, which=c["neuron_set"])
+
+
+def simulate_config(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Plan and simulate one run config; returns the per-token table and the summary.
+
+    Plans are cached per process (a few), so a queue-depth or device axis re-plans nothing.
+    """
+    from ..cost.compute import ComputeModel
+    from ..cost.simulate import simulate
+
+    trace, plan = _plan(tuple(config.get(k) for k in PLAN_KEYS))
     params = _params(config["device_path"], config["device_sha256"])
-    layout = make_layout(config["layout"], train_trace=train, block_bytes=config["block_bytes"],
-                         window=config["window"], dram_budget_bytes=config["dram_budget_bytes"])
-    plan = layout.plan(trace, which=config["neuron_set"])
     compute = ComputeModel(config["compute_fixed_s_per_layer"], config["compute_s_per_neuron"],
                            source="sweep host rates")
     frame, summary = simulate(plan, params, config["queue_depth"], config["engine"],
