@@ -203,3 +203,17 @@ def test_align_merge_merges_overlaps_and_gaps_never_across_batches():
     ptr, off, length = align_merge(np.array([0]), np.array([0]), np.array([10000]),
                                    n_batches=1, block_bytes=4096, max_read_bytes=4096)
     assert (off.tolist(), length.tolist()) == ([0, 4096, 8192], [4096] * 3)
+
+
+def test_dram_budget_is_shared_by_the_layers():
+    g = ModelGeometry("hand-2l", 2, 2048, 16, 2)
+    dense = [list(range(0, 10)), list(range(3, 12)), list(range(5, 14))] * 5  # ~10 rows/token
+    sparse = random_sets(5, n_tokens=15)
+    record = 2 * ROW
+    budget_rows = 18  # layer 0 alone holds 10+: an even split (9 per layer) could not
+    plan = make_layout("windowed+bundled", window=4, dram_budget_bytes=budget_rows * record).plan(
+        hand_trace([dense, sparse], g, n_prompt=0))
+    total = plan.dram_resident_bytes.sum(axis=1)
+    assert total.max() <= budget_rows * record
+    assert plan.dram_resident_bytes[:, 0].max() >= 10 * record
+    assert plan.meta["window_per_token"].min() < 4

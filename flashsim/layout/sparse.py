@@ -4,9 +4,9 @@
   the two matrices of a split file (nothing is kept between tokens);
 - bundled: the same neurons, one read of a [fc1 row | fc2 col] record each;
 - windowed (+bundled): neurons used by the last k tokens stay in DRAM, only the increment is
-  read (see `window.py`); an optional DRAM budget, split evenly over the layers (each
-  layer's window decision then only needs that layer's own sets, as a runtime has them),
-  shrinks the window when it would be exceeded.
+  read (see `window.py`); an optional DRAM budget for the whole FFN cache (all layers)
+  shrinks a layer's window when it would be exceeded, deciding layer by layer with only
+  what a runtime knows at that point.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..trace.format import ActivationTrace, ModelGeometry, NeuronSets
 from .base import Layout, build_plan, check_trace
 from .placement import Placement, bundled_placement, split_placement
 from .plan import IOPlan
-from .window import run_window
+from .window import run_windows
 
 
 class SparseLayout(Layout):
@@ -77,14 +77,17 @@ class SparseLayout(Layout):
         windows = []
         budget_rows = None
         if self.dram_budget_bytes is not None:
-            budget_rows = int(self.dram_budget_bytes // L // (2 * g.row_bytes))
+            budget_rows = int(self.dram_budget_bytes // (2 * g.row_bytes))
+        results = None
+        if self.window is not None:
+            results = run_windows(sets, g.d_ffn, first, self.window, budget_rows=budget_rows)
         for l, s in enumerate(sets):
-            if self.window is None:  # predictor only: read every neuron every token
+            if results is None:  # predictor only: read every neuron every token
                 ld = s.slice_tokens(first, trace.n_tokens)
                 n = ld.counts()
                 resident[:, l] = moved[:, l] = computed[:, l] = n
             else:
-                w = run_window(s, g.d_ffn, first, self.window, budget_rows=budget_rows, layer=l)
+                w = results[l]
                 ld = w.loads
                 resident[:, l] = computed[:, l] = w.resident_neurons
                 moved[:, l] = w.moved_rows
