@@ -233,6 +233,19 @@ def decode_speed(model: OPTModel, preds: PredictorSet, prompt: np.ndarray, n: in
     return out
 
 
+def add_heldout_metrics(sidecar: Path, results: dict) -> None:
+    """Put the held-out report (per-layer recall / extra load, perplexity) in predictors.json."""
+    data = json.loads(sidecar.read_text())
+    h = results["heldout"]
+    data["heldout"] = {"eval_text": results["eval_text"], "tokens": h["tokens"],
+                       "per_layer": h["per_layer"],
+                       **{k: h[k] for k in ("perplexity_dense", "perplexity_sparse",
+                                            "next_token_agreement", "top1_accuracy_dense",
+                                            "top1_accuracy_sparse")}}
+    data["predictor_params_over_ffn"] = results["predictor_params_over_ffn"]
+    atomic_write_text(sidecar, json.dumps(data, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -307,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                "machine": {"python": platform.python_version(), "numpy": np.__version__,
                            "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}}
     atomic_write_text(args.results, json.dumps(results, indent=2) + "\n")
+    add_heldout_metrics(out.with_suffix(".json"), results)
     for m in report["per_layer"]:
         print(f"layer {m['layer']}: sparsity {m['true_sparsity']:.3f} recall {m['recall']:.3f} "
               f"extra {m['extra_load_ratio']:.3f} fp_rate {m['false_positive_rate']:.4f}")
