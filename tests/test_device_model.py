@@ -79,6 +79,32 @@ def test_one_host_cpu_caps_small_read_rate():
     assert free["throughput_mb_s"] > 2 * d["throughput_mb_s"]
 
 
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_link_wakeup_is_paid_only_by_reads_that_find_the_link_idle(engine):
+    woken = PARAMS.model_copy(update={"link_wakeup_us": 20.0, "n_units": 1})
+    one = make_device(woken, engine).run([0], [4096], 1)
+    # idle link: 5 host + 40 command, then 20 wake-up + 4096 B on the link (cut-through
+    # with the unit's 10.24 µs)
+    assert one.finish_s[0] == pytest.approx(5e-6 + 40e-6 + max(20e-6 + 4096 / 2000e6, 4096 / 400e6))
+    # 1 unit, 3 reads at QD 3: the unit serializes them (50.24 µs each); the link is idle
+    # again before each first byte, so every read pays the wake-up
+    three = make_device(woken, engine).run([0, 8192, 16384], [4096] * 3, 3)
+    service = 40e-6 + 4096 / 400e6
+    assert np.sort(three.finish_s) == pytest.approx(
+        [5e-6 + k * service + 40e-6 + 20e-6 + 4096 / 2000e6 for k in range(3)])
+
+
+def test_command_latency_spread_keeps_the_mean_and_softens_saturation():
+    spread = PARAMS.model_copy(update={"command_latency_spread": 1.5})
+    idle = [predict_detail(p, 4096, 1)["latency_mean_us"] for p in (PARAMS, spread)]
+    assert idle[1] == pytest.approx(idle[0], rel=0.05)  # mean command latency unchanged
+    mid = [predict_detail(p, 4096, 8)["throughput_mb_s"] for p in (PARAMS, spread)]
+    assert mid[1] < 0.9 * mid[0]  # reads queue behind slow ones before the units are full
+    deep = [predict_detail(p, 4096, 256, n_reads=20000)["throughput_mb_s"]
+            for p in (PARAMS, spread)]
+    assert deep[1] == pytest.approx(deep[0], rel=0.1)  # the same cap, reached later
+
+
 def _batches(rng, n_batches):
     sizes = np.array([4096, 8192, 16384, 32768, 65536, 262144, 1 << 20])
     offs, lens, ptr = [], [], [0]
@@ -100,8 +126,8 @@ CONGESTED = PARAMS.model_copy(update={"n_units": 3, "stripe_bytes": 16384,
                                       "link_overhead_us": 7.0, "transport_latency_us": 3.0})
 
 
-SHARED_HOST = CONGESTED.model_copy(update={"host_cpus": 1, "host_overhead_us": 4.0,
-                                            "host_completion_us": 2.5})
+SHARED_HOST = CONGESTED.model_copy(update={"host_cpus": 1, "host_overhead_us": 4.0, "link_wakeup_us": 6.0,
+                                            "host_completion_us": 2.5, "command_latency_spread": 1.5})
 TWO_CPUS = PARAMS.model_copy(update={"host_cpus": 2, "host_overhead_us": 9.0,
                                      "host_completion_us": 3.0})
 

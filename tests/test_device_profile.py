@@ -21,11 +21,8 @@ def test_the_three_profiles_are_committed():
     assert {"local-virtio", "local-virtio-fio", "m1max-paper"} <= names
 
 
-# Issue 2's goal: median |error| ≤ 10% and worst point ≤ 25%. The paper profile meets it.
-# This VM's disk drifts (a point's repeats spread 15–110%), and its fits reach median 8–9%
-# but worst 27% (fio) and 31% (flashsim reader, 4 KiB at QD 64): the worst-point bound for
-# the measured profiles is the fit quality reached, so the test catches any regression.
-WORST_PCT = {"m1max-paper": 25.0, "local-virtio": 32.0, "local-virtio-fio": 28.0}
+# Issue 2's goal, for every committed profile: median |error| ≤ 10%, worst point ≤ 25%.
+WORST_PCT = 25.0
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
@@ -36,7 +33,7 @@ def test_committed_profile_is_reproduced_by_its_model(path):
     values = [abs(e.throughput_error_pct) for e in errors]
     values += [abs(e.latency_error_pct) for e in errors if e.latency_error_pct is not None]
     assert np.median(values) <= 10.0
-    assert max(values) <= WORST_PCT.get(profile.name, 25.0)
+    assert max(values) <= WORST_PCT
     tput = [abs(e.throughput_error_pct) for e in errors]
     spread = [p.throughput_spread_pct or 0.0 for p in profile.points]
     # throughput: within 25% of the median of the repeats, or within the repeats' own spread

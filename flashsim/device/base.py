@@ -14,27 +14,40 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    (`host_overhead_us`) arriving at a; start_s[i] = the job's end (the read is issued).
 2. flash units: read i covers stripes offset // stripe_bytes … (offset + length - 1) //
    stripe_bytes; stripe s lives on unit s % n_units. Each touched unit is a FIFO server:
-   it begins at max(start, unit free), spends `command_latency_us` (time to first byte),
-   then moves its share of the bytes at `unit_bandwidth_mb_s`.
+   it begins at max(start, unit free), spends the read's command latency (time to first
+   byte), then moves its share of the bytes at `unit_bandwidth_mb_s`. The command latency
+   of the j-th read of a batch is `command_latency_us` × command_factor(j,
+   `command_latency_spread`): mean `command_latency_us`, Weibull-distributed (real flash
+   reads vary: a busy die, read retries, garbage collection, a shared back end; the
+   variation makes queues form before the units are saturated, so throughput approaches
+   its cap gradually with queue depth), the same for every unit the read touches;
+   spread 0 = every read alike.
 3. link: when the read's first byte is ready (earliest unit begin + command latency) it
-   takes the shared link, a FIFO server, for (`link_overhead_us` + length /
+   takes the shared link, a FIFO server, for (wake + `link_overhead_us` + length /
    `link_bandwidth_mb_s`) × (1 +
    `link_congestion_per_read` × (reads in flight − 1)) (cut-through: the transfer overlaps
-   the units). The device is done at d_i = max(last unit done, link done) +
+   the units). wake = `link_wakeup_us` if the link is idle when the read arrives (not free
+   after that instant), else 0: a back end that sleeps when idle (a virtual disk's I/O
+   thread, an interrupt-driven controller) pays a wake-up per idle period, and reads that
+   arrive while it is busy ride along (notification suppression, batching), so the cost per
+   read falls as the queue deepens. The device is done at d_i = max(last unit done, link done) +
    `transport_latency_us` (a completion-path delay that occupies nothing). Reads in flight
    = picked by a worker and not done at the device; the congestion term is empirical (0 for
    an ideal device).
 4. host completion: at d_i the worker runs the completion job (`host_completion_us`, the
-   reaping) arriving at d_i; finish_s[i] = its end, so host queueing counts in latency.
-   In the same event the worker picks its next read, whose submit job arrives at
-   finish_s[i] (claimed now, so a worker's reap and its next submit are back to back on
-   one host CPU). Flash units of a read are claimed when it is picked, for its issue time.
+   reaping) arriving at d_i; finish_s[i] = its end, so host queueing for the reap counts
+   in latency. The worker then picks its next read; the submit job arrives at finish_s[i]
+   and, with shared CPUs, is claimed only then (an event at finish_s[i]), so it queues
+   behind reaps that arrived meanwhile: a single-threaded event loop reaps what completed
+   before it submits more, and that wait falls outside the reads' latency. Flash units of
+   a read are claimed when its submit is claimed, for its issue time.
 Events with equal times are handled in the order they were scheduled (SimPy's rule). The
 makespan is the last finish_s.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +107,8 @@ class ModelConstants:
     link_overhead_s: float
     host_cpus: int = 0
     completion_s: float = 0.0
+    wakeup_s: float = 0.0
+    command_spread: float = 0.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -107,7 +122,29 @@ class ModelConstants:
                    transport_s=params.transport_latency_us * 1e-6,
                    link_overhead_s=params.link_overhead_us * 1e-6,
                    host_cpus=int(params.host_cpus),
-                   completion_s=params.host_completion_us * 1e-6)
+                   completion_s=params.host_completion_us * 1e-6,
+                   wakeup_s=params.link_wakeup_us * 1e-6,
+                   command_spread=float(params.command_latency_spread))
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def command_factor(j: int, spread: float) -> float:
+    """Read j's command-latency multiplier E^spread / Γ(1 + spread), E ~ Exp(1): mean 1.
+
+    A Weibull of shape 1/spread: 0 = every read alike, 1 = exponential, more = a heavier
+    tail. E comes from splitmix64(j), a fixed seedless sequence both engines compute
+    alike, so a batch's j-th read always gets the same factor.
+    """
+    if spread == 0.0:
+        return 1.0
+    z = (j + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z ^= z >> 31
+    u = (z >> 11) * (1.0 / 9007199254740992.0)
+    return (-math.log1p(-u)) ** spread / math.gamma(1.0 + spread)
 
 
 def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float) -> float:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from .base import (DeviceRun, ModelConstants, check_batch_ptr, check_reads, host_claim,
-                   unit_shares)
+from .base import (DeviceRun, ModelConstants, check_batch_ptr, check_reads, command_factor,
+                   host_claim, unit_shares)
 from .profile import DeviceParams, load_params
 
 
@@ -64,25 +64,31 @@ class FlashDevice:
                 state["next"] = i + 1
                 state["in_flight"] += 1
                 now = env.now
-                t_issue = host_claim(cpu_free, arrive, k.host_s)
+                t_issue = host_claim(cpu_free, arrive if arrive > now else now, k.host_s)
                 start[i] = t_issue
                 # flash units: FIFO servers, claimed in pick order for the issue time (base.py)
                 first_begin = float("inf")
                 flash_end = 0.0
+                command_s = k.command_s * command_factor(i, k.command_spread)
                 for unit, nbytes in unit_shares(offsets[i], lengths[i], k.stripe_bytes,
                                                 k.n_units):
                     begin = unit_free[unit] if unit_free[unit] > t_issue else t_issue
-                    done = begin + k.command_s + nbytes / k.unit_bytes_per_s
+                    done = begin + command_s + nbytes / k.unit_bytes_per_s
                     unit_free[unit] = done
                     if begin < first_begin:
                         first_begin = begin
                     if done > flash_end:
                         flash_end = done
-                yield env.timeout((first_begin + k.command_s) - now)
+                yield env.timeout((first_begin + command_s) - now)
                 # shared link: FIFO by first-byte time, cut-through with the units
                 now = env.now
-                link_begin = state["link_free"] if state["link_free"] > now else now
-                transfer = (k.link_overhead_s + lengths[i] / k.link_bytes_per_s) * (
+                if state["link_free"] > now:  # busy link: the read joins the back end's run
+                    link_begin = state["link_free"]
+                    wake = 0.0
+                else:  # idle link: the back end must be woken first
+                    link_begin = now
+                    wake = k.wakeup_s
+                transfer = (wake + k.link_overhead_s + lengths[i] / k.link_bytes_per_s) * (
                     1.0 + k.congestion * (state["in_flight"] - 1))
                 state["link_free"] = link_begin + transfer
                 done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \
@@ -92,6 +98,8 @@ class FlashDevice:
                 # host completion (reaping) on the shared host CPUs
                 arrive = host_claim(cpu_free, env.now, k.completion_s)
                 finish[i] = arrive
+                if cpu_free:  # shared CPUs: the next submit queues from the reap's end
+                    yield env.timeout(arrive - env.now)
 
         for _ in range(min(queue_depth, n)):
             env.process(worker())

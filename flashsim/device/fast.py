@@ -8,6 +8,8 @@ compiled once and cached on disk (`cache=True`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -77,9 +79,24 @@ def _host(cpu_free, n_cpus, arrive, cost):
 
 
 @njit(cache=True, inline="always")
-def _issue(i, t_issue, off, length, command_s, n_units, unit_bps, stripe, unit_free,
-           start, flash_end):
-    """Issue read i at `t_issue`: claim its flash units; return its first-byte time."""
+def _command_factor(j, spread):
+    """base.command_factor: splitmix64(j) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
+    if spread == 0.0:
+        return 1.0
+    z = np.uint64(j) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return (-np.log1p(-u)) ** spread / math.gamma(1.0 + spread)
+
+
+@njit(cache=True, inline="always")
+def _issue(i, j, t_issue, off, length, command_s, command_spread, n_units, unit_bps, stripe,
+           unit_free, start, flash_end):
+    """Issue read i (the j-th of its batch) at `t_issue`: claim its flash units; return its
+    first-byte time."""
+    command_s = command_s * _command_factor(j, command_spread)
     start[i] = t_issue
     o = off[i]
     ln = length[i]
@@ -121,8 +138,8 @@ def _issue(i, t_issue, off, length, command_s, n_units, unit_bps, stripe, unit_f
 
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
-              congestion, transport_s, link_overhead_s, n_cpus, completion_s, start, finish,
-              makespan):
+              congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
+              command_spread, start, finish, makespan):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     heap_t = np.empty(qd + 1)
@@ -149,38 +166,52 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             nxt += 1
             in_flight += 1
             t_issue = _host(cpu_free, n_cpus, 0.0, host_s)
-            t_first = _issue(i, t_issue, off, length, command_s, n_units, unit_bps, stripe,
-                             unit_free, start, flash_end)
-            size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 2 * i)
+            t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread, n_units,
+                             unit_bps, stripe, unit_free, start, flash_end)
+            size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
             seq += 1
         mk = 0.0
         while size > 0:
             now = heap_t[0]
             p = heap_p[0]
             size = _pop_fix(heap_t, heap_s, heap_p, size)
-            i = p >> 1
-            if (p & 1) == 0:  # first byte ready: take the shared link
-                link_begin = link_free if link_free > now else now
-                link_free = link_begin + (link_overhead_s + length[i] / link_bps) * (
+            i = p >> 2
+            kind = p & 3
+            if kind == 0:  # first byte ready: take the shared link
+                if link_free > now:  # busy link: the read joins the back end's run
+                    link_begin = link_free
+                    wake = 0.0
+                else:  # idle link: the back end must be woken first
+                    link_begin = now
+                    wake = wakeup_s
+                link_free = link_begin + (wake + link_overhead_s + length[i] / link_bps) * (
                     1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i]
                 done = (fe if fe > link_free else link_free) + transport_s
-                size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq, 2 * i + 1)
+                size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq, 4 * i + 1)
                 seq += 1
-            else:  # done at the device: reap on the host, the worker picks the next read
-                in_flight -= 1
-                fin = _host(cpu_free, n_cpus, now, completion_s)
-                finish[i] = fin
-                if fin > mk:
-                    mk = fin
-                if nxt < hi:
+            else:
+                if kind == 1:  # done at the device: reap on the host
+                    in_flight -= 1
+                    fin = _host(cpu_free, n_cpus, now, completion_s)
+                    finish[i] = fin
+                    if fin > mk:
+                        mk = fin
+                    if n_cpus > 0:  # shared CPUs: the next submit queues from the reap's end
+                        size = _push(heap_t, heap_s, heap_p, size, now + (fin - now), seq,
+                                     4 * i + 2)
+                        seq += 1
+                        continue
+                else:  # reaped (shared CPUs only)
+                    fin = finish[i]
+                if nxt < hi:  # the worker picks the next read
                     i = nxt
                     nxt += 1
                     in_flight += 1
-                    t_issue = _host(cpu_free, n_cpus, fin, host_s)
-                    t_first = _issue(i, t_issue, off, length, command_s, n_units, unit_bps,
-                                     stripe, unit_free, start, flash_end)
-                    size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 2 * i)
+                    t_issue = _host(cpu_free, n_cpus, fin if fin > now else now, host_s)
+                    t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread,
+                                     n_units, unit_bps, stripe, unit_free, start, flash_end)
+                    size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
                     seq += 1
         makespan[b] = mk
 
@@ -200,7 +231,7 @@ class FastDevice:
         _simulate(off, length, ptr, int(queue_depth), k.host_s, k.command_s, k.n_units,
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
-                  k.completion_s, start, finish, makespan)
+                  k.completion_s, k.wakeup_s, k.command_spread, start, finish, makespan)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

@@ -28,6 +28,11 @@ class DeviceParams(StrictModel):
     host_overhead_us: float = Field(ge=0.0, description="host software time per read, before it "
                                                          "is issued (not in its latency)")
     command_latency_us: float = Field(ge=0.0, description="time a flash unit spends before its first byte")
+    command_latency_spread: float = Field(
+        default=0.0, ge=0.0, le=4.0,
+        description="read-to-read variation of the command latency: factor E^spread / "
+                    "Γ(1 + spread), E ~ Exp(1) (Weibull, mean 1); 0 = every read alike, "
+                    "1 = exponential, more = heavier tail")
     n_units: int = Field(ge=1, le=4096, description="parallel flash units (dies/channels)")
     unit_bandwidth_mb_s: float = Field(gt=0.0, description="transfer rate of one unit")
     link_bandwidth_mb_s: float = Field(gt=0.0, description="shared interface link cap")
@@ -36,6 +41,11 @@ class DeviceParams(StrictModel):
         default=0.0, ge=0.0,
         description="per-read time on the shared link besides the bytes (command processing "
                     "of a serial back-end, e.g. a virtual disk's I/O thread)")
+    link_wakeup_us: float = Field(
+        default=0.0, ge=0.0,
+        description="extra link time for a read that finds the link idle (waking a back end "
+                    "that sleeps when idle: a virtio kick, an interrupt); reads arriving while "
+                    "it is busy skip it, so deep queues amortize it; 0 = none")
     transport_latency_us: float = Field(
         default=0.0, ge=0.0,
         description="fixed completion-path delay that occupies no unit (interrupt, virtio "
@@ -106,7 +116,7 @@ class FitInfo(StrictModel):
 
     median_abs_error_pct: float
     worst_abs_error_pct: float
-    method: str = "scipy.optimize.least_squares on log errors"
+    method: str = "scipy.optimize.least_squares on log errors, Nelder-Mead minimax polish"
     points: list[PointError] = Field(default_factory=list)
 
 
