@@ -76,6 +76,8 @@ def register(subparsers: Any) -> None:
                      help="seconds per calibration point and round (default 0.5)")
     val.add_argument("--quick-fit", action="store_true",
                      help="the device fit's quick mode (fewer unit/stripe candidates)")
+    val.add_argument("--reader-engine", choices=("auto", "aio", "threads"), default="auto",
+                     help="DirectReader engine for the real runs and the calibration")
     val.add_argument("--with-fio", action="store_true", help="also replay each plan with fio")
     val.add_argument("--engine", choices=("fast", "des"), default="fast")
     val.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted")
@@ -209,6 +211,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       train_trace=train, which=args.which,
                       calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
                       calibration_duration_s=args.calibration_duration, quick_fit=args.quick_fit,
+                      reader_engine=args.reader_engine,
                       allow_page_cache=args.allow_page_cache, quiet=args.json)
     for row in result.rows:
         row["meets_goal"] = meets_goal(row)

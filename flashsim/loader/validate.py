@@ -79,7 +79,7 @@ def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -
 
 def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                       size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
-                      seed: int = 0, allow_page_cache: bool = False):
+                      seed: int = 0, allow_page_cache: bool = False, engine: str = "auto"):
     """One round of a quick calibration on `data_file` (created if missing): every point of
     a grid matched to the plans (chunk sizes at quantiles of their reads, the QDs and the
     powers of two below them) once, in random order. A profile without a fit."""
@@ -90,7 +90,7 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
     qd_grid = sorted(set(qds) | {q for q in (1, 2, 4, 8, 16, 32, 64) if q <= top})
     return calibrate(data_file, size_bytes=size_bytes, chunks=chunks, qds=qd_grid,
                      duration_s=duration_s, warmup_s=0.1, repeats=1, seed=seed,
-                     allow_page_cache=allow_page_cache, name="validate-calibration",
+                     allow_page_cache=allow_page_cache, engine=engine, name="validate-calibration",
                      description="quick grid measured by flashsim validate --calibrate, "
                                  "rounds interleaved with the validation repetitions",
                      quiet=True)
@@ -178,7 +178,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
              train_trace: ActivationTrace | None = None, which: str = "predicted",
              calibration_bytes: int = DEFAULT_CALIBRATION_BYTES, calibrate_on: str = "file",
              calibration_duration_s: float = 0.5, quick_fit: bool = False,
-             allow_page_cache: bool = False, quiet: bool = True) -> ValidationResult:
+             reader_engine: str = "auto", allow_page_cache: bool = False,
+             quiet: bool = True) -> ValidationResult:
     """Measure and predict per-token I/O of every layout × QD on `trace` (see module doc).
 
     `store`: a store file (used for every layout; it must match each plan) or a folder where
@@ -243,8 +244,10 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     try:
         for s in stores:
             if str(s.path) not in readers:
-                readers[str(s.path)] = DirectReader(s.path, allow_page_cache=allow_page_cache)
+                readers[str(s.path)] = DirectReader(s.path, allow_page_cache=allow_page_cache,
+                                                    engine=reader_engine)
         o_direct = all(r.o_direct for r in readers.values())
+        used_engine = next(iter(readers.values())).engine
         keys = [(i, q) for i in range(len(plans)) for q in qds]
         measured = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
         dispatch = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
@@ -256,7 +259,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             if calibrate and len(cal_rounds) == r:  # a calibration round before each rep
                 cal_rounds.append(calibration_round(
                     data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
-                    seed=r, allow_page_cache=allow_page_cache))
+                    seed=r, allow_page_cache=allow_page_cache, engine=used_engine))
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q)
             measured[(i, q)][r] = m.sum(axis=1)
             dispatch[(i, q)][r] = d.sum(axis=1)
@@ -302,7 +305,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
             "trace_synthetic": trace.is_synthetic, "model": trace.geometry.name,
             "tokens": trace.n_tokens - trace.n_prompt_tokens, "set": which, "engine": engine,
-            "reps": reps, "o_direct": o_direct, "stores": sorted(readers),
+            "reps": reps, "o_direct": o_direct, "reader_engine": used_engine,
+            "stores": sorted(readers),
             "profile": profile_info,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     return ValidationResult(rows, per_token, info)
