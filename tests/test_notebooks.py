@@ -36,7 +36,7 @@ def kernel_name(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_there_are_notebooks() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"device_calibration.ipynb"} <= names
+    assert {"device_calibration.ipynb", "layout_comparison.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
