@@ -109,6 +109,7 @@ class ModelConstants:
     completion_s: float = 0.0
     wakeup_s: float = 0.0
     command_spread: float = 0.0
+    command_inv_gamma: float = 1.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -124,15 +125,17 @@ class ModelConstants:
                    host_cpus=int(params.host_cpus),
                    completion_s=params.host_completion_us * 1e-6,
                    wakeup_s=params.link_wakeup_us * 1e-6,
-                   command_spread=float(params.command_latency_spread))
+                   command_spread=float(params.command_latency_spread),
+                   command_inv_gamma=1.0 / math.gamma(1.0 + params.command_latency_spread))
 
 
 _MASK64 = (1 << 64) - 1
 
 
-def command_factor(j: int, spread: float) -> float:
+def command_factor(j: int, spread: float, inv_gamma: float) -> float:
     """Read j's command-latency multiplier E^spread / Γ(1 + spread), E ~ Exp(1): mean 1.
 
+    `inv_gamma` = 1 / Γ(1 + spread) (ModelConstants.command_inv_gamma).
     A Weibull of shape 1/spread: 0 = every read alike, 1 = exponential, more = a heavier
     tail. E comes from splitmix64(j), a fixed seedless sequence both engines compute
     alike, so a batch's j-th read always gets the same factor.
@@ -144,7 +147,8 @@ def command_factor(j: int, spread: float) -> float:
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     z ^= z >> 31
     u = (z >> 11) * (1.0 / 9007199254740992.0)
-    return (-math.log1p(-u)) ** spread / math.gamma(1.0 + spread)
+    e = -math.log1p(-u)
+    return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0
 
 
 def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float) -> float:

@@ -69,7 +69,7 @@ class FlashDevice:
                 # flash units: FIFO servers, claimed in pick order for the issue time (base.py)
                 first_begin = float("inf")
                 flash_end = 0.0
-                command_s = k.command_s * command_factor(i, k.command_spread)
+                command_s = k.command_s * command_factor(i, k.command_spread, k.command_inv_gamma)
                 for unit, nbytes in unit_shares(offsets[i], lengths[i], k.stripe_bytes,
                                                 k.n_units):
                     begin = unit_free[unit] if unit_free[unit] > t_issue else t_issue

@@ -8,8 +8,6 @@ compiled once and cached on disk (`cache=True`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -79,7 +77,7 @@ def _host(cpu_free, n_cpus, arrive, cost):
 
 
 @njit(cache=True, inline="always")
-def _command_factor(j, spread):
+def _command_factor(j, spread, inv_gamma):
     """base.command_factor: splitmix64(j) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
     if spread == 0.0:
         return 1.0
@@ -88,15 +86,16 @@ def _command_factor(j, spread):
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    return (-np.log1p(-u)) ** spread / math.gamma(1.0 + spread)
+    e = -np.log1p(-u)
+    return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
 
 
 @njit(cache=True, inline="always")
-def _issue(i, j, t_issue, off, length, command_s, command_spread, n_units, unit_bps, stripe,
-           unit_free, start, flash_end):
+def _issue(i, j, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
+           unit_bps, stripe, unit_free, start, flash_end):
     """Issue read i (the j-th of its batch) at `t_issue`: claim its flash units; return its
     first-byte time."""
-    command_s = command_s * _command_factor(j, command_spread)
+    command_s = command_s * _command_factor(j, command_spread, command_inv_gamma)
     start[i] = t_issue
     o = off[i]
     ln = length[i]
@@ -139,7 +138,7 @@ def _issue(i, j, t_issue, off, length, command_s, command_spread, n_units, unit_
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
               congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
-              command_spread, start, finish, makespan):
+              command_spread, command_inv_gamma, start, finish, makespan):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     heap_t = np.empty(qd + 1)
@@ -166,8 +165,9 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             nxt += 1
             in_flight += 1
             t_issue = _host(cpu_free, n_cpus, 0.0, host_s)
-            t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread, n_units,
-                             unit_bps, stripe, unit_free, start, flash_end)
+            t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread,
+                             command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
+                             flash_end)
             size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
             seq += 1
         mk = 0.0
@@ -209,8 +209,9 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                     nxt += 1
                     in_flight += 1
                     t_issue = _host(cpu_free, n_cpus, fin if fin > now else now, host_s)
-                    t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread,
-                                     n_units, unit_bps, stripe, unit_free, start, flash_end)
+                    t_first = _issue(i, i - lo, t_issue, off, length, command_s,
+                                     command_spread, command_inv_gamma, n_units, unit_bps,
+                                     stripe, unit_free, start, flash_end)
                     size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
                     seq += 1
         makespan[b] = mk
@@ -231,7 +232,8 @@ class FastDevice:
         _simulate(off, length, ptr, int(queue_depth), k.host_s, k.command_s, k.n_units,
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
-                  k.completion_s, k.wakeup_s, k.command_spread, start, finish, makespan)
+                  k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma, start, finish,
+                  makespan)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:
