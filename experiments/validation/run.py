@@ -19,7 +19,8 @@ def argv_from(cfg: dict) -> list[str]:
     """The `flashsim validate` command line the study's YAML describes."""
     argv = ["validate", "--store", cfg["store"], "--layouts", ",".join(cfg["layouts"]),
             "--qd", ",".join(str(q) for q in cfg["qd"]), "--reps", str(cfg["reps"]),
-            "--calibrate-on", cfg.get("calibrate_on", "file")]
+            "--calibrate-on", cfg.get("calibrate_on", "file"),
+            "--reader-engine", cfg.get("reader_engine", "auto")]
     for key, flag in (("trace", "--trace"), ("tokens", "--tokens"), ("report", "--report"),
                       ("device", "--device")):
         if cfg.get(key) is not None:
