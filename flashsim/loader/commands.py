@@ -77,7 +77,8 @@ def register(subparsers: Any) -> None:
     val.add_argument("--quick-fit", action="store_true",
                      help="the device fit's quick mode (fewer unit/stripe candidates)")
     val.add_argument("--reader-engine", choices=("auto", "aio", "threads"), default="auto",
-                     help="DirectReader engine for the real runs and the calibration")
+                     help="DirectReader engine for the real runs and the calibration "
+                          "(auto: native AIO where available, else threads)")
     val.add_argument("--with-fio", action="store_true", help="also replay each plan with fio")
     val.add_argument("--engine", choices=("fast", "des"), default="fast")
     val.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted")

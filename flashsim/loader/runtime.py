@@ -152,7 +152,8 @@ class FlashWeightSource:
             raise InputError("generate does not apply a DRAM budget", key="dram_budget_bytes",
                              expected="no --dram-budget")
         self.queue_depth = int(queue_depth)
-        self.reader = reader or DirectReader(store.path, allow_page_cache=allow_page_cache)
+        from .validate import open_reader
+        self.reader = reader or open_reader(store.path, "auto", allow_page_cache)
         self._own_reader = reader is None
         self.dtype = _dtype(g)
         self.fc1_b = [l.fc1_b for l in ckpt.layers]

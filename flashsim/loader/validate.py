@@ -35,6 +35,18 @@ CALIBRATION_FILE = "calibration.bin"
 DEFAULT_CALIBRATION_BYTES = 1 << 30
 
 
+def open_reader(path: str | os.PathLike, engine: str = "auto",
+                allow_page_cache: bool = False) -> DirectReader:
+    """A DirectReader; "auto" prefers the native AIO engine (one thread, no per-batch thread
+    hand-off, which costs 50-120 µs per small batch with threads) and falls back to threads."""
+    if engine == "auto":
+        try:
+            return DirectReader(path, allow_page_cache=allow_page_cache, engine="aio")
+        except InputError:
+            engine = "auto"
+    return DirectReader(path, allow_page_cache=allow_page_cache, engine=engine)
+
+
 def trace_head(trace: ActivationTrace, n_generated: int | None) -> ActivationTrace:
     """The trace cut after its first `n_generated` generated tokens (None: unchanged)."""
     if n_generated is None or trace.n_prompt_tokens + n_generated >= trace.n_tokens:
@@ -244,8 +256,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     try:
         for s in stores:
             if str(s.path) not in readers:
-                readers[str(s.path)] = DirectReader(s.path, allow_page_cache=allow_page_cache,
-                                                    engine=reader_engine)
+                readers[str(s.path)] = open_reader(s.path, reader_engine, allow_page_cache)
         o_direct = all(r.o_direct for r in readers.values())
         used_engine = next(iter(readers.values())).engine
         keys = [(i, q) for i in range(len(plans)) for q in qds]
