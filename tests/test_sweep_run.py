@@ -114,9 +114,11 @@ def _processes_mentioning(text):
     return found
 
 
-# 48 runs, so the kill lands mid-sweep
-LONG = dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 5],
-            queue_depths=[1, 2, 4, 8, 16, 32], max_tokens=3)
+# 112 runs of several seconds in all, so the kill lands mid-sweep even when this test
+# process is starved for a while on a loaded machine (48 short runs once finished first)
+LONG = dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 4, 5, 6, 7, 8],
+            queue_depths=[1, 2, 4, 8, 16, 32, 64], max_tokens=6)
+N_LONG = 2 * 8 * 7
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,7 @@ def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers, u
     code = proc.wait(60)
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     finished = ResultStore(out).finished(p.stem for p in runs.glob("*.parquet"))
-    assert 0 < len(finished) < 48
+    assert 0 < len(finished) < N_LONG
     assert not (out / "results.parquet").exists()
     if workers > 1:  # worker processes die with the sweep (their command line is the sweep's)
         deadline = time.monotonic() + 10
@@ -152,7 +154,7 @@ def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers, u
         assert _processes_mentioning(str(out)) == []
 
     resumed = run_sweep(spec, out, workers=1, quiet=True, plot=False)
-    assert resumed.n_skipped == len(finished) and resumed.n_ran == 48 - len(finished)
+    assert resumed.n_skipped == len(finished) and resumed.n_ran == N_LONG - len(finished)
     assert not list(runs.glob(".flashsim-tmp-*"))  # a killed write leaves no litter
     whole = uninterrupted
     pd.testing.assert_frame_equal(comparable(resumed.results), comparable(whole.results))
