@@ -10,9 +10,11 @@ from pathlib import Path
 
 import yaml
 
+from flashsim.atomic import atomic_write_text
 from flashsim.cli import main
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 def argv_from(cfg: dict) -> list[str]:
@@ -42,7 +44,10 @@ if __name__ == "__main__":
         code = main(argv + ["--json"])
     if code:
         sys.exit(code)
-    Path(cfg["json"]).write_text(buf.getvalue())
+    out = Path(cfg.get("json") or HERE / "results.json")
+    out = out if out.is_absolute() else ROOT / out
+    atomic_write_text(out, buf.getvalue())  # read by notebooks/validation.ipynb
+    print(f"wrote {out}", file=sys.stderr)
     payload = json.loads(buf.getvalue())
     from flashsim.cliutil import table
     from flashsim.loader.commands import _VALIDATE_COLS
