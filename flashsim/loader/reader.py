@@ -15,7 +15,6 @@ soon as one completes, so exactly min(queue_depth, reads) are in flight):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import itertools
 import mmap

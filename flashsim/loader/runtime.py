@@ -225,7 +225,6 @@ class FlashWeightSource:
         got = self.reader.read_batch(off, length, self.queue_depth, return_data=True)
         t1 = time.perf_counter()
         rows = self._decode(layer, new, off, length, got.data)
-        t2 = time.perf_counter()
         cache.last_used[ids] = t
         k = self.window or 1
         keep = cache.last_used >= t - k + 1
@@ -309,27 +308,17 @@ def generate_from_flash(store_path: str | os.PathLike, layout: Layout, *,
     from ..model.predictor import PredictorSet, logit
     from ..model.sampling import check_top_p, next_token
     from ..model.sparse import SparseFFN
-    from ..model.tokenizer import encode, load_tokenizer
+    from ..model.tokenizer import check_request, load_tokenizer, prompt_ids
 
-    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) or n_tokens <= 0:
-        raise InputError(f"cannot generate {n_tokens!r} tokens", key="tokens",
-                         expected="a positive number of tokens")
+    check_request(prompt_text, n_tokens)
     check_top_p(top_p)
     if threshold is not None:
         logit(threshold)
-    if not isinstance(prompt_text, str) or not prompt_text.strip():
-        raise InputError("the prompt is empty", key="prompt", expected="some text")
     folder = Path(model_dir) if model_dir is not None else bundled_model_dir()
     ckpt = load_checkpoint(folder)
     spec = ckpt.spec
     tok = load_tokenizer(folder)
-    ids = encode(tok, prompt_text)
-    if spec.bos_token_id is not None and (not ids or ids[0] != spec.bos_token_id):
-        ids = [int(spec.bos_token_id)] + ids
-    if len(ids) + n_tokens > spec.max_positions:
-        raise InputError(f"prompt ({len(ids)} tokens) + {n_tokens} generated tokens passes the "
-                         f"model's context", key="tokens",
-                         expected=f"at most {spec.max_positions - len(ids)} tokens")
+    ids = prompt_ids(tok, spec, prompt_text, n_tokens)
     pred_path = Path(predictors) if predictors is not None else default_predictors_path(folder)
     preds = PredictorSet.load(pred_path)
     preds.check_geometry(ckpt.geometry, file=pred_path)

@@ -36,42 +36,20 @@ def capture_trace(model_dir: str | os.PathLike | None = None, prompt_text: str =
     from ..model.predictor import PredictorSet, logit
     from ..model.sampling import check_top_p, next_token
     from ..model.sparse import SparseFFN
-    from ..model.tokenizer import encode, load_tokenizer
+    from ..model.tokenizer import check_request, load_tokenizer, prompt_ids
     from ..model.weights import DRAMWeightSource
 
-    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) or n_tokens <= 0:
-        raise InputError(f"cannot generate {n_tokens!r} tokens", key="tokens",
-                         expected="a positive number of tokens")
+    check_request(prompt_text, n_tokens)
     if prompt_tokens is not None and (isinstance(prompt_tokens, bool) or prompt_tokens <= 0):
         raise InputError(f"prompt_tokens {prompt_tokens!r}", key="prompt_tokens",
                          expected="a positive number of prompt tokens")
     check_top_p(top_p)
     if threshold is not None:
         logit(threshold)  # validates
-    if not isinstance(prompt_text, str) or not prompt_text.strip():
-        raise InputError("the prompt is empty", key="prompt", expected="some text")
-
     folder = Path(model_dir) if model_dir is not None else bundled_model_dir()
     ckpt = load_checkpoint(folder)
     spec = ckpt.spec
-    ids = encode(load_tokenizer(folder), prompt_text)
-    if spec.bos_token_id is not None and (not ids or ids[0] != spec.bos_token_id):
-        ids = [int(spec.bos_token_id)] + ids  # OPT starts every text with </s> (its BOS)
-    if prompt_tokens is not None:
-        if len(ids) < prompt_tokens:
-            raise InputError(f"the prompt has only {len(ids)} tokens", key="prompt_tokens",
-                             expected=f"a prompt of at least {prompt_tokens} tokens")
-        ids = ids[:prompt_tokens]
-    if len(ids) <= (spec.bos_token_id is not None):
-        raise InputError("the prompt has no tokens", key="prompt", expected="some text")
-    if len(ids) > spec.max_positions:
-        raise InputError(f"the prompt has {len(ids)} tokens, longer than the model's context",
-                         key="prompt", expected=f"at most {spec.max_positions} tokens "
-                         "(max_position_embeddings)")
-    if len(ids) + n_tokens > spec.max_positions:
-        raise InputError(f"prompt ({len(ids)} tokens) + {n_tokens} generated tokens passes the "
-                         f"model's context", key="tokens",
-                         expected=f"at most {spec.max_positions - len(ids)} tokens for this prompt")
+    ids = prompt_ids(load_tokenizer(folder), spec, prompt_text, n_tokens, prompt_tokens)
 
     pred_path = Path(predictors) if predictors is not None else default_predictors_path(folder)
     preds = PredictorSet.load(pred_path)
