@@ -6,7 +6,6 @@ temporary Jupyter path, so the test works in a fresh venv that only has ipykerne
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ def kernel_name(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_there_are_notebooks() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"device_calibration.ipynb", "layout_comparison.ipynb"} <= names
+    assert {"device_calibration.ipynb", "layout_comparison.ipynb", "validation.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
