@@ -212,3 +212,20 @@ def test_bad_reads_are_input_errors(engine):
         dev.run_batches([0, 4096], [4096, 4096], [0, 3], 1)
     with pytest.raises(InputError):
         make_device(PARAMS, "quantum")
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_command_factor_averages_one_over_many_short_batches(engine):
+    # qd 1, one stripe per read, a fast link: each read takes host 5 + 40·f + 4096 B / 400 MB/s
+    # (the link's 2.05 µs overlaps the unit), so the batches' total time gives the mean factor f.
+    # Drawn by position in the batch, every 8-read batch would get the same 8 factors.
+    spread = PARAMS.model_copy(update={"command_latency_spread": 1.0})
+    rng = np.random.default_rng(3)
+    n_batches, n = 1500, 8
+    off = rng.integers(0, 1 << 20, size=n_batches * n) * 4096
+    length = np.full(n_batches * n, 4096)
+    ptr = np.arange(n_batches + 1) * n
+    total_s = make_device(spread, engine).run_batches(off, length, ptr, 1).sum()
+    per_read_us = total_s * 1e6 / (n_batches * n)
+    mean_factor = (per_read_us - 5.0 - 4096 / 400.0) / 40.0
+    assert mean_factor == pytest.approx(1.0, abs=0.04)

@@ -16,8 +16,8 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    stripe_bytes; stripe s lives on unit s % n_units. Each touched unit is a FIFO server:
    it begins at max(start, unit free), spends the read's command latency (time to first
    byte), then moves its share of the bytes at `unit_bandwidth_mb_s`. The command latency
-   of the j-th read of a batch is `command_latency_us` × command_factor(j,
-   `command_latency_spread`): mean `command_latency_us`, Weibull-distributed (real flash
+   of read i is `command_latency_us` × command_factor(i, offset, length,
+   `command_latency_spread`) (i = its index in the whole run / run_batches call): mean `command_latency_us`, Weibull-distributed (real flash
    reads vary: a busy die, read retries, garbage collection, a shared back end; the
    variation makes queues form before the units are saturated, so throughput approaches
    its cap gradually with queue depth), the same for every unit the read touches;
@@ -132,20 +132,26 @@ class ModelConstants:
 _MASK64 = (1 << 64) - 1
 
 
-def command_factor(j: int, spread: float, inv_gamma: float) -> float:
-    """Read j's command-latency multiplier E^spread / Γ(1 + spread), E ~ Exp(1): mean 1.
+def _mix64(z: int) -> int:
+    """splitmix64's finaliser: a bijective 64-bit hash (fast.py's _mix64 does the same)."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: float) -> float:
+    """Read i's command-latency multiplier E^spread / Γ(1 + spread), E ~ Exp(1): mean 1.
 
     `inv_gamma` = 1 / Γ(1 + spread) (ModelConstants.command_inv_gamma).
     A Weibull of shape 1/spread: 0 = every read alike, 1 = exponential, more = a heavier
-    tail. E comes from splitmix64(j), a fixed seedless sequence both engines compute
-    alike, so a batch's j-th read always gets the same factor.
+    tail. E comes from a seedless hash of (i = the read's index in the whole `run` /
+    `run_batches` call, its offset, its length), which both engines compute alike; not of
+    the read's position in its batch, which would give every batch's j-th read one factor.
     """
     if spread == 0.0:
         return 1.0
-    z = (j + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    z ^= z >> 31
+    z = _mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
     u = (z >> 11) * (1.0 / 9007199254740992.0)
     e = -math.log1p(-u)
     return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0

@@ -38,10 +38,13 @@ class FlashDevice:
         for b in range(len(ptr) - 1):
             lo, hi = ptr[b], ptr[b + 1]
             if hi > lo:
-                out[b] = self._simulate(off[lo:hi], length[lo:hi], int(queue_depth)).makespan_s
+                out[b] = self._simulate(off[lo:hi], length[lo:hi], int(queue_depth),
+                                        first_index=int(lo)).makespan_s
         return out
 
-    def _simulate(self, off: np.ndarray, length: np.ndarray, queue_depth: int) -> DeviceRun:
+    def _simulate(self, off: np.ndarray, length: np.ndarray, queue_depth: int,
+                  first_index: int = 0) -> DeviceRun:
+        """One batch; read i is read first_index + i of the whole call (for its command factor)."""
         k = self._k
         n = len(off)
         start = np.zeros(n)
@@ -69,7 +72,8 @@ class FlashDevice:
                 # flash units: FIFO servers, claimed in pick order for the issue time (base.py)
                 first_begin = float("inf")
                 flash_end = 0.0
-                command_s = k.command_s * command_factor(i, k.command_spread, k.command_inv_gamma)
+                command_s = k.command_s * command_factor(first_index + i, offsets[i], lengths[i],
+                                                       k.command_spread, k.command_inv_gamma)
                 for unit, nbytes in unit_shares(offsets[i], lengths[i], k.stripe_bytes,
                                                 k.n_units):
                     begin = unit_free[unit] if unit_free[unit] > t_issue else t_issue

@@ -77,25 +77,32 @@ def _host(cpu_free, n_cpus, arrive, cost):
 
 
 @njit(cache=True, inline="always")
-def _command_factor(j, spread, inv_gamma):
-    """base.command_factor: splitmix64(j) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
-    if spread == 0.0:
-        return 1.0
-    z = np.uint64(j) + np.uint64(0x9E3779B97F4A7C15)
+def _mix64(z):
+    """base._mix64: splitmix64's finaliser on a uint64 (wrapping arithmetic)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _command_factor(i, offset, length, spread, inv_gamma):
+    """base.command_factor: hash(i, offset, length) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
+    if spread == 0.0:
+        return 1.0
+    z = _mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
     u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
     e = -np.log1p(-u)
     return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
 
 
 @njit(cache=True, inline="always")
-def _issue(i, j, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
+def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
            unit_bps, stripe, unit_free, start, flash_end):
-    """Issue read i (the j-th of its batch) at `t_issue`: claim its flash units; return its
-    first-byte time."""
-    command_s = command_s * _command_factor(j, command_spread, command_inv_gamma)
+    """Issue read i (its index in the whole call) at `t_issue`: claim its flash units; return
+    its first-byte time."""
+    command_s = command_s * _command_factor(i, off[i], length[i], command_spread,
+                                            command_inv_gamma)
     start[i] = t_issue
     o = off[i]
     ln = length[i]
@@ -165,7 +172,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             nxt += 1
             in_flight += 1
             t_issue = _host(cpu_free, n_cpus, 0.0, host_s)
-            t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread,
+            t_first = _issue(i, t_issue, off, length, command_s, command_spread,
                              command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
                              flash_end)
             size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
@@ -209,7 +216,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                     nxt += 1
                     in_flight += 1
                     t_issue = _host(cpu_free, n_cpus, fin if fin > now else now, host_s)
-                    t_first = _issue(i, i - lo, t_issue, off, length, command_s,
+                    t_first = _issue(i, t_issue, off, length, command_s,
                                      command_spread, command_inv_gamma, n_units, unit_bps,
                                      stripe, unit_free, start, flash_end)
                     size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
