@@ -110,9 +110,8 @@ _LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 _UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0])
 # command_latency_spread is capped at 1 (exponential). Unbounded, the fit drives it to ~2.7
 # (coefficient of variation 3.5): means fit within 22%, but the median command latency falls
-# to 0.09 × the mean (QD 1 4 KiB p50 43 µs, p99 600 µs against 66 / 127 µs measured), every
-# batch's j-th read gets the same draw, so 20-read batches ran 34% fast, and a point's
-# 2000-read sample mean is itself ±8% noise that the fit then tunes to.
+# to 0.09 × the mean (QD 1 4 KiB p50 43 µs, p99 600 µs against 66 / 127 µs measured), and a
+# point's 2000-read sample mean is itself ±8% noise that the fit then tunes to.
 _TOLERATED = math.log(1.12)
 """Errors beyond ±12% get a heavy extra residual: close to minimax, every point in reach."""
 _PENALTY = 30.0
