@@ -18,7 +18,7 @@ import pytest
 from flashsim import __version__
 from flashsim.cli import main
 from flashsim.sweep.api import run_sweep
-from flashsim.sweep.store import ResultStore
+from flashsim.sweep.store import LOCK_FILE, ResultStore
 from sweep_fixtures import comparable, smoke_dict, write_yaml
 
 
@@ -114,6 +114,16 @@ def _processes_mentioning(text):
     return found
 
 
+def _open_files(pid):
+    names = []
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            names.append(os.readlink(fd))
+        except OSError:
+            pass
+    return names
+
+
 # 112 runs of several seconds in all, so the kill lands mid-sweep even when this test
 # process is starved for a while on a loaded machine (48 short runs once finished first)
 LONG = dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 4, 5, 6, 7, 8],
@@ -141,6 +151,10 @@ def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers, u
         time.sleep(0.005)
     if workers > 1:
         assert len(_processes_mentioning(str(out))) >= 1 + workers
+        lock = str((out / LOCK_FILE).resolve())
+        for pid in set(_processes_mentioning(str(out))) - {str(proc.pid)}:
+            assert lock not in _open_files(pid), "a pool worker holds the folder lock"
+        assert lock in _open_files(str(proc.pid))
     os.kill(proc.pid, sig)
     code = proc.wait(60)
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)

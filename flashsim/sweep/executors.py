@@ -63,12 +63,16 @@ def _local(configs: list[dict[str, Any]], workers: int) -> Iterator[dict[str, An
 
 
 def _die_with_parent() -> None:
-    """Worker initializer: on Linux, ask the kernel to kill this worker when the sweep
-    process dies (kill -9 leaves no orphans behind computing runs nobody will write)."""
+    """Worker initializer: drop the inherited folder lock, and on Linux ask the kernel to kill
+    this worker when the sweep process dies (kill -9 leaves no orphans behind computing runs
+    nobody will write, and no worker keeps the folder locked)."""
     import ctypes
     import signal
     import sys
 
+    from .store import release_inherited_locks
+
+    release_inherited_locks()
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)

@@ -29,6 +29,10 @@ from ..errors import InputError
 META_KEY = b"flashsim"
 RUNS_DIR = "runs"
 LOCK_FILE = ".flashsim-sweep.lock"
+HELD_LOCK_FDS: set[int] = set()
+"""Descriptors of the folder locks this process holds. A forked pool worker closes them at
+start-up (`release_inherited_locks`): otherwise it shares the flock, and a worker that is
+still exiting after the sweep was killed keeps the folder locked for a moment."""
 TMP_PREFIX = ".flashsim-tmp-"  # atomic_write's temp files (left behind by kill -9)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
@@ -72,8 +76,10 @@ class ResultStore:
             for stale in self.runs_dir.glob(TMP_PREFIX + "*"):
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
+            HELD_LOCK_FDS.add(handle.fileno())
             yield self
         finally:
+            HELD_LOCK_FDS.discard(handle.fileno())
             handle.close()
 
     def path(self, run_id: str) -> Path:
@@ -171,3 +177,12 @@ def read_results(out_dir: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise InputError("no results.parquet here (run the sweep first)", file=path)
     return pd.read_parquet(path)
+
+
+def release_inherited_locks() -> None:
+    """In a forked worker: drop its copies of the parent's folder-lock descriptors (the
+    parent's own descriptor keeps the lock)."""
+    for fd in list(HELD_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    HELD_LOCK_FDS.clear()
