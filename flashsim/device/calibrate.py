@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..loader.reader import ALIGN_BYTES, DirectReader, mount_of
 from ..progress import progress
 from .fit import steady_point
-from .profile import DevicePoint, DeviceProfile, MeasuredInfo
+from .profile import DeviceProfile, MeasuredInfo, median_point
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
@@ -166,17 +166,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                                                       warmup_s=warmup_s, rng=rng))
         file_bytes = reader.file_bytes
     total_s = time.perf_counter() - t_begin
-    points = []
-    for (chunk, qd), reps in results.items():
-        tput = np.array([r["throughput_mb_s"] for r in reps])
-        med = float(np.median(tput))
-        points.append(DevicePoint(
-            chunk_bytes=chunk, queue_depth=qd, throughput_mb_s=round(med, 3),
-            latency_mean_us=round(float(np.median([r["latency_mean_us"] for r in reps])), 2),
-            latency_p50_us=round(float(np.median([r["latency_p50_us"] for r in reps])), 2),
-            latency_p99_us=round(float(np.median([r["latency_p99_us"] for r in reps])), 2),
-            source="measured", repeats=len(reps),
-            throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2)))
+    points = [median_point(chunk, qd, reps) for (chunk, qd), reps in results.items()]
     where = describe_location(path)
     info = MeasuredInfo(
         method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}), random "

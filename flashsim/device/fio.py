@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..units import parse_size
-from .profile import DevicePoint, DeviceProfile, MeasuredInfo
+from .profile import DeviceProfile, MeasuredInfo, median_point
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -97,20 +97,7 @@ def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
             pt = job_point(job, glob, file=path)
             engines.add(str(pt["ioengine"]))
             groups.setdefault((pt["chunk_bytes"], pt["queue_depth"]), []).append(pt)
-    points = []
-    for (chunk, qd), reps in sorted(groups.items()):
-        tput = np.array([r["throughput_mb_s"] for r in reps])
-        med = float(np.median(tput))
-
-        def mid(k: str) -> float | None:
-            vals = [r[k] for r in reps if np.isfinite(r[k])]
-            return round(float(np.median(vals)), 2) if vals else None
-
-        points.append(DevicePoint(
-            chunk_bytes=chunk, queue_depth=qd, throughput_mb_s=round(med, 3),
-            latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
-            latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(reps),
-            throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2)))
+    points = [median_point(chunk, qd, reps) for (chunk, qd), reps in sorted(groups.items())]
     durations = [r["runtime_s"] for reps in groups.values() for r in reps]
     info = MeasuredInfo(
         method="fio randread, direct=1, one job per chunk × iodepth; value = median of repeats",

@@ -8,8 +8,9 @@ file and the key.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import yaml
 from pydantic import Field, model_validator
 
@@ -99,6 +100,25 @@ class DevicePoint(StrictModel):
     repeats: int | None = Field(default=None, ge=1)
     throughput_spread_pct: float | None = Field(default=None, ge=0.0)
     note: str | None = None
+
+
+
+def median_point(chunk_bytes: int, queue_depth: int,
+                 repeats: Sequence[Mapping[str, Any]]) -> DevicePoint:
+    """One measured point from repeated measurements of it: the median of each value (missing
+    or non-finite latencies skipped) and the throughput spread, (max − min) / median."""
+    tput = np.array([r["throughput_mb_s"] for r in repeats], dtype=float)
+    med = float(np.median(tput))
+
+    def mid(key: str) -> float | None:
+        vals = [r[key] for r in repeats if r.get(key) is not None and np.isfinite(r[key])]
+        return round(float(np.median(vals)), 2) if vals else None
+
+    return DevicePoint(
+        chunk_bytes=chunk_bytes, queue_depth=queue_depth, throughput_mb_s=round(med, 3),
+        latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
+        latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(repeats),
+        throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2))
 
 
 class PointError(StrictModel):

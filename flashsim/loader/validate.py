@@ -111,26 +111,14 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
 def merge_rounds(rounds: list[Any], *, quick: bool = False):
     """One fitted profile from calibration rounds: per point the median over rounds."""
     from ..device.fit import fit_profile
-    from ..device.profile import DevicePoint
+    from ..device.profile import median_point
 
     by_key: dict[tuple[int, int], list[Any]] = {}
     for prof in rounds:
         for p in prof.points:
             by_key.setdefault((p.chunk_bytes, p.queue_depth), []).append(p)
-    points = []
-    for (chunk, qd), ps in sorted(by_key.items()):
-        tput = np.array([p.throughput_mb_s for p in ps])
-        med = float(np.median(tput))
-
-        def mid(name: str) -> float | None:
-            vals = [getattr(p, name) for p in ps if getattr(p, name) is not None]
-            return round(float(np.median(vals)), 2) if vals else None
-
-        points.append(DevicePoint(
-            chunk_bytes=chunk, queue_depth=qd, throughput_mb_s=round(med, 3),
-            latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
-            latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(ps),
-            throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2)))
+    points = [median_point(chunk, qd, [p.model_dump() for p in ps])
+              for (chunk, qd), ps in sorted(by_key.items())]
     first = rounds[0]
     measured = first.measured.model_copy(update={"repeats": len(rounds)})
     profile = first.model_copy(update={"points": points, "measured": measured})
