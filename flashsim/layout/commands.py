@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +181,9 @@ def plot_compare(rows: list[dict], path: str, *, title: str = "") -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..atomic import atomic_write
+    from ..figures import figure_format, save_figure
 
-    suffix = Path(path).suffix.lower().lstrip(".") or "png"
-    if suffix not in ("png", "pdf", "svg"):
-        raise InputError(f"unsupported figure type {suffix!r}", key="--plot",
-                         expected="a .png, .pdf or .svg path")
+    figure_format(path, key="--plot")  # fail before drawing
     names = [r["layout"] for r in rows]
     x = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -206,8 +202,4 @@ def plot_compare(rows: list[dict], path: str, *, title: str = "") -> None:
         ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=suffix, dpi=120)
-    plt.close(fig)
-    with atomic_write(path) as handle:
-        handle.write(buf.getvalue())
+    save_figure(fig, path, dpi=120)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
+from ..figures import figure_bytes
 from ..errors import InputError
 
 
@@ -53,10 +53,7 @@ def figure_png(result) -> bytes:
     fig.suptitle(f"flashsim validate: {result.info.get('model')} "
                  f"{result.info.get('tokens')} tokens, {result.info.get('reps')} reps", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_bytes(fig)
 
 
 def write_report(result, path: str | os.PathLike) -> None:

@@ -6,14 +6,12 @@ them); written atomically as png, pdf or svg.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_write
-from ..errors import InputError
+from ..figures import figure_format, save_figure
 
 SERIES_KEYS = ("layout", "window", "dram_budget_bytes", "device", "trace", "neuron_set")
 
@@ -48,10 +46,7 @@ def plot_sweep(results: pd.DataFrame, path: str | os.PathLike, *, title: str = "
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    suffix = Path(path).suffix.lower().lstrip(".") or "png"
-    if suffix not in ("png", "pdf", "svg"):
-        raise InputError(f"unsupported figure type {suffix!r}", file=path,
-                         expected="a .png, .pdf or .svg path")
+    figure_format(path)  # fail before drawing
     frame = results.assign(series=series_labels(results))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     groups = list(frame.groupby("series", sort=False))
@@ -72,8 +67,4 @@ def plot_sweep(results: pd.DataFrame, path: str | os.PathLike, *, title: str = "
     ax1.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=suffix, dpi=110)
-    plt.close(fig)
-    with atomic_write(path) as handle:
-        handle.write(buf.getvalue())
+    save_figure(fig, path)
