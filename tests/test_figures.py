@@ -14,7 +14,7 @@ def test_figure_format_accepts_known_types_and_rejects_others(tmp_path):
     assert figure_format(tmp_path / "a.PNG") == "png"
     assert figure_format(tmp_path / "a") == "png"
     assert figure_format(tmp_path / "a.svg") == "svg"
-    with pytest.raises(InputError, match="unsupported figure type 'jpg'.*--plot"):
+    with pytest.raises(InputError, match="--plot: unsupported figure type 'jpg'"):
         figure_format(tmp_path / "a.jpg", key="--plot")
 
 
