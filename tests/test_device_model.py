@@ -130,11 +130,13 @@ SHARED_HOST = CONGESTED.model_copy(update={"host_cpus": 1, "host_overhead_us": 4
                                             "host_completion_us": 2.5, "command_latency_spread": 1.5})
 TWO_CPUS = PARAMS.model_copy(update={"host_cpus": 2, "host_overhead_us": 9.0,
                                      "host_completion_us": 3.0})
+BATCH_START = SHARED_HOST.model_copy(update={"batch_start_us": 45.0})
 
 
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])
-@pytest.mark.parametrize("params", [PARAMS, CONGESTED, SHARED_HOST, TWO_CPUS],
-                         ids=["plain", "congested", "one-host-cpu", "two-host-cpus"])
+@pytest.mark.parametrize("params", [PARAMS, CONGESTED, SHARED_HOST, TWO_CPUS, BATCH_START],
+                         ids=["plain", "congested", "one-host-cpu", "two-host-cpus",
+                              "batch-start"])
 def test_fast_path_matches_simpy_within_one_percent(qd, params):
     rng = np.random.default_rng(qd)
     off, length, ptr = _batches(rng, 12)
@@ -229,3 +231,37 @@ def test_command_factor_averages_one_over_many_short_batches(engine):
     per_read_us = total_s * 1e6 / (n_batches * n)
     mean_factor = (per_read_us - 5.0 - 4096 / 400.0) / 40.0
     assert mean_factor == pytest.approx(1.0, abs=0.04)
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+@pytest.mark.parametrize("params", [PARAMS, SHARED_HOST], ids=["plain", "one-host-cpu"])
+def test_batch_start_delays_every_batch_by_exactly_its_value(engine, params):
+    # the start cost shifts a batch: every read's submit and finish move by exactly 30 µs,
+    # so every batch's makespan grows by 30 µs, whatever its size and queue depth (with
+    # round-number costs on two CPUs, rounding of the shifted times can break exact ties
+    # between events the other way, so that case is left to the agreement test)
+    rng = np.random.default_rng(3)
+    off, length, ptr = _batches(rng, 8)
+    slow = params.model_copy(update={"batch_start_us": 30.0})
+    for qd in (1, 8, 32):
+        base = make_device(params, engine).run_batches(off, length, ptr, qd)
+        late = make_device(slow, engine).run_batches(off, length, ptr, qd)
+        np.testing.assert_allclose(late - base, 30e-6, rtol=0, atol=1e-12)
+    a = make_device(params, engine).run(off[:ptr[1]], length[:ptr[1]], 4)
+    b = make_device(slow, engine).run(off[:ptr[1]], length[:ptr[1]], 4)
+    np.testing.assert_allclose(b.start_s - a.start_s, 30e-6, rtol=0, atol=1e-12)
+    assert b.start_s.min() == pytest.approx(30e-6 + params.host_overhead_us * 1e-6)
+
+
+def test_batch_start_is_invisible_in_a_steady_state_point():
+    slow = SHARED_HOST.model_copy(update={"batch_start_us": 200.0})
+    for chunk, qd in ((4096, 1), (16384, 8)):
+        a, b = predict_detail(SHARED_HOST, chunk, qd), predict_detail(slow, chunk, qd)
+        assert b["throughput_mb_s"] == pytest.approx(a["throughput_mb_s"], rel=1e-9)
+        assert b["latency_mean_us"] == pytest.approx(a["latency_mean_us"], rel=1e-9)
+
+
+def test_old_profiles_load_without_a_batch_start():
+    from flashsim.device.profile import DeviceProfile
+    prof = DeviceProfile.load("configs/devices/local-virtio.yaml")
+    assert prof.params.batch_start_us == 0.0

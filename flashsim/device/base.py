@@ -10,7 +10,9 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    read) and makes latency grow with queue depth at small chunks. `host_cpus` = 0 gives
    every worker its own CPU (no host queueing; the default, the model before host sharing).
 1. host submit: `queue_depth` workers take reads in order. A worker that picks read i with
-   its previous read reaped at time a (0 for its first read) runs the submit job
+   its previous read reaped at time a (`batch_start_us` for its first read: the host's
+   fixed cost of starting a batch, e.g. preparing and handing it to the I/O engine) runs
+   the submit job
    (`host_overhead_us`) arriving at a; start_s[i] = the job's end (the read is issued).
 2. flash units: read i covers stripes offset // stripe_bytes … (offset + length - 1) //
    stripe_bytes; stripe s lives on unit s % n_units. Each touched unit is a FIFO server:
@@ -110,6 +112,7 @@ class ModelConstants:
     wakeup_s: float = 0.0
     command_spread: float = 0.0
     command_inv_gamma: float = 1.0
+    batch_start_s: float = 0.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -126,7 +129,8 @@ class ModelConstants:
                    completion_s=params.host_completion_us * 1e-6,
                    wakeup_s=params.link_wakeup_us * 1e-6,
                    command_spread=float(params.command_latency_spread),
-                   command_inv_gamma=1.0 / math.gamma(1.0 + params.command_latency_spread))
+                   command_inv_gamma=1.0 / math.gamma(1.0 + params.command_latency_spread),
+                   batch_start_s=params.batch_start_us * 1e-6)
 
 
 _MASK64 = (1 << 64) - 1

@@ -59,7 +59,7 @@ class FlashDevice:
         lengths = length.tolist()
 
         def worker():
-            arrive = 0.0  # when this worker's previous read was reaped
+            arrive = k.batch_start_s  # previous read reaped (first read: the batch start cost)
             while True:
                 i = state["next"]
                 if i >= n:

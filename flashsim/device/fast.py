@@ -145,7 +145,7 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
               congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
-              command_spread, command_inv_gamma, start, finish, makespan):
+              command_spread, command_inv_gamma, batch_start_s, start, finish, makespan):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     heap_t = np.empty(qd + 1)
@@ -171,7 +171,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             i = nxt
             nxt += 1
             in_flight += 1
-            t_issue = _host(cpu_free, n_cpus, 0.0, host_s)
+            t_issue = _host(cpu_free, n_cpus, batch_start_s, host_s)
             t_first = _issue(i, t_issue, off, length, command_s, command_spread,
                              command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
                              flash_end)
@@ -239,7 +239,8 @@ class FastDevice:
         _simulate(off, length, ptr, int(queue_depth), k.host_s, k.command_s, k.n_units,
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
-                  k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma, start, finish,
+                  k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma,
+                  k.batch_start_s, start, finish,
                   makespan)
         return start, finish, makespan
 

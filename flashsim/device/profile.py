@@ -65,6 +65,12 @@ class DeviceParams(StrictModel):
         default=0.0, ge=0.0, le=1.0,
         description="empirical: each read in flight beyond the first slows link transfers by "
                     "this fraction (back-end interference of a shared/virtual disk); 0 = none")
+    batch_start_us: float = Field(
+        default=0.0, ge=0.0,
+        description="fixed cost at the start of every batch: its first reads may be submitted "
+                    "only this long after the batch starts (the host preparing and handing "
+                    "the batch to the I/O engine); shifts a batch's makespan, invisible in "
+                    "steady-state points; 0 = none")
 
 
 class MeasuredInfo(StrictModel):
