@@ -13,7 +13,8 @@ import pytest
 from flashsim.cli import main
 from flashsim.device.calibrate import ensure_data_file
 from flashsim.device.fio import profile_from_fio
-from flashsim.device.fit import fit_params, point_errors, predict_detail
+from flashsim.device.fit import (fit_params, point_errors, predict_batch_makespan_us,
+                                 predict_detail)
 from flashsim.device.profile import DeviceParams, DevicePoint, DeviceProfile
 from flashsim.errors import InputError
 
@@ -40,6 +41,31 @@ def test_calibrate_smoke_on_a_temp_file(tmp_path, capsys):
         assert p.throughput_spread_pct is not None
     assert profile.measured.o_direct and "ext" in (profile.measured.file_system or "ext")
     assert profile.measured.block_device and profile.measured.host
+
+
+def test_calibrate_with_short_batch_points(tmp_path, capsys):
+    data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
+    code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
+                 "--chunks", "4k,64k", "--qd", "1,4", "--duration", "0.02", "--warmup", "0.01",
+                 "--repeats", "2", "--batch-reads", "1,8", "--no-fit", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    profile = DeviceProfile.load(out)
+    batch = {(p.chunk_bytes, p.queue_depth, p.batch_reads): p for p in profile.points
+             if p.batch_reads is not None}
+    # batches of 1 read only at QD 1; of 8 reads at QD 1 and 4
+    assert sorted(batch) == [(4096, 1, 1), (4096, 1, 8), (4096, 4, 8), (65536, 1, 1),
+                             (65536, 1, 8), (65536, 4, 8)]
+    assert payload["n_points"] == 4 + 6
+    for (chunk, _, n), p in batch.items():
+        assert p.repeats == 2 and p.batch_makespan_us > 0
+        assert p.throughput_mb_s == pytest.approx(n * chunk / p.batch_makespan_us, rel=1e-3)
+    # a batch of 8 reads takes longer than a batch of 1 at the same QD
+    assert batch[(4096, 1, 8)].batch_makespan_us > batch[(4096, 1, 1)].batch_makespan_us
+    with pytest.raises(InputError):
+        DeviceProfile.from_dict({**profile.model_dump(), "points": [
+            {**profile.points[0].model_dump(), "batch_reads": 0}] + [
+            p.model_dump() for p in profile.points[1:]]})
 
 
 def test_existing_smaller_file_is_not_overwritten(tmp_path):
@@ -150,3 +176,48 @@ def test_fit_needs_enough_points():
     pts = [DevicePoint(chunk_bytes=4096, queue_depth=q, throughput_mb_s=10.0) for q in (1, 2, 1)]
     with pytest.raises(InputError, match="too few"):
         fit_params(pts)
+
+
+def test_fit_recovers_a_batch_start_cost_from_short_batch_points():
+    """SYNTHETIC points from known parameters with a 40 µs batch start cost: steady-state
+    points cannot see it (a pure shift of every batch), short-batch points pin it down."""
+    truth = DeviceParams(host_overhead_us=3, command_latency_us=60, n_units=8,
+                         unit_bandwidth_mb_s=300, link_bandwidth_mb_s=1800, stripe_bytes="64k",
+                         batch_start_us=40.0)
+    points = []
+    grid = [(c, q) for c in (4096, 32768) for q in (1, 4, 8, 32)] + [(262144, 1), (262144, 32)]
+    for chunk, qd in grid:  # 10 steady-state points: enough for the full parameter set
+        d = predict_detail(truth, chunk, qd)
+        points.append(DevicePoint(chunk_bytes=chunk, queue_depth=qd, source="assumption",
+                                  throughput_mb_s=d["throughput_mb_s"],
+                                  latency_mean_us=d["latency_mean_us"]))
+    for n, qd in ((1, 1), (16, 8)):
+        # by hand, a batch of one 4 KiB read: start 40 + host 3 + command 60 + 4096 B at
+        # 300 MB/s (13.65 µs) = 116.65 µs
+        m = predict_batch_makespan_us(truth, 4096, qd, n)
+        points.append(DevicePoint(chunk_bytes=4096, queue_depth=qd, source="assumption",
+                                  batch_reads=n, batch_makespan_us=m,
+                                  throughput_mb_s=n * 4096 / m))
+    assert points[-2].batch_makespan_us == pytest.approx(40 + 3 + 60 + 4096 / 300, rel=1e-9)
+    fitted = fit_params(points, quick=True)
+    assert fitted.batch_start_us == pytest.approx(40.0, rel=0.15)
+    errors = point_errors(fitted, points)
+    assert [e.batch_reads for e in errors[-2:]] == [1, 16]
+    assert max(abs(e.throughput_error_pct) for e in errors) < 8.0
+    # without the short-batch points nothing can see the start cost: it stays 0
+    assert fit_params(points[:-2], quick=True).batch_start_us == 0.0
+
+
+def test_short_batch_points_need_their_makespan_and_old_points_load():
+    with pytest.raises(ValueError, match="go together"):
+        DevicePoint(chunk_bytes=4096, queue_depth=1, throughput_mb_s=10.0, batch_reads=4)
+    p = DevicePoint(chunk_bytes="4k", queue_depth=2, throughput_mb_s=10.0)
+    assert p.batch_reads is None and p.batch_makespan_us is None
+
+
+def test_batch_grid_cuts_queue_depth_to_batch_size_and_caps_bytes():
+    from flashsim.device.calibrate import batch_grid
+    got = batch_grid([4096, 1 << 20], [1, 8, 32], [1, 4, 16, 64])
+    assert got == sorted([(4096, 1, 1), (4096, 1, 4), (4096, 4, 4), (4096, 1, 16),
+                          (4096, 8, 16), (4096, 16, 16), (4096, 1, 64), (4096, 8, 64),
+                          (4096, 32, 64), (1 << 20, 1, 1), (1 << 20, 1, 4), (1 << 20, 4, 4)])

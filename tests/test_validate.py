@@ -137,6 +137,13 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     assert prof["calibrated"] is True and prof["calibrated_on"].endswith(".ffn")
     assert {p["queue_depth"] for p in prof["points"]} == {1, 2, 4} and prof["rounds"] == 2
     assert all(p["repeats"] == 2 for p in prof["points"])
+    # short-batch points at the plans' QDs (1, 4), QD cut to the batch size, next to the
+    # steady-state ones; the fit reports an error for each
+    batch = {(p["queue_depth"], p["batch_reads"]) for p in prof["points"] if p["batch_reads"]}
+    assert {(1, 1), (1, 4), (4, 4), (1, 16), (4, 16), (1, 64), (4, 64)} <= batch
+    assert all(p["batch_makespan_us"] > 0 for p in prof["points"] if p["batch_reads"])
+    assert len(prof["point_errors"]) == len(prof["points"])
+    assert "batch_start_us" in prof["params"]
     assert all(p["throughput_mb_s"] > 0 for p in prof["points"])
     assert prof["params"]["n_units"] >= 1
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)

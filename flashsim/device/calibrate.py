@@ -139,21 +139,73 @@ def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: floa
     return out
 
 
+BATCH_MAX_BYTES = 8 << 20
+"""Short-batch points move at most this many bytes per batch (bigger ones are steady state)."""
+_MAX_BATCHES = 400
+
+
+def measure_batch_point(reader: DirectReader, chunk: int, qd: int, batch_reads: int, *,
+                        duration_s: float, rng: np.random.Generator) -> dict[str, float]:
+    """One repeat of a short-batch point: back-to-back batches of `batch_reads` random
+    chunk-aligned reads for about `duration_s` (8 to 400 batches), each read with
+    `read_batch` exactly as validate reads a plan's (token, layer) batch; the median makespan.
+    """
+    slots = reader.file_bytes // chunk
+    if slots < 1:
+        raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
+    off = rng.integers(0, slots, size=(_MAX_BATCHES, batch_reads), dtype=np.int64) * chunk
+    length = np.full(batch_reads, chunk, dtype=np.int64)
+    makespans = []
+    t_end = time.perf_counter() + duration_s
+    for b in range(_MAX_BATCHES):
+        makespans.append(reader.read_batch(off[b], length, qd).makespan_s)
+        if b >= 7 and time.perf_counter() > t_end:
+            break
+    m = float(np.median(makespans)) * 1e6
+    return {"batch_makespan_us": m, "throughput_mb_s": batch_reads * chunk / m,
+            "batches": len(makespans)}
+
+
+def batch_grid(chunks, qds, batch_reads) -> list[tuple[int, int, int]]:
+    """Short-batch points (chunk, queue depth, reads per batch): every chunk × batch size ×
+    QD, with the QD cut to the batch size (a batch of n reads runs alike at any QD ≥ n), and
+    batches of at most BATCH_MAX_BYTES (the smallest batch size of a chunk always kept)."""
+    out = []
+    for c in chunks:
+        sizes = sorted(set(int(n) for n in batch_reads))
+        for j, n in enumerate(sizes):
+            if j and n * c > BATCH_MAX_BYTES:
+                continue
+            out.extend((int(c), min(int(q), n), n) for q in qds)
+    return sorted(set(out))
+
+
 def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
               qds=DEFAULT_QDS, duration_s: float = 1.5, warmup_s: float = 0.3,
               repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
               description: str = "", seed: int = 0, quiet: bool = False,
-              engine: str = "auto") -> DeviceProfile:
-    """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit."""
+              engine: str = "auto", batch_reads=(), batch_qds=None,
+              batch_duration_s: float | None = None) -> DeviceProfile:
+    """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit.
+
+    With `batch_reads` (e.g. 1, 4, 16, 64) also short-batch points: batches of that many
+    reads at each of `batch_qds` (default `qds`), `batch_duration_s` (default half of
+    `duration_s`) per point and round, in the same random order as the others.
+    """
     if repeats < 1 or duration_s <= 0 or warmup_s < 0:
         raise InputError("repeats must be ≥ 1, duration > 0 and warm-up ≥ 0", key="repeats")
     for c in chunks:
         if c % ALIGN_BYTES:
             raise InputError(f"chunk {c} is not a multiple of {ALIGN_BYTES} bytes", key="chunks")
+    if any(isinstance(n, bool) or int(n) < 1 for n in batch_reads):
+        raise InputError(f"batch sizes {list(batch_reads)}", key="batch_reads",
+                         expected="integers ≥ 1")
     created = ensure_data_file(path, size_bytes, seed=seed)
     rng = np.random.default_rng(seed)
-    grid = [(c, q) for c in chunks for q in qds]
-    results: dict[tuple[int, int], list[dict[str, float]]] = {g: [] for g in grid}
+    grid = [(c, q, None) for c in chunks for q in qds]
+    grid += batch_grid(chunks, qds if batch_qds is None else batch_qds, batch_reads)
+    batch_s = duration_s / 2 if batch_duration_s is None else batch_duration_s
+    results: dict[tuple[int, int, int | None], list[dict[str, float]]] = {g: [] for g in grid}
     t_begin = time.perf_counter()
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         o_direct = reader.o_direct
@@ -161,17 +213,26 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         # each round visits the grid in its own random order, so a history effect of the
         # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
         rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
-        for _, (chunk, qd) in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
-            results[(chunk, qd)].append(measure_point(reader, chunk, qd, duration_s=duration_s,
-                                                      warmup_s=warmup_s, rng=rng))
+        for _, (chunk, qd, n) in progress(rounds, total=len(rounds), desc="calibrate",
+                                          quiet=quiet):
+            if n is None:
+                got = measure_point(reader, chunk, qd, duration_s=duration_s,
+                                    warmup_s=warmup_s, rng=rng)
+            else:
+                got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng)
+            results[(chunk, qd, n)].append(got)
         file_bytes = reader.file_bytes
     total_s = time.perf_counter() - t_begin
-    points = [median_point(chunk, qd, reps) for (chunk, qd), reps in results.items()]
+    points = [median_point(chunk, qd, reps, batch_reads=n)
+              for (chunk, qd, n), reps in results.items()]
     where = describe_location(path)
     info = MeasuredInfo(
         method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}), random "
-               "chunk-aligned offsets over the whole file, closed loop; value = median of "
-               "repeats run in rounds over the grid, each round in random order",
+               "chunk-aligned offsets over the whole file, closed loop"
+               + ("; short-batch points: median makespan of back-to-back batches of n reads "
+                  "(read_batch, as validate reads a plan)" if batch_reads else "")
+               + "; value = median of repeats run in rounds over the grid, each round in "
+                 "random order",
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         o_direct=o_direct, file_path=os.fspath(path), file_bytes=file_bytes,
         point_duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,

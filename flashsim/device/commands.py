@@ -31,6 +31,9 @@ def register(subparsers: Any) -> None:
                      help="if O_DIRECT is unsupported, read through the page cache (recorded)")
     cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
                      help="reader engine: thread pool (auto) or native Linux AIO")
+    cal.add_argument("--batch-reads", default=None,
+                     help="also measure short-batch points: batches of these many reads "
+                          "(e.g. 1,4,16,64) at each QD, median makespan (default: none)")
     cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
                      help="build the profile from fio JSON outputs instead of measuring")
     cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
@@ -93,7 +96,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                             warmup_s=args.warmup, repeats=args.repeats,
                             allow_page_cache=args.allow_page_cache, name=name,
                             description=args.description, quiet=args.json,
-                            engine=args.engine)
+                            engine=args.engine,
+                            batch_reads=parse_int_list(args.batch_reads, key="--batch-reads")
+                            if args.batch_reads else ())
     if not args.no_fit:
         profile = fit_profile(profile)
     profile.save(out)
@@ -102,6 +107,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                "points": [p.model_dump(exclude_none=True) for p in profile.points]}
     rows = [{"chunk": format_size(p.chunk_bytes), **p.model_dump()} for p in profile.points]
     human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"),
+                         ("batch_reads", "batch", "d"), ("batch_makespan_us", "makespan µs", ".1f"),
                          ("throughput_mb_s", "MB/s", ".1f"), ("latency_mean_us", "mean µs", ".1f"),
                          ("latency_p99_us", "p99 µs", ".1f"),
                          ("throughput_spread_pct", "spread %", ".1f")])
@@ -157,7 +163,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .fit import predict_detail
+    from .fit import predict_batch_makespan_us, predict_detail
     from .profile import DeviceProfile
 
     profile = DeviceProfile.load(args.profile)
@@ -165,14 +171,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     for p in profile.points:
         row = {"chunk": format_size(p.chunk_bytes), "chunk_bytes": p.chunk_bytes,
                "queue_depth": p.queue_depth, "pattern": p.pattern, "source": p.source,
+               "batch_reads": p.batch_reads, "batch_makespan_us": p.batch_makespan_us,
                "throughput_mb_s": p.throughput_mb_s, "latency_mean_us": p.latency_mean_us}
-        if profile.params is not None:
+        if profile.params is not None and p.batch_reads is not None:
+            m = predict_batch_makespan_us(profile.params, p.chunk_bytes, p.queue_depth,
+                                          p.batch_reads, p.pattern)
+            row["model_batch_makespan_us"] = m
+            row["model_throughput_mb_s"] = p.batch_reads * p.chunk_bytes / m
+        elif profile.params is not None:
             d = predict_detail(profile.params, p.chunk_bytes, p.queue_depth, p.pattern)
             row["model_throughput_mb_s"] = d["throughput_mb_s"]
             row["model_latency_us"] = d["latency_mean_us"]
         rows.append(row)
     human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"),
-                         ("source", "source", ""), ("throughput_mb_s", "MB/s", ".1f"),
+                         ("batch_reads", "batch", "d"), ("source", "source", ""), ("throughput_mb_s", "MB/s", ".1f"),
                          ("model_throughput_mb_s", "model MB/s", ".1f"),
                          ("latency_mean_us", "µs", ".1f"), ("model_latency_us", "model µs", ".1f")])
     emit(args, {**_fit_summary(profile), "points": rows}, human)

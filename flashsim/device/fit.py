@@ -7,6 +7,7 @@ latency off its steady state, exactly as calibration reads them off the real rea
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,16 +37,23 @@ def steady_point(start_s: np.ndarray, finish_s: np.ndarray, chunk_bytes: int,
         tput = chunk_bytes / float(finish_s.max()) / 1e6 if n else float("nan")
         return {"throughput_mb_s": tput, "latency_mean_us": lat * 1e6,
                 "latency_p50_us": lat * 1e6, "latency_p99_us": lat * 1e6}
+    tput, lat = _steady_core(start_s, finish_s, chunk_bytes, queue_depth)
+    return {"throughput_mb_s": tput, "latency_mean_us": float(lat.mean()),
+            "latency_p50_us": float(np.percentile(lat, 50)),
+            "latency_p99_us": float(np.percentile(lat, 99))}
+
+
+def _steady_core(start_s: np.ndarray, finish_s: np.ndarray, chunk_bytes: int,
+                 queue_depth: int) -> tuple[float, np.ndarray]:
+    """steady_point's throughput (MB/s) and the latencies (µs) it averages (n ≥ 2 reads)."""
+    n = len(finish_s)
     k = max(int(queue_depth), n // 20)
     if 2 * k >= n - 1:
         k = max(0, (n - 2) // 4)
     f = np.sort(finish_s)
     span = f[n - 1 - k] - f[k]
     tput = (n - 1 - 2 * k) * chunk_bytes / span / 1e6 if span > 0 else float("nan")
-    lat = (finish_s - start_s)[k:n - k] * 1e6
-    return {"throughput_mb_s": float(tput), "latency_mean_us": float(lat.mean()),
-            "latency_p50_us": float(np.percentile(lat, 50)),
-            "latency_p99_us": float(np.percentile(lat, 99))}
+    return float(tput), (finish_s - start_s)[k:n - k] * 1e6
 
 
 def point_reads(chunk_bytes: int, queue_depth: int, pattern: str = "random",
@@ -60,6 +68,36 @@ def point_reads(chunk_bytes: int, queue_depth: int, pattern: str = "random",
     return off, np.full(n, chunk_bytes, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=512)
+def _cached_reads(chunk_bytes: int, queue_depth: int, pattern: str, n_reads: int | None):
+    off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
+    off.flags.writeable = False
+    length.flags.writeable = False
+    return off, length
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_batches(chunk_bytes: int, batch_reads: int, pattern: str, n_total: int | None):
+    arrays = batch_workload(chunk_bytes, batch_reads, pattern, n_total)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+def _fit_values(device: FastDevice, p: DevicePoint, n_reads: int | None) -> list[float]:
+    """What the fit compares for one point: [throughput, mean latency] (steady state; no
+    latency when the point has none) or [batch makespan µs] (short batch), as predicted."""
+    if p.batch_reads is not None:
+        off, length, ptr = _cached_batches(int(p.chunk_bytes), int(p.batch_reads), p.pattern,
+                                           n_reads)
+        return [float(np.median(device.run_batches(off, length, ptr, p.queue_depth))) * 1e6]
+    n = None if n_reads is None else max(n_reads, 16 * p.queue_depth)
+    off, length = _cached_reads(int(p.chunk_bytes), int(p.queue_depth), p.pattern, n)
+    run = device.run(off, length, p.queue_depth)
+    tput, lat = _steady_core(run.start_s, run.finish_s, p.chunk_bytes, p.queue_depth)
+    return [tput] if p.latency_mean_us is None else [tput, float(lat.mean())]
+
+
 def predict_detail(params: DeviceParams | dict, chunk_bytes: int, queue_depth: int,
                    pattern: str = "random", n_reads: int | None = None) -> dict[str, float]:
     """Predicted throughput (MB/s) and mean / p50 / p99 latency (µs) of one point."""
@@ -67,6 +105,40 @@ def predict_detail(params: DeviceParams | dict, chunk_bytes: int, queue_depth: i
     off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
     run = device.run(off, length, queue_depth)
     return steady_point(run.start_s, run.finish_s, chunk_bytes, queue_depth)
+
+
+BATCH_SAMPLE_READS = 1024
+"""A short-batch point's prediction replays batches holding about this many reads in all."""
+
+
+def batch_workload(chunk_bytes: int, batch_reads: int, pattern: str = "random",
+                   n_total: int | None = None, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The workload behind a short-batch point: (offsets, lengths, batch pointer) of at least
+    8 batches of `batch_reads` reads (about `n_total` reads in all), random chunk-aligned
+    offsets over SPAN_BYTES (or each batch sequential from a random slot)."""
+    n_batches = max(8, (n_total or BATCH_SAMPLE_READS) // int(batch_reads))
+    n = n_batches * int(batch_reads)
+    slots = max(1, SPAN_BYTES // chunk_bytes)
+    rng = np.random.default_rng(seed)
+    if pattern == "sequential":
+        first = rng.integers(0, max(1, slots - batch_reads), size=n_batches, dtype=np.int64)
+        off = (first[:, None] + np.arange(batch_reads, dtype=np.int64)[None, :]).reshape(-1)
+        off = off * chunk_bytes
+    else:
+        off = rng.integers(0, slots, size=n, dtype=np.int64) * chunk_bytes
+    ptr = np.arange(n_batches + 1, dtype=np.int64) * int(batch_reads)
+    return off, np.full(n, chunk_bytes, dtype=np.int64), ptr
+
+
+def predict_batch_makespan_us(params: DeviceParams | dict, chunk_bytes: int, queue_depth: int,
+                              batch_reads: int, pattern: str = "random",
+                              n_total: int | None = None) -> float:
+    """Predicted median makespan (µs) of a batch of `batch_reads` reads at `queue_depth`, each
+    batch from an idle device: what calibration's short-batch points measure."""
+    device = params if isinstance(params, FastDevice) else FastDevice(params)
+    off, length, ptr = batch_workload(int(chunk_bytes), int(batch_reads), pattern, n_total)
+    return float(np.median(device.run_batches(off, length, ptr, int(queue_depth)))) * 1e6
 
 
 def predict_point(params: DeviceParams | dict, chunk_bytes: int,
@@ -81,6 +153,14 @@ def point_errors(params: DeviceParams, points: list[DevicePoint]) -> list[PointE
     device = FastDevice(params)
     out = []
     for p in points:
+        if p.batch_reads is not None:
+            m = predict_batch_makespan_us(device, p.chunk_bytes, p.queue_depth, p.batch_reads,
+                                          p.pattern)
+            out.append(PointError(
+                chunk_bytes=p.chunk_bytes, queue_depth=p.queue_depth, pattern=p.pattern,
+                batch_reads=p.batch_reads,
+                throughput_error_pct=round(100.0 * (p.batch_makespan_us / m - 1.0), 3)))
+            continue
         d = predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern)
         lat_err = None
         if p.latency_mean_us is not None:
@@ -103,11 +183,13 @@ def summarize(errors: list[PointError]) -> FitInfo:
 
 _CONT = ("host_overhead_us", "command_latency_us", "unit_bandwidth_mb_s", "link_bandwidth_mb_s",
          "link_congestion_per_read", "link_overhead_us", "host_completion_us",
-         "transport_latency_us", "link_wakeup_us", "command_latency_spread")
+         "transport_latency_us", "link_wakeup_us", "command_latency_spread", "batch_start_us")
 _LOG = 4
 """The first _LOG parameters are fitted as logarithms (positive, wide ranges), the rest as is."""
-_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0])
+_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0, 1e4])
+_BATCH_ONLY = len(_CONT) - 1
+"""batch_start_us (last) moves short-batch points only: fitted only when there are some."""
 # command_latency_spread is capped at 1 (exponential). Unbounded, the fit drives it to ~2.7
 # (coefficient of variation 3.5): means fit within 22%, but the median command latency falls
 # to 0.09 × the mean (QD 1 4 KiB p50 43 µs, p99 600 µs against 66 / 127 µs measured), and a
@@ -125,6 +207,7 @@ against 26.7% unshared). Quick fits try unshared only, to stay fast."""
 
 
 def _params_from(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int = 0) -> DeviceParams:
+    """Parameters from the fit vector (a vector shorter than _CONT leaves the rest at 0)."""
     values = {name: float(v) for name, v in zip(_CONT[:_LOG], np.exp(x[:_LOG]))}
     values.update({name: float(v) for name, v in zip(_CONT[_LOG:], x[_LOG:])})
     return DeviceParams(n_units=n_units, stripe_bytes=stripe_bytes, host_cpus=host_cpus, **values)
@@ -136,11 +219,13 @@ def _log_errors(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
     device = FastDevice(_params_from(x, n_units, stripe_bytes, host_cpus))
     res = []
     for p in points:
-        n = None if n_reads is None else max(n_reads, 16 * p.queue_depth)
-        d = predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern, n)
-        res.append(math.log(d["throughput_mb_s"] / p.throughput_mb_s))
+        got = _fit_values(device, p, n_reads)
+        if p.batch_reads is not None:
+            res.append(math.log(got[0] / p.batch_makespan_us))
+            continue
+        res.append(math.log(got[0] / p.throughput_mb_s))
         if p.latency_mean_us is not None:
-            res.append(math.log(d["latency_mean_us"] / p.latency_mean_us))
+            res.append(math.log(got[1] / p.latency_mean_us))
     return np.asarray(res)
 
 
@@ -172,7 +257,8 @@ def _worst_and_median(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus:
     return float(a.max()), float(np.median(a))
 
 
-def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool) -> np.ndarray:
+def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool, n_x: int) -> np.ndarray:
+    points = [p for p in points if p.batch_reads is None]
     lat = [p.latency_mean_us for p in points if p.latency_mean_us is not None]
     small = min(points, key=lambda p: (p.queue_depth, p.chunk_bytes))
     base_us = min(lat) if lat else small.queue_depth * small.chunk_bytes / small.throughput_mb_s
@@ -180,27 +266,29 @@ def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool) -> np.
     x0 = np.log([max(0.05, 0.1 * base_us), max(0.2, 0.7 * base_us),
                  max(1.5, 2.0 * link / n_units), link])
     x0 = np.clip(x0, _LOWER[:_LOG] + 1e-6, _UPPER[:_LOG] - 1e-6)
-    return np.append(x0, [0.002, 0.1 * base_us, 0.02 * base_us, 0.05 * base_us, 0.1 * base_us,
-                          0.3]) \
-        if extras else x0
+    if not extras:
+        return x0
+    x = np.append(x0, [0.002, 0.1 * base_us, 0.02 * base_us, 0.05 * base_us, 0.1 * base_us, 0.3])
+    return np.append(x, 0.3 * base_us) if n_x > _BATCH_ONLY else x
 
 
 def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParams:
     """Fit the model to the points: least squares on log errors over a grid of units ×
     stripes, then (with enough points) a Nelder–Mead minimax polish of the best few."""
-    keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in points}
+    keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in points if p.batch_reads is None}
     if len(keys) < 4:
         raise InputError(f"{len(keys)} distinct points are too few to fit the device model",
                          key="points", expected="at least 4 chunk × queue depth points")
     extras = len(keys) >= MIN_POINTS_FOR_EXTRAS
-    n_x = len(_CONT) if extras else _LOG
+    has_batches = any(p.batch_reads is not None for p in points)
+    n_x = (len(_CONT) if has_batches else _BATCH_ONLY) if extras else _LOG
     bounds = (_LOWER[:n_x], _UPPER[:n_x])
     candidates = []
     grid_units = N_UNITS_GRID[1::2] if quick else N_UNITS_GRID
     for host_cpus in (HOST_CPUS_GRID if extras and not quick else (0,)):
         for n_units in grid_units:
             for stripe in STRIPE_GRID:
-                x0 = _initial_guess(points, n_units, extras)
+                x0 = _initial_guess(points, n_units, extras, n_x)
                 r = least_squares(_residuals, x0, args=(n_units, stripe, host_cpus, points, 500),
                                   bounds=bounds, diff_step=1e-2, max_nfev=25)
                 candidates.append((float(np.sum(r.fun ** 2)), n_units, stripe, host_cpus, r.x))

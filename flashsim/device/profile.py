@@ -20,7 +20,8 @@ from ..config import SizeBytes, StrictModel, load_yaml_model, validate_model
 from ..errors import InputError
 
 MIN_POINTS_TO_FIT = 4
-"""Fewer distinct (chunk, queue depth, pattern) points than this cannot pin the model down."""
+"""Fewer distinct steady-state (chunk, queue depth, pattern) points than this cannot pin the
+model down (short-batch points come on top)."""
 
 
 class DeviceParams(StrictModel):
@@ -105,14 +106,33 @@ class DevicePoint(StrictModel):
     source: Literal["measured", "published", "assumption"] = "measured"
     repeats: int | None = Field(default=None, ge=1)
     throughput_spread_pct: float | None = Field(default=None, ge=0.0)
+    batch_reads: int | None = Field(
+        default=None, ge=1,
+        description="None: a steady-state closed-loop point (throughput and latency read off "
+                    "its middle). n: a short-batch point: batches of n random reads, each from "
+                    "an idle reader, their median makespan `batch_makespan_us` (ramp-up, "
+                    "drain and the per-batch start cost included); throughput_mb_s = n × "
+                    "chunk / makespan")
+    batch_makespan_us: float | None = Field(default=None, gt=0.0)
     note: str | None = None
 
+    @model_validator(mode="after")
+    def _batch_has_makespan(self) -> "DevicePoint":
+        if (self.batch_reads is None) != (self.batch_makespan_us is None):
+            raise ValueError("batch_reads and batch_makespan_us go together (a short-batch "
+                             "point needs both, a steady-state point neither)")
+        return self
 
 
 def median_point(chunk_bytes: int, queue_depth: int,
-                 repeats: Sequence[Mapping[str, Any]]) -> DevicePoint:
+                 repeats: Sequence[Mapping[str, Any]], batch_reads: int | None = None
+                 ) -> DevicePoint:
     """One measured point from repeated measurements of it: the median of each value (missing
-    or non-finite latencies skipped) and the throughput spread, (max − min) / median."""
+    or non-finite latencies skipped) and the throughput spread, (max − min) / median.
+
+    With `batch_reads` (a short-batch point) each repeat holds `batch_makespan_us`; the
+    point's throughput is n × chunk / the median makespan.
+    """
     tput = np.array([r["throughput_mb_s"] for r in repeats], dtype=float)
     med = float(np.median(tput))
 
@@ -120,11 +140,16 @@ def median_point(chunk_bytes: int, queue_depth: int,
         vals = [r[key] for r in repeats if r.get(key) is not None and np.isfinite(r[key])]
         return round(float(np.median(vals)), 2) if vals else None
 
+    makespan = None
+    if batch_reads is not None:
+        makespan = mid("batch_makespan_us")
+        med = batch_reads * chunk_bytes / makespan
     return DevicePoint(
         chunk_bytes=chunk_bytes, queue_depth=queue_depth, throughput_mb_s=round(med, 3),
         latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
         latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(repeats),
-        throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2))
+        throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2),
+        batch_reads=batch_reads, batch_makespan_us=makespan)
 
 
 class PointError(StrictModel):
@@ -135,6 +160,8 @@ class PointError(StrictModel):
     pattern: Literal["random", "sequential"] = "random"
     throughput_error_pct: float
     latency_error_pct: float | None = None
+    batch_reads: int | None = None
+    """A short-batch point: throughput_error_pct is then the error of n × chunk / makespan."""
 
 
 class FitInfo(StrictModel):
@@ -158,7 +185,8 @@ class DeviceProfile(StrictModel):
 
     @model_validator(mode="after")
     def _enough_points(self) -> "DeviceProfile":
-        keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in self.points}
+        keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in self.points
+                if p.batch_reads is None}
         if len(keys) < MIN_POINTS_TO_FIT:
             raise ValueError(f"{len(keys)} distinct points, too few to fit the device model "
                              f"(need at least {MIN_POINTS_TO_FIT} chunk × queue depth points)")

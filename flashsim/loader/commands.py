@@ -74,6 +74,10 @@ def register(subparsers: Any) -> None:
                           "largest store (the extent the plans read)")
     val.add_argument("--calibration-duration", type=float, default=0.5,
                      help="seconds per calibration point and round (default 0.5)")
+    val.add_argument("--calibration-batch-reads", default="1,4,16,64",
+                     help="short-batch calibration points: batches of these many reads at "
+                          "the plans' QDs, read like a plan's batch (default 1,4,16,64; "
+                          "'none': steady-state points only)")
     val.add_argument("--quick-fit", action="store_true",
                      help="the device fit's quick mode (fewer unit/stripe candidates)")
     val.add_argument("--reader-engine", choices=("auto", "aio", "threads"), default="auto",
@@ -204,6 +208,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.report and Path(args.report).suffix.lower() not in (".png", ".html"):
         raise InputError("unsupported report type", key="--report",
                          expected="a .png or .html path")
+    batch_reads = () if args.calibration_batch_reads.strip().lower() in ("none", "") else \
+        parse_int_list(args.calibration_batch_reads, key="--calibration-batch-reads")
     trace = _load_trace(args.trace)
     train = ActivationTrace.load(args.train_trace) if args.train_trace else None
     result = validate(trace, names, qds, store=args.store, model_dir=args.model,
@@ -212,7 +218,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       train_trace=train, which=args.which,
                       calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
                       calibration_duration_s=args.calibration_duration, quick_fit=args.quick_fit,
-                      reader_engine=args.reader_engine,
+                      reader_engine=args.reader_engine, calibration_batch_reads=batch_reads,
                       allow_page_cache=args.allow_page_cache, quiet=args.json)
     for row in result.rows:
         row["meets_goal"] = meets_goal(row)

@@ -89,12 +89,19 @@ def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -
     return chunks
 
 
+DEFAULT_BATCH_READS = (1, 4, 16, 64)
+"""Short-batch calibration points: the plans' (token, layer) batches hold 1-60 reads."""
+
+
 def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                       size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
-                      seed: int = 0, allow_page_cache: bool = False, engine: str = "auto"):
+                      seed: int = 0, allow_page_cache: bool = False, engine: str = "auto",
+                      batch_reads=DEFAULT_BATCH_READS):
     """One round of a quick calibration on `data_file` (created if missing): every point of
     a grid matched to the plans (chunk sizes at quantiles of their reads, the QDs and the
-    powers of two below them) once, in random order. A profile without a fit."""
+    powers of two below them), and short batches of `batch_reads` reads of those chunks at
+    the plans' QDs (measured like a plan's batch), once, in random order. A profile without
+    a fit."""
     from ..device.calibrate import calibrate
 
     chunks = [c for c in calibration_grid(plans, qds) if c <= size_bytes]
@@ -103,6 +110,8 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
     return calibrate(data_file, size_bytes=size_bytes, chunks=chunks, qds=qd_grid,
                      duration_s=duration_s, warmup_s=0.1, repeats=1, seed=seed,
                      allow_page_cache=allow_page_cache, engine=engine, name="validate-calibration",
+                     batch_reads=batch_reads, batch_qds=sorted(set(qds)),
+                     batch_duration_s=duration_s / 2,
                      description="quick grid measured by flashsim validate --calibrate, "
                                  "rounds interleaved with the validation repetitions",
                      quiet=True)
@@ -113,12 +122,12 @@ def merge_rounds(rounds: list[Any], *, quick: bool = False):
     from ..device.fit import fit_profile
     from ..device.profile import median_point
 
-    by_key: dict[tuple[int, int], list[Any]] = {}
+    by_key: dict[tuple[int, int, int], list[Any]] = {}
     for prof in rounds:
         for p in prof.points:
-            by_key.setdefault((p.chunk_bytes, p.queue_depth), []).append(p)
-    points = [median_point(chunk, qd, [p.model_dump() for p in ps])
-              for (chunk, qd), ps in sorted(by_key.items())]
+            by_key.setdefault((p.chunk_bytes, p.queue_depth, p.batch_reads or 0), []).append(p)
+    points = [median_point(chunk, qd, [p.model_dump() for p in ps], batch_reads=n or None)
+              for (chunk, qd, n), ps in sorted(by_key.items())]
     first = rounds[0]
     measured = first.measured.model_copy(update={"repeats": len(rounds)})
     profile = first.model_copy(update={"points": points, "measured": measured})
@@ -178,6 +187,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
              train_trace: ActivationTrace | None = None, which: str = "predicted",
              calibration_bytes: int = DEFAULT_CALIBRATION_BYTES, calibrate_on: str = "file",
              calibration_duration_s: float = 0.5, quick_fit: bool = False,
+             calibration_batch_reads=DEFAULT_BATCH_READS,
              reader_engine: str = "auto", allow_page_cache: bool = False,
              quiet: bool = True) -> ValidationResult:
     """Measure and predict per-token I/O of every layout × QD on `trace` (see module doc).
@@ -189,7 +199,9 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     repetition, so both see the same drift; per point the median over rounds, then the
     device helper's fit — on a `calibration_bytes` random-data file in
     the store folder (`calibrate_on="file"`), or over the largest of the stores themselves
-    (`calibrate_on="store"`: the same file extent the plans read).
+    (`calibrate_on="store"`: the same file extent the plans read). Each round also measures
+    short batches of `calibration_batch_reads` reads (empty: none) at the plans' QDs, read
+    exactly as a plan's batches are, so the fit sees the per-batch start and ramp-up.
     """
     from ..cost.simulate import io_seconds
     from ..device import load_params
@@ -258,7 +270,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             if calibrate and len(cal_rounds) == r:  # a calibration round before each rep
                 cal_rounds.append(calibration_round(
                     data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
-                    seed=r, allow_page_cache=allow_page_cache, engine=used_engine))
+                    seed=r, allow_page_cache=allow_page_cache, engine=used_engine,
+                    batch_reads=calibration_batch_reads))
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q)
             measured[(i, q)][r] = m.sum(axis=1)
             dispatch[(i, q)][r] = d.sum(axis=1)
