@@ -50,13 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--out-dir", type=Path, default=REFERENCE_TRACE.parent)
     p.add_argument("--segments", type=int, default=4)
+    p.add_argument("--predictors", type=Path, default=None,
+                   help="predictors file (default: <model>/predictors.safetensors)")
     args = p.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     prompts = TEXT_DIR / "heldout-prompts.txt"
     t0 = time.perf_counter()
     ref = capture_trace(args.model, prompts.read_text(), 256, top_p=0.9, seed=0,
-                        prompt_tokens=128, prompt_source=str(prompts.relative_to(REPO)))
+                        prompt_tokens=128, prompt_source=str(prompts.relative_to(REPO)),
+                        predictors=args.predictors)
     ref.save(args.out_dir / REFERENCE_TRACE.name)
     print(f"{REFERENCE_TRACE.name}: {ref.n_tokens} tokens in {time.perf_counter() - t0:.1f}s")
 
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         first = k * len(paragraphs) // args.segments
         run = capture_trace(args.model, "\n\n".join(paragraphs[first:]), 384, top_p=0.9,
                             seed=k + 1, prompt_tokens=128,
-                            prompt_source=f"{source.relative_to(REPO)} from paragraph {first}")
+                            prompt_source=f"{source.relative_to(REPO)} from paragraph {first}",
+                            predictors=args.predictors)
         runs.append(run)
         segments.append({"start": start, "prompt_tokens": run.n_prompt_tokens,
                          "generated_tokens": run.n_tokens - run.n_prompt_tokens,
