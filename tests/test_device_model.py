@@ -131,12 +131,15 @@ SHARED_HOST = CONGESTED.model_copy(update={"host_cpus": 1, "host_overhead_us": 4
 TWO_CPUS = PARAMS.model_copy(update={"host_cpus": 2, "host_overhead_us": 9.0,
                                      "host_completion_us": 3.0})
 BATCH_START = SHARED_HOST.model_copy(update={"batch_start_us": 45.0})
+CALLS = SHARED_HOST.model_copy(update={"host_call_us": 8.0, "batch_start_us": 20.0})
+CALLS_TWO_CPUS = TWO_CPUS.model_copy(update={"host_call_us": 5.5})
 
 
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])
-@pytest.mark.parametrize("params", [PARAMS, CONGESTED, SHARED_HOST, TWO_CPUS, BATCH_START],
+@pytest.mark.parametrize("params", [PARAMS, CONGESTED, SHARED_HOST, TWO_CPUS, BATCH_START, CALLS,
+                                    CALLS_TWO_CPUS],
                          ids=["plain", "congested", "one-host-cpu", "two-host-cpus",
-                              "batch-start"])
+                              "batch-start", "host-calls", "host-calls-two-cpus"])
 def test_fast_path_matches_simpy_within_one_percent(qd, params):
     rng = np.random.default_rng(qd)
     off, length, ptr = _batches(rng, 12)
@@ -265,3 +268,27 @@ def test_old_profiles_load_without_a_batch_start():
     from flashsim.device.profile import DeviceProfile
     prof = DeviceProfile.load("configs/devices/local-virtio.yaml")
     assert prof.params.batch_start_us == 0.0
+
+
+CALL_HOST = PARAMS.model_copy(update={"host_cpus": 1, "host_overhead_us": 2.0,
+                                      "host_completion_us": 1.0, "host_call_us": 10.0})
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_reads_submitted_together_share_one_host_call(engine):
+    # 4 reads of 4 KiB on 4 units (64 KiB stripes), QD 4, one host CPU: the 4 submits run
+    # back to back (one io_submit): the first pays the 10 µs call, so issues at 12, 14, 16,
+    # 18 µs; each read: command 40 + 4096 B at 400 MB/s (10.24 µs) → done at 62.24 … 68.24;
+    # the first reap follows a submit (one io_getevents: + 10 µs), the next reaps ride along
+    run = make_device(CALL_HOST, engine).run([0, 65536, 131072, 196608], [4096] * 4, 4)
+    np.testing.assert_allclose(run.start_s * 1e6, [12, 14, 16, 18], rtol=1e-9)
+    np.testing.assert_allclose(run.finish_s * 1e6, [73.24, 74.24, 75.24, 76.24], rtol=1e-9)
+
+
+@pytest.mark.parametrize("engine", ["fast", "des"])
+def test_a_closed_loop_at_qd_1_pays_a_call_per_submit_and_per_reap(engine):
+    run = make_device(CALL_HOST, engine).run([0, 65536], [4096] * 2, 1)
+    # read 0: issued 12, done 62.24, reaped 73.24; read 1: submit after a reap (+10): 85.24,
+    # done 85.24 + 50.24 = 135.48, reaped (after a submit, + 10) 146.48
+    np.testing.assert_allclose(run.start_s * 1e6, [12, 85.24], rtol=1e-9)
+    np.testing.assert_allclose(run.finish_s * 1e6, [73.24, 146.48], rtol=1e-9)

@@ -9,6 +9,10 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    Python reader threads taking turns on the GIL): it caps reads/s at 1 / (host cost per
    read) and makes latency grow with queue depth at small chunks. `host_cpus` = 0 gives
    every worker its own CPU (no host queueing; the default, the model before host sharing).
+   A job of the other kind than the last job on its CPU (a submit after a reap, a reap
+   after a submit, or the CPU's first job of the batch) also pays `host_call_us`: a run of
+   submits is one io_submit call, a run of reaps one io_getevents (with unshared CPUs every
+   job pays it).
 1. host submit: `queue_depth` workers take reads in order. A worker that picks read i with
    its previous read reaped at time a (`batch_start_us` for its first read: the host's
    fixed cost of starting a batch, e.g. preparing and handing it to the I/O engine) runs
@@ -113,6 +117,7 @@ class ModelConstants:
     command_spread: float = 0.0
     command_inv_gamma: float = 1.0
     batch_start_s: float = 0.0
+    call_s: float = 0.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -130,7 +135,8 @@ class ModelConstants:
                    wakeup_s=params.link_wakeup_us * 1e-6,
                    command_spread=float(params.command_latency_spread),
                    command_inv_gamma=1.0 / math.gamma(1.0 + params.command_latency_spread),
-                   batch_start_s=params.batch_start_us * 1e-6)
+                   batch_start_s=params.batch_start_us * 1e-6,
+                   call_s=params.host_call_us * 1e-6)
 
 
 _MASK64 = (1 << 64) - 1
@@ -161,18 +167,28 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
     return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0
 
 
-def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float) -> float:
+SUBMIT, REAP = 1, 2
+"""Host job kinds (a CPU's last kind starts at 0: none yet)."""
+
+
+def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float, kind: int = SUBMIT,
+               cpu_kind: list[int] | None = None, call_s: float = 0.0) -> float:
     """Run a host job arriving at `arrive_s` on the first-free CPU; return its end time.
 
-    An empty `cpu_free` means unshared host CPUs (host_cpus = 0): no waiting.
+    An empty `cpu_free` means unshared host CPUs (host_cpus = 0): no waiting, and every job
+    pays the call cost `call_s`; on shared CPUs only a job whose kind differs from the CPU's
+    last job (`cpu_kind`, updated) pays it.
     """
     if not cpu_free:
-        return arrive_s + cost_s
+        return arrive_s + cost_s + call_s
     j = 0
     for c in range(1, len(cpu_free)):
         if cpu_free[c] < cpu_free[j]:
             j = c
     begin = cpu_free[j] if cpu_free[j] > arrive_s else arrive_s
+    if cpu_kind is not None and cpu_kind[j] != kind:
+        cost_s = cost_s + call_s
+        cpu_kind[j] = kind
     cpu_free[j] = begin + cost_s
     return cpu_free[j]
 

@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from .base import (DeviceRun, ModelConstants, check_batch_ptr, check_reads, command_factor,
-                   host_claim, unit_shares)
+                   REAP, SUBMIT, host_claim, unit_shares)
 from .profile import DeviceParams, load_params
 
 
@@ -54,6 +54,7 @@ class FlashDevice:
         env = simpy.Environment()
         unit_free = [0.0] * k.n_units
         cpu_free = [0.0] * k.host_cpus  # empty: every worker has its own host CPU
+        cpu_kind = [0] * k.host_cpus  # kind of each CPU's last job (0: none yet)
         state = {"next": 0, "link_free": 0.0, "in_flight": 0}
         offsets = off.tolist()
         lengths = length.tolist()
@@ -67,7 +68,8 @@ class FlashDevice:
                 state["next"] = i + 1
                 state["in_flight"] += 1
                 now = env.now
-                t_issue = host_claim(cpu_free, arrive if arrive > now else now, k.host_s)
+                t_issue = host_claim(cpu_free, arrive if arrive > now else now, k.host_s,
+                                     SUBMIT, cpu_kind, k.call_s)
                 start[i] = t_issue
                 # flash units: FIFO servers, claimed in pick order for the issue time (base.py)
                 first_begin = float("inf")
@@ -100,7 +102,8 @@ class FlashDevice:
                 yield env.timeout(done - now)
                 state["in_flight"] -= 1
                 # host completion (reaping) on the shared host CPUs
-                arrive = host_claim(cpu_free, env.now, k.completion_s)
+                arrive = host_claim(cpu_free, env.now, k.completion_s, REAP, cpu_kind,
+                                    k.call_s)
                 finish[i] = arrive
                 if cpu_free:  # shared CPUs: the next submit queues from the reap's end
                     yield env.timeout(arrive - env.now)

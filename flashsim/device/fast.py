@@ -63,15 +63,19 @@ def _pop_fix(heap_t, heap_s, heap_p, size):
 
 
 @njit(cache=True, inline="always")
-def _host(cpu_free, n_cpus, arrive, cost):
-    """A host job arriving at `arrive` on the first-free CPU (none shared: no wait); its end."""
+def _host(cpu_free, cpu_kind, n_cpus, arrive, cost, kind, call_s):
+    """base.host_claim: a host job arriving at `arrive` on the first-free CPU (none shared:
+    no wait, every job pays the call cost); its end."""
     if n_cpus == 0:
-        return arrive + cost
+        return arrive + cost + call_s
     j = 0
     for c in range(1, n_cpus):
         if cpu_free[c] < cpu_free[j]:
             j = c
     begin = cpu_free[j] if cpu_free[j] > arrive else arrive
+    if cpu_kind[j] != kind:
+        cost = cost + call_s
+        cpu_kind[j] = kind
     cpu_free[j] = begin + cost
     return cpu_free[j]
 
@@ -145,9 +149,11 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
 @njit(cache=True, nogil=True)
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
               congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
-              command_spread, command_inv_gamma, batch_start_s, start, finish, makespan):
+              command_spread, command_inv_gamma, batch_start_s, call_s, start, finish,
+              makespan):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
+    cpu_kind = np.zeros(max(n_cpus, 1), dtype=np.int64)
     heap_t = np.empty(qd + 1)
     heap_s = np.empty(qd + 1, dtype=np.int64)
     heap_p = np.empty(qd + 1, dtype=np.int64)
@@ -160,6 +166,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             continue
         unit_free[:] = 0.0
         cpu_free[:] = 0.0
+        cpu_kind[:] = 0
         link_free = 0.0
         size = 0
         seq = 0
@@ -171,7 +178,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             i = nxt
             nxt += 1
             in_flight += 1
-            t_issue = _host(cpu_free, n_cpus, batch_start_s, host_s)
+            t_issue = _host(cpu_free, cpu_kind, n_cpus, batch_start_s, host_s, 1, call_s)
             t_first = _issue(i, t_issue, off, length, command_s, command_spread,
                              command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
                              flash_end)
@@ -200,7 +207,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             else:
                 if kind == 1:  # done at the device: reap on the host
                     in_flight -= 1
-                    fin = _host(cpu_free, n_cpus, now, completion_s)
+                    fin = _host(cpu_free, cpu_kind, n_cpus, now, completion_s, 2, call_s)
                     finish[i] = fin
                     if fin > mk:
                         mk = fin
@@ -215,7 +222,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                     i = nxt
                     nxt += 1
                     in_flight += 1
-                    t_issue = _host(cpu_free, n_cpus, fin if fin > now else now, host_s)
+                    t_issue = _host(cpu_free, cpu_kind, n_cpus, fin if fin > now else now,
+                                    host_s, 1, call_s)
                     t_first = _issue(i, t_issue, off, length, command_s,
                                      command_spread, command_inv_gamma, n_units, unit_bps,
                                      stripe, unit_free, start, flash_end)
@@ -240,7 +248,7 @@ class FastDevice:
                   k.unit_bytes_per_s, k.link_bytes_per_s, np.int64(k.stripe_bytes),
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
                   k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma,
-                  k.batch_start_s, start, finish,
+                  k.batch_start_s, k.call_s, start, finish,
                   makespan)
         return start, finish, makespan
 

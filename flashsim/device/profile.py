@@ -66,6 +66,13 @@ class DeviceParams(StrictModel):
         default=0.0, ge=0.0, le=1.0,
         description="empirical: each read in flight beyond the first slows link transfers by "
                     "this fraction (back-end interference of a shared/virtual disk); 0 = none")
+    host_call_us: float = Field(
+        default=0.0, ge=0.0,
+        description="host time per system call: a host job that does not follow a job of the "
+                    "same kind on its CPU (a run of submits is one io_submit, a run of reaps "
+                    "one io_getevents) pays it once; so reads submitted together (a batch's "
+                    "first queue-depth reads) share one call, while a closed loop that "
+                    "refills one read per completion pays it per read; 0 = none")
     batch_start_us: float = Field(
         default=0.0, ge=0.0,
         description="fixed cost at the start of every batch: its first reads may be submitted "

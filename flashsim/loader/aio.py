@@ -80,6 +80,13 @@ class AioContext:
         self.events = (_IoEvent * self.capacity)()
         self.base = ctypes.addressof(self.iocbs)
         self.size = ctypes.sizeof(_Iocb)
+        # per-slot objects made once, not per batch: iocb s carries aio_data = s, PREAD
+        self.cbs = [self.iocbs[s] for s in range(self.capacity)]
+        self.cb_ptrs = [ctypes.pointer(cb) for cb in self.cbs]
+        for s, cb in enumerate(self.cbs):
+            cb.aio_data = s
+            cb.aio_lio_opcode = _IOCB_CMD_PREAD
+        self.fd = -1
 
     def close(self) -> None:
         if self.ctx.value:
@@ -89,8 +96,9 @@ class AioContext:
     def _submit(self, count: int) -> None:
         done = 0
         while done < count:
-            ptrs = ctypes.cast(ctypes.byref(self.ptrs, done * ctypes.sizeof(ctypes.c_void_p)),
-                               ctypes.POINTER(ctypes.POINTER(_Iocb)))
+            ptrs = self.ptrs if done == 0 else ctypes.cast(
+                ctypes.byref(self.ptrs, done * ctypes.sizeof(ctypes.c_void_p)),
+                ctypes.POINTER(ctypes.POINTER(_Iocb)))
             got = self.sys(self.nums[2], self.ctx, ctypes.c_long(count - done), ptrs)
             if got < 0:
                 err = ctypes.get_errno()
@@ -110,39 +118,28 @@ class AioContext:
         n = len(offsets)
         qd = min(queue_depth, n, self.capacity)
         ptrs, events = self.ptrs, self.events
-        cbs = [self.iocbs[s] for s in range(qd)]
-        cb_ptrs = [ctypes.pointer(cb) for cb in cbs]
-        if read_addresses is not None:
-            def address(i, s):
-                return read_addresses[i]
-        else:
-            def address(i, s):
-                return slot_addresses[s]
+        cbs, cb_ptrs = self.cbs, self.cb_ptrs
+        by_read = read_addresses is not None
         slot_read = [0] * qd
         clock = time.perf_counter
         getevents = self.sys
         nr_getevents = self.nums[3]
         ctx = self.ctx
-        for s in range(qd):
+        if fd != self.fd:
+            for cb in cbs:
+                cb.aio_fildes = fd
+            self.fd = fd
+        for s in range(qd):  # the first QD reads, read s in slot s
             cb = cbs[s]
-            cb.aio_data = s
-            cb.aio_lio_opcode = _IOCB_CMD_PREAD
-            cb.aio_fildes = fd
-        nxt = 0
-        pending = 0
-        for s in range(qd):  # the first QD reads
-            cb = cbs[s]
-            cb.aio_buf = address(nxt, s)
-            cb.aio_nbytes = lengths[nxt]
-            cb.aio_offset = offsets[nxt]
-            slot_read[s] = nxt
-            ptrs[pending] = cb_ptrs[s]
-            pending += 1
-            nxt += 1
+            cb.aio_buf = read_addresses[s] if by_read else slot_addresses[s]
+            cb.aio_nbytes = lengths[s]
+            cb.aio_offset = offsets[s]
+            slot_read[s] = s
+            ptrs[s] = cb_ptrs[s]
+        nxt = qd
         t = clock()
-        self._submit(pending)
-        for s in range(qd):
-            starts[slot_read[s]] = t
+        self._submit(qd)
+        starts[:qd] = t
         completed = 0
         min_nr = ctypes.c_long(1)
         max_nr = ctypes.c_long(qd)
@@ -155,31 +152,29 @@ class AioContext:
                     continue
                 raise OSError(err, f"io_getevents: {os.strerror(err)}")
             pending = 0
-            refilled = []
+            first = nxt
             for e in range(got):
                 ev = events[e]
                 s = ev.data
                 i = slot_read[s]
                 finishes[i] = t
-                if ev.res != lengths[i]:
-                    res = ev.res
+                res = ev.res
+                if res != lengths[i]:
                     if res < 0:
                         raise OSError(-res, f"read at offset {offsets[i]}: {os.strerror(-res)}")
                     raise OSError(errno.EIO, f"short read at offset {offsets[i]}: {res} of "
                                              f"{lengths[i]} bytes")
-                completed += 1
                 if nxt < n:
                     cb = cbs[s]
-                    cb.aio_buf = address(nxt, s)
+                    cb.aio_buf = read_addresses[nxt] if by_read else slot_addresses[s]
                     cb.aio_nbytes = lengths[nxt]
                     cb.aio_offset = offsets[nxt]
                     slot_read[s] = nxt
-                    refilled.append(nxt)
                     ptrs[pending] = cb_ptrs[s]
                     pending += 1
                     nxt += 1
+            completed += got
             if pending:
                 t = clock()
                 self._submit(pending)
-                for i in refilled:
-                    starts[i] = t
+                starts[first:nxt] = t

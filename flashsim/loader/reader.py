@@ -228,6 +228,7 @@ class DirectReader:
         self.engine = "aio" if engine == "aio" else "threads"
         self._aio = None
         self._slot_maps: list[mmap.mmap] = []
+        self._slot_bytes = 0  # size of every slot buffer
         self._slot_addresses: list[int] = []
         self._workers: list[_Worker] = []
         self._main_buffer: mmap.mmap | None = None
@@ -261,6 +262,7 @@ class DirectReader:
             with contextlib.suppress(BufferError):
                 m.close()
         self._slot_maps = []
+        self._slot_bytes = 0
         if getattr(self, "_main_view", None) is not None:
             self._main_view.release()
             self._main_view = None
@@ -373,7 +375,7 @@ class DirectReader:
 
     def _ensure_slot_buffers(self, qd: int, nbytes: int) -> None:
         """One page-aligned buffer per read in flight (anonymous mmaps, kept across batches)."""
-        if len(self._slot_maps) >= qd and all(len(m) >= nbytes for m in self._slot_maps[:qd]):
+        if len(self._slot_maps) >= qd and self._slot_bytes >= nbytes:
             return
         size = max(nbytes, max((len(m) for m in self._slot_maps), default=0))
         count = max(qd, len(self._slot_maps))
@@ -381,6 +383,7 @@ class DirectReader:
             with contextlib.suppress(BufferError):
                 m.close()
         self._slot_maps = [mmap.mmap(-1, size) for _ in range(count)]
+        self._slot_bytes = size
         self._slot_addresses = [_address_of(m) for m in self._slot_maps]
 
     def _ensure_main_buffer(self, nbytes: int) -> None:
