@@ -52,10 +52,13 @@ def test_results_match_the_layout_library_and_the_fixed_host_rates(smoke):
     _, outcome = smoke
     res = outcome.results.set_index("run_id")
     row = res[(res["layout"] == "windowed+bundled") & (res["window"] == 2)].iloc[0]
-    trace = truncate(ActivationTrace.load(
-        json.loads(pq.read_schema(outcome.out_dir / "runs" / f"{row.name}.parquet")
-                   .metadata[b"flashsim"])["config"]["trace_path"]), 6)
-    plan = make_layout("windowed+bundled", window=2, block_bytes=4096).plan(trace)
+    config = json.loads(pq.read_schema(outcome.out_dir / "runs" / f"{row.name}.parquet")
+                        .metadata[b"flashsim"])["config"]
+    trace = truncate(ActivationTrace.load(config["trace_path"]), 6)
+    # merge_gap: auto (the default) resolved for the run's device and queue depth
+    assert config["merge_gap_auto"] and row["merge_gap_bytes"] == config["merge_gap_bytes"]
+    plan = make_layout("windowed+bundled", window=2, block_bytes=4096,
+                       merge_gap_bytes=config["merge_gap_bytes"]).plan(trace)
     assert row["bytes_per_token"] == pytest.approx(plan.bytes_per_token().mean())
     assert row["reads_per_token"] == pytest.approx(plan.reads_per_token().mean())
     naive = res[res["layout"] == "naive"].iloc[0]

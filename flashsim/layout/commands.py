@@ -32,6 +32,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="read alignment (default 4k)")
     p.add_argument("--memcpy-gb-s", type=float, default=None,
                    help="fix the memcpy bandwidth instead of measuring it")
+    p.add_argument("--merge-gap", default="auto",
+                   help="also merge reads at most this far apart: auto (default: the device's "
+                        "break-even gap at this QD) or a size (0 = paper-literal, no gap "
+                        "merging)")
     add_json_flag(p)
 
 
@@ -44,8 +48,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--window", type=int, default=None, help="window k in tokens (windowed+ layouts)")
     p.add_argument("--dram-budget", type=_size("--dram-budget"), default=None,
                    help="FFN DRAM budget (e.g. 2m); shrinks the window when exceeded")
-    p.add_argument("--merge-gap", type=_size("--merge-gap", allow_zero=True), default=None,
-                   help="also merge reads at most this far apart (default 0)")
     p.add_argument("--chunk", type=_size("--chunk"), default=None,
                    help="read size of naive/hybrid (default 1m)")
     p.add_argument("--order-method", choices=("cluster", "spectral", "frequency"), default=None,
@@ -65,14 +67,22 @@ def register(subparsers: Any) -> None:
 
 
 def _load_inputs(args: argparse.Namespace):
+    """Device parameters and trace; resolves `--merge-gap` into `args.gap` (a GapChoice)."""
+    from ..cost.gap import parse_merge_gap, resolve_merge_gap
     from ..device import load_params
     from ..trace.format import ActivationTrace
 
     if args.qd < 1:
         raise InputError(f"queue depth {args.qd} must be at least 1", key="--qd")
+    setting = parse_merge_gap(args.merge_gap, key="--merge-gap")  # before any loading
     params = load_params(Path(args.device))
     trace = ActivationTrace.load(args.trace or bundled_trace_path(REFERENCE_TRACE))
+    args.gap = resolve_merge_gap(setting, params, args.qd, args.block, key="--merge-gap")
     return params, trace
+
+
+def _gap_line(args: argparse.Namespace) -> str:
+    return "merge gap: " + args.gap.describe(Path(args.device).stem)
 
 
 def _train(args: argparse.Namespace, names: list[str]):
@@ -87,7 +97,8 @@ def _run(name: str, args: argparse.Namespace, params, trace, train, **overrides)
     from ..cost import simulate
     from .registry import make_layout
 
-    layout = make_layout(name, train_trace=train, block_bytes=args.block, **overrides)
+    layout = make_layout(name, train_trace=train, block_bytes=args.block,
+                         merge_gap_bytes=args.gap.gap_bytes, **overrides)
     plan = layout.plan(trace, which=args.which)
     memcpy = args.memcpy_gb_s * 1e9 if args.memcpy_gb_s else None
     frame, summary = simulate(plan, params, args.qd, args.engine, memcpy_bytes_per_s=memcpy)
@@ -107,15 +118,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     params, trace = _load_inputs(args)
     train = _train(args, [args.layout])
     frame, summary, _ = _run(args.layout, args, params, trace, train, window=args.window,
-                             dram_budget_bytes=args.dram_budget, merge_gap_bytes=args.merge_gap,
-                             chunk_bytes=args.chunk, order_method=args.order_method,
+                             dram_budget_bytes=args.dram_budget, chunk_bytes=args.chunk, order_method=args.order_method,
                              hot_threshold=args.hot_threshold)
     summary = _decorate(summary)
     summary["trace"] = str(args.trace or REFERENCE_TRACE)
     summary["device"] = str(args.device)
+    summary.update(args.gap.to_dict())
     payload = dict(summary, tokens=frame.to_dict(orient="records"))
     lines = [f"{summary['layout']} on {summary['device']} at QD {args.qd} "
-             f"({summary['n_tokens']} tokens, {summary['set']} set, {args.engine} engine)"]
+             f"({summary['n_tokens']} tokens, {summary['set']} set, {args.engine} engine)",
+             _gap_line(args)]
     lines.append(table([summary], _TABLE2 + _TABLE3[1:]))
     if args.tokens:
         lines.append(table(frame.to_dict(orient="records"),
@@ -162,14 +174,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     head = (f"{trace.n_tokens - trace.n_prompt_tokens} generated tokens of {g.name} "
             f"(FFN {format_size(g.ffn_bytes)}), {args.which} set, device {args.device}, "
             f"QD {args.qd}, block {format_size(args.block)}")
-    human = "\n".join([head, "", "I/O (like the paper's Table 2):", table(rows, _TABLE2), "",
+    human = "\n".join([head, _gap_line(args), "", "I/O (like the paper's Table 2):", table(rows, _TABLE2), "",
                        "Per token (like the paper's Table 3):", table(rows, _TABLE3)])
     if args.plot:
         plot_compare(rows, args.plot, title=head)
         human += f"\n\nfigure: {args.plot}"
     emit(args, {"trace": str(args.trace or REFERENCE_TRACE), "device": str(args.device),
-                "queue_depth": args.qd, "set": args.which, "rows": rows,
-                "plot": args.plot}, human)
+                "queue_depth": args.qd, "set": args.which, **args.gap.to_dict(),
+                "rows": rows, "plot": args.plot}, human)
     return 0
 
 

@@ -4,10 +4,13 @@ Axes under `grid` are crossed; the others are zipped (length-1 axes broadcast). 
 that takes no window gets window and DRAM budget None, so crossing it with several windows
 gives one run, not duplicates. A run's id is a hash of its exact config (file contents by
 sha256, not by path), so the same run in another checkout or folder has the same id.
+The merge gap is resolved here, per run: `auto` becomes the break-even gap of the run's
+device at its queue depth (`merge_gap_bytes`, with `merge_gap_auto` true).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -83,6 +86,8 @@ def expand(sweep: Sweep, host: dict[str, dict[str, float]]) -> list[dict[str, An
             "dram_budget_bytes": point["dram_budgets"] if windowed else None,
             "queue_depth": point["queue_depths"],
             "block_bytes": spec.block_bytes, "engine": spec.engine,
+            **_gap(spec.merge_gap, device.path, device.sha256, point["queue_depths"],
+                   spec.block_bytes),
             "neuron_set": spec.neuron_set, "max_tokens": spec.max_tokens,
             "train_trace": None, "train_trace_sha256": None, "train_trace_path": None,
             "flashsim_version": __version__,
@@ -97,6 +102,23 @@ def expand(sweep: Sweep, host: dict[str, dict[str, float]]) -> list[dict[str, An
             seen.add(config["run_id"])
             configs.append(config)
     return configs
+
+
+@functools.lru_cache(maxsize=64)
+def _params(path: str, sha256: str) -> Any:
+    from ..device import load_params
+
+    return load_params(path)
+
+
+def _gap(setting: Any, device_path: str, device_sha256: str, queue_depth: int,
+         block_bytes: int) -> dict[str, Any]:
+    """{merge_gap_bytes, merge_gap_auto} of one run (auto: the device's break-even gap)."""
+    from ..cost.gap import resolve_merge_gap
+
+    choice = resolve_merge_gap(setting, _params(device_path, device_sha256), queue_depth,
+                               block_bytes)
+    return {"merge_gap_bytes": choice.gap_bytes, "merge_gap_auto": choice.auto}
 
 
 def geometry_key(geometry: Any) -> str:

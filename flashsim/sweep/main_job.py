@@ -25,7 +25,7 @@ DEFAULT_CONFIG = "configs/default.yaml"
 FIGURE = "compare.png"
 TABLES = "tables.txt"
 GROUP_KEYS = ("trace", "device", "queue_depth", "neuron_set", "block_bytes", "engine",
-              "max_tokens")
+              "max_tokens", "merge_gap_bytes", "merge_gap_auto")
 
 
 def default_config() -> Path:
@@ -110,4 +110,17 @@ def _headline(keys: dict[str, Any], rows: list[dict[str, Any]], sweep: Any) -> s
     synthetic = " SYNTHETIC trace," if any(r.get("trace_synthetic") for r in rows) else ""
     return (f"{n_tokens} generated tokens of {model},{synthetic} {keys.get('neuron_set')} set, "
             f"device {keys.get('device')}, QD {keys.get('queue_depth')}, "
-            f"block {format_size(int(keys.get('block_bytes', 4096)))}")
+            f"block {format_size(int(keys.get('block_bytes', 4096)))}, "
+            f"merge gap {_gap_text(keys)}")
+
+
+def _gap_text(keys: dict[str, Any]) -> str:
+    """`12KiB (auto)`, `0 (paper-literal)`, `8KiB`; `0` for results from before merge gaps."""
+    gap = keys.get("merge_gap_bytes")
+    if gap is None or pd.isna(gap):
+        return "0"
+    text = format_size(int(gap)) if int(gap) else "0"
+    auto = keys.get("merge_gap_auto")
+    if auto is not None and not pd.isna(auto) and bool(auto):
+        return text + " (auto)"
+    return text + (" (paper-literal)" if int(gap) == 0 else "")

@@ -49,8 +49,9 @@ def truncate(trace: Any, max_generated: int) -> Any:
 
 PLAN_KEYS = ("trace_path", "trace_sha256", "max_tokens", "train_trace_path",
              "train_trace_sha256", "layout", "window", "dram_budget_bytes", "block_bytes",
-             "neuron_set")
-"""What a plan depends on: runs that differ only in device, queue depth or engine share it."""
+             "neuron_set", "merge_gap_bytes")
+"""What a plan depends on: runs that differ only in device, queue depth or engine share it
+(unless their merge gaps differ; a config from before merge gaps plans with gap 0)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,7 +64,8 @@ def _plan(key: tuple) -> Any:
     if c["train_trace_path"]:
         train = _trace(c["train_trace_path"], c["train_trace_sha256"], None)
     layout = make_layout(c["layout"], train_trace=train, block_bytes=c["block_bytes"],
-                         window=c["window"], dram_budget_bytes=c["dram_budget_bytes"])
+                         window=c["window"], dram_budget_bytes=c["dram_budget_bytes"],
+                         merge_gap_bytes=c["merge_gap_bytes"])
     return trace, layout.plan(trace, which=c["neuron_set"])
 
 

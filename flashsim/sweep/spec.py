@@ -1,7 +1,8 @@
 """The sweep YAML: pydantic models, path resolution and the checks done before anything runs.
 
 A sweep names values on six axes (traces, devices, layouts, windows, queue depths, DRAM
-budgets) plus fixed settings. Axes listed under `grid:` are crossed; the other axes are
+budgets) plus fixed settings (among them `merge_gap`: `auto`, the device's break-even gap
+resolved per run from its device and queue depth, or a size; 0 = paper-literal). Axes listed under `grid:` are crossed; the other axes are
 zipped (equal lengths, or length 1 = fixed). Every problem is a one-line InputError naming
 the YAML file and the key path, raised before any output is written.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..config import SizeBytes, StrictModel, load_yaml_model
 from ..errors import InputError
@@ -40,7 +41,18 @@ def _default_layouts() -> list[str]:
     return list(COMPARE_ORDER)
 
 
+def _merge_gap(value: Any) -> Any:
+    from ..cost.gap import parse_merge_gap
+
+    try:
+        return parse_merge_gap(value)
+    except InputError as exc:  # pydantic collects ValueErrors only
+        raise ValueError(f"{exc.problem} (expected {exc.expected})") from None
+
+
 LayoutName = Annotated[str, AfterValidator(_known_layout)]
+MergeGap = Annotated[Literal["auto"] | int, BeforeValidator(_merge_gap)]
+"""`auto` (the device's break-even gap at the run's queue depth) or a size in bytes."""
 Window = Annotated[int, Field(ge=1)]
 QueueDepth = Annotated[int, Field(ge=1, le=4096)]
 
@@ -73,6 +85,7 @@ class SweepSpec(StrictModel):
     dram_budgets: list[SizeBytes | None] = Field(default_factory=lambda: [None])
     grid: list[Literal[AXES]] | None = None  # type: ignore[valid-type]
     block_bytes: SizeBytes = 4096
+    merge_gap: MergeGap = "auto"
     engine: Literal["fast", "des"] = "fast"
     neuron_set: Literal["predicted", "active"] = "predicted"
     max_tokens: int | None = Field(default=None, ge=1)
