@@ -218,6 +218,19 @@ def test_short_batch_points_need_their_makespan_and_old_points_load():
 def test_batch_grid_cuts_queue_depth_to_batch_size_and_caps_bytes():
     from flashsim.device.calibrate import batch_grid
     got = batch_grid([4096, 1 << 20], [1, 8, 32], [1, 4, 16, 64])
-    assert got == sorted([(4096, 1, 1), (4096, 1, 4), (4096, 4, 4), (4096, 1, 16),
-                          (4096, 8, 16), (4096, 16, 16), (4096, 1, 64), (4096, 8, 64),
-                          (4096, 32, 64), (1 << 20, 1, 1), (1 << 20, 1, 4), (1 << 20, 4, 4)])
+    assert got == sorted((*k, "random") for k in [
+        (4096, 1, 1), (4096, 1, 4), (4096, 4, 4), (4096, 1, 16), (4096, 8, 16), (4096, 16, 16),
+        (4096, 1, 64), (4096, 8, 64), (4096, 32, 64), (1 << 20, 1, 1), (1 << 20, 1, 4),
+        (1 << 20, 4, 4)])
+    assert batch_grid([4096], [8], [16], "clustered") == [(4096, 8, 16, "clustered")]
+
+
+def test_clustered_batches_are_near_but_never_contiguous():
+    from flashsim.device.fit import batch_workload
+    off, length, ptr = batch_workload(16384, 8, "clustered", 64)
+    assert len(ptr) == 9 and np.all(length == 16384)
+    for b in range(8):
+        o = off[ptr[b]:ptr[b + 1]]
+        assert np.all(np.diff(o) == 2 * 16384)  # every other chunk: near, with gaps
+    with pytest.raises(ValueError, match="short-batch"):
+        DevicePoint(chunk_bytes=4096, queue_depth=8, throughput_mb_s=1.0, pattern="clustered")

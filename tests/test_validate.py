@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import namedtuple
 
 import numpy as np
@@ -139,8 +140,15 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     assert all(p["repeats"] == 2 for p in prof["points"])
     # short-batch points at the plans' QDs (1, 4), QD cut to the batch size, next to the
     # steady-state ones; the fit reports an error for each
-    batch = {(p["queue_depth"], p["batch_reads"]) for p in prof["points"] if p["batch_reads"]}
-    assert {(1, 1), (1, 4), (4, 4), (1, 16), (4, 16), (1, 64), (4, 64)} <= batch
+    batch = {(p["queue_depth"], p["batch_reads"], p["pattern"]) for p in prof["points"]
+             if p["batch_reads"]}
+    assert {(1, 1, "random"), (1, 4, "random"), (4, 4, "random"), (1, 16, "random"),
+            (4, 16, "random"), (1, 64, "random"), (4, 64, "random")} <= batch
+    # clustered batches (every other chunk from a random start) where the store holds 2n chunks
+    room = os.path.getsize(prof["calibrated_on"]) // 4096
+    clustered = {(4, n, "clustered") for n in (16, 64) if room >= 2 * n}
+    assert {b for b in batch if b[2] == "clustered" and b[1] in (16, 64)} >= clustered
+    assert all(b[2] != "clustered" or room >= 2 * b[1] for b in batch)
     assert all(p["batch_makespan_us"] > 0 for p in prof["points"] if p["batch_reads"])
     assert len(prof["point_errors"]) == len(prof["points"])
     assert "batch_start_us" in prof["params"]

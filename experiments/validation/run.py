@@ -29,6 +29,9 @@ def argv_from(cfg: dict) -> list[str]:
             argv += [flag, str(cfg[key])]
     if cfg.get("calibrate"):
         argv.append("--calibrate")
+    if cfg.get("calibration_batch_reads") is not None:
+        argv += ["--calibration-batch-reads",
+                 ",".join(str(n) for n in cfg["calibration_batch_reads"]) or "none"]
     if cfg.get("with_fio"):
         argv.append("--with-fio")
     return argv

@@ -145,15 +145,23 @@ _MAX_BATCHES = 400
 
 
 def measure_batch_point(reader: DirectReader, chunk: int, qd: int, batch_reads: int, *,
-                        duration_s: float, rng: np.random.Generator) -> dict[str, float]:
+                        duration_s: float, rng: np.random.Generator,
+                        pattern: str = "random") -> dict[str, float]:
     """One repeat of a short-batch point: back-to-back batches of `batch_reads` random
-    chunk-aligned reads for about `duration_s` (8 to 400 batches), each read with
-    `read_batch` exactly as validate reads a plan's (token, layer) batch; the median makespan.
-    """
+    chunk-aligned reads (or `clustered`: every other chunk from a random start) for about
+    `duration_s` (8 to 400 batches), each read with `read_batch` exactly as validate reads a
+    plan's (token, layer) batch; the median makespan."""
     slots = reader.file_bytes // chunk
     if slots < 1:
         raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
-    off = rng.integers(0, slots, size=(_MAX_BATCHES, batch_reads), dtype=np.int64) * chunk
+    if pattern == "clustered":
+        if slots < 2 * batch_reads:
+            raise InputError(f"file is smaller than {2 * batch_reads} {chunk}-byte chunks",
+                             file=reader.path, key="batch_reads")
+        first = rng.integers(0, slots - 2 * batch_reads + 1, size=_MAX_BATCHES, dtype=np.int64)
+        off = (first[:, None] + 2 * np.arange(batch_reads, dtype=np.int64)[None, :]) * chunk
+    else:
+        off = rng.integers(0, slots, size=(_MAX_BATCHES, batch_reads), dtype=np.int64) * chunk
     length = np.full(batch_reads, chunk, dtype=np.int64)
     makespans = []
     t_end = time.perf_counter() + duration_s
@@ -166,17 +174,19 @@ def measure_batch_point(reader: DirectReader, chunk: int, qd: int, batch_reads: 
             "batches": len(makespans)}
 
 
-def batch_grid(chunks, qds, batch_reads) -> list[tuple[int, int, int]]:
-    """Short-batch points (chunk, queue depth, reads per batch): every chunk × batch size ×
-    QD, with the QD cut to the batch size (a batch of n reads runs alike at any QD ≥ n), and
-    batches of at most BATCH_MAX_BYTES (the smallest batch size of a chunk always kept)."""
+def batch_grid(chunks, qds, batch_reads, pattern: str = "random"
+               ) -> list[tuple[int, int, int, str]]:
+    """Short-batch points (chunk, queue depth, reads per batch, pattern): every chunk × batch
+    size × QD, with the QD cut to the batch size (a batch of n reads runs alike at any QD ≥
+    n), and batches of at most BATCH_MAX_BYTES (the smallest batch size of a chunk always
+    kept)."""
     out = []
     for c in chunks:
         sizes = sorted(set(int(n) for n in batch_reads))
         for j, n in enumerate(sizes):
             if j and n * c > BATCH_MAX_BYTES:
                 continue
-            out.extend((int(c), min(int(q), n), n) for q in qds)
+            out.extend((int(c), min(int(q), n), n, pattern) for q in qds)
     return sorted(set(out))
 
 
@@ -185,27 +195,33 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
               repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
               description: str = "", seed: int = 0, quiet: bool = False,
               engine: str = "auto", batch_reads=(), batch_qds=None,
-              batch_duration_s: float | None = None) -> DeviceProfile:
+              batch_duration_s: float | None = None, clustered_reads=()) -> DeviceProfile:
     """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit.
 
     With `batch_reads` (e.g. 1, 4, 16, 64) also short-batch points: batches of that many
-    reads at each of `batch_qds` (default `qds`), `batch_duration_s` (default half of
-    `duration_s`) per point and round, in the same random order as the others.
+    random reads at each of `batch_qds` (default `qds`), `batch_duration_s` (default half of
+    `duration_s`) per point and round, in the same random order as the others;
+    `clustered_reads` adds batches of reads to every other chunk from a random start (reads
+    near one another: what tells striping apart), at the batch QDs above 1.
     """
     if repeats < 1 or duration_s <= 0 or warmup_s < 0:
         raise InputError("repeats must be ≥ 1, duration > 0 and warm-up ≥ 0", key="repeats")
     for c in chunks:
         if c % ALIGN_BYTES:
             raise InputError(f"chunk {c} is not a multiple of {ALIGN_BYTES} bytes", key="chunks")
-    if any(isinstance(n, bool) or int(n) < 1 for n in batch_reads):
+    if any(isinstance(n, bool) or int(n) < 1 for n in (*batch_reads, *clustered_reads)):
         raise InputError(f"batch sizes {list(batch_reads)}", key="batch_reads",
                          expected="integers ≥ 1")
     created = ensure_data_file(path, size_bytes, seed=seed)
     rng = np.random.default_rng(seed)
-    grid = [(c, q, None) for c in chunks for q in qds]
-    grid += batch_grid(chunks, qds if batch_qds is None else batch_qds, batch_reads)
+    grid = [(c, q, None, "random") for c in chunks for q in qds]
+    bqds = list(qds if batch_qds is None else batch_qds)
+    grid += batch_grid(chunks, bqds, batch_reads)
+    file_bytes = os.path.getsize(path)  # clustered batches need room for 2n chunks
+    grid += [g for g in batch_grid(chunks, [q for q in bqds if q > 1], clustered_reads,
+                                   "clustered") if file_bytes // g[0] >= 2 * g[2]]
     batch_s = duration_s / 2 if batch_duration_s is None else batch_duration_s
-    results: dict[tuple[int, int, int | None], list[dict[str, float]]] = {g: [] for g in grid}
+    results: dict[tuple, list[dict[str, float]]] = {g: [] for g in grid}
     t_begin = time.perf_counter()
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         o_direct = reader.o_direct
@@ -213,18 +229,19 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         # each round visits the grid in its own random order, so a history effect of the
         # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
         rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
-        for _, (chunk, qd, n) in progress(rounds, total=len(rounds), desc="calibrate",
-                                          quiet=quiet):
+        for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
+            chunk, qd, n, pattern = key
             if n is None:
                 got = measure_point(reader, chunk, qd, duration_s=duration_s,
                                     warmup_s=warmup_s, rng=rng)
             else:
-                got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng)
-            results[(chunk, qd, n)].append(got)
+                got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng,
+                                          pattern=pattern)
+            results[key].append(got)
         file_bytes = reader.file_bytes
     total_s = time.perf_counter() - t_begin
-    points = [median_point(chunk, qd, reps, batch_reads=n)
-              for (chunk, qd, n), reps in results.items()]
+    points = [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
+              for (chunk, qd, n, pattern), reps in results.items()]
     where = describe_location(path)
     info = MeasuredInfo(
         method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}), random "

@@ -105,7 +105,12 @@ class DevicePoint(StrictModel):
 
     chunk_bytes: SizeBytes
     queue_depth: int = Field(ge=1, le=4096)
-    pattern: Literal["random", "sequential"] = "random"
+    pattern: Literal["random", "sequential", "clustered"] = Field(
+        default="random",
+        description="random: chunk-aligned offsets over the whole file; sequential: "
+                    "consecutive chunks; clustered (short batches only): every other chunk "
+                    "from a random start, so a batch's reads are near one another but never "
+                    "contiguous (like a plan's reads of one layer)")
     throughput_mb_s: float = Field(gt=0.0)
     latency_mean_us: float | None = Field(default=None, gt=0.0)
     latency_p50_us: float | None = Field(default=None, gt=0.0)
@@ -128,12 +133,14 @@ class DevicePoint(StrictModel):
         if (self.batch_reads is None) != (self.batch_makespan_us is None):
             raise ValueError("batch_reads and batch_makespan_us go together (a short-batch "
                              "point needs both, a steady-state point neither)")
+        if self.pattern == "clustered" and self.batch_reads is None:
+            raise ValueError("pattern clustered is for short-batch points only")
         return self
 
 
 def median_point(chunk_bytes: int, queue_depth: int,
-                 repeats: Sequence[Mapping[str, Any]], batch_reads: int | None = None
-                 ) -> DevicePoint:
+                 repeats: Sequence[Mapping[str, Any]], batch_reads: int | None = None,
+                 pattern: str = "random") -> DevicePoint:
     """One measured point from repeated measurements of it: the median of each value (missing
     or non-finite latencies skipped) and the throughput spread, (max − min) / median.
 
@@ -156,7 +163,7 @@ def median_point(chunk_bytes: int, queue_depth: int,
         latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
         latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(repeats),
         throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2),
-        batch_reads=batch_reads, batch_makespan_us=makespan)
+        batch_reads=batch_reads, batch_makespan_us=makespan, pattern=pattern)
 
 
 class PointError(StrictModel):
@@ -164,7 +171,7 @@ class PointError(StrictModel):
 
     chunk_bytes: SizeBytes
     queue_depth: int
-    pattern: Literal["random", "sequential"] = "random"
+    pattern: Literal["random", "sequential", "clustered"] = "random"
     throughput_error_pct: float
     latency_error_pct: float | None = None
     batch_reads: int | None = None

@@ -91,6 +91,10 @@ def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -
 
 DEFAULT_BATCH_READS = (1, 4, 16, 64)
 """Short-batch calibration points: the plans' (token, layer) batches hold 1-60 reads."""
+CLUSTERED_BATCH_READS = (16, 64)
+"""Clustered short batches (reads near one another, like a plan's reads of one layer), at
+the plans' QDs above 1: they tell the device's striping apart, which random offsets
+cannot (a fit on random batches alone can put a layer's reads on one unit)."""
 
 
 def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
@@ -112,6 +116,7 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                      allow_page_cache=allow_page_cache, engine=engine, name="validate-calibration",
                      batch_reads=batch_reads, batch_qds=sorted(set(qds)),
                      batch_duration_s=duration_s / 2,
+                     clustered_reads=CLUSTERED_BATCH_READS if batch_reads else (),
                      description="quick grid measured by flashsim validate --calibrate, "
                                  "rounds interleaved with the validation repetitions",
                      quiet=True)
@@ -122,12 +127,14 @@ def merge_rounds(rounds: list[Any], *, quick: bool = False):
     from ..device.fit import fit_profile
     from ..device.profile import median_point
 
-    by_key: dict[tuple[int, int, int], list[Any]] = {}
+    by_key: dict[tuple[int, int, int, str], list[Any]] = {}
     for prof in rounds:
         for p in prof.points:
-            by_key.setdefault((p.chunk_bytes, p.queue_depth, p.batch_reads or 0), []).append(p)
-    points = [median_point(chunk, qd, [p.model_dump() for p in ps], batch_reads=n or None)
-              for (chunk, qd, n), ps in sorted(by_key.items())]
+            key = (p.chunk_bytes, p.queue_depth, p.batch_reads or 0, p.pattern)
+            by_key.setdefault(key, []).append(p)
+    points = [median_point(chunk, qd, [p.model_dump() for p in ps], batch_reads=n or None,
+                           pattern=pattern)
+              for (chunk, qd, n, pattern), ps in sorted(by_key.items())]
     first = rounds[0]
     measured = first.measured.model_copy(update={"repeats": len(rounds)})
     profile = first.model_copy(update={"points": points, "measured": measured})
