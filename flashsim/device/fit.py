@@ -222,14 +222,15 @@ def _params_from(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int 
 
 
 def _log_errors(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-                points: list[DevicePoint], n_reads: int | None = None) -> np.ndarray:
+                points: list[DevicePoint], n_reads: int | None = None,
+                batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
     """log(model / measured) of every throughput and mean latency."""
     device = FastDevice(_params_from(x, n_units, stripe_bytes, host_cpus))
     res = []
     for p in points:
         got = _fit_values(device, p, n_reads)
         if p.batch_reads is not None:
-            res.append(BATCH_WEIGHT * math.log(got[0] / p.batch_makespan_us))
+            res.append(batch_weight * math.log(got[0] / p.batch_makespan_us))
             continue
         res.append(math.log(got[0] / p.throughput_mb_s))
         if p.latency_mean_us is not None:
@@ -238,20 +239,22 @@ def _log_errors(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
 
 
 def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-               points: list[DevicePoint], n_reads: int | None = None) -> np.ndarray:
-    res = _log_errors(x, n_units, stripe_bytes, host_cpus, points, n_reads)
+               points: list[DevicePoint], n_reads: int | None = None,
+               batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
+    res = _log_errors(x, n_units, stripe_bytes, host_cpus, points, n_reads, batch_weight)
     return np.concatenate([res, _PENALTY * np.maximum(0.0, np.abs(res) - _TOLERATED)])
 
 
 def _minimax_polish(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
                     points: list[DevicePoint], bounds: tuple[np.ndarray, np.ndarray],
-                    max_evals: int) -> np.ndarray:
+                    max_evals: int, batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
     """Nelder–Mead on worst |log error| + 0.2 × median: the issue's bound is on every point,
     and least squares trades a few bad points for many good ones."""
     lo, hi = bounds
 
     def objective(z: np.ndarray) -> float:
-        a = np.abs(_log_errors(np.clip(z, lo, hi), n_units, stripe_bytes, host_cpus, points, 500))
+        a = np.abs(_log_errors(np.clip(z, lo, hi), n_units, stripe_bytes, host_cpus, points, 500,
+                               batch_weight))
         return float(a.max() + 0.2 * np.median(a))
 
     r = minimize(objective, x, method="Nelder-Mead",
@@ -260,8 +263,9 @@ def _minimax_polish(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: i
 
 
 def _worst_and_median(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-                      points: list[DevicePoint]) -> tuple[float, float]:
-    a = np.abs(_log_errors(x, n_units, stripe_bytes, host_cpus, points))
+                      points: list[DevicePoint], batch_weight: float = BATCH_WEIGHT
+                      ) -> tuple[float, float]:
+    a = np.abs(_log_errors(x, n_units, stripe_bytes, host_cpus, points, None, batch_weight))
     return float(a.max()), float(np.median(a))
 
 
@@ -281,9 +285,12 @@ def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool, n_x: i
     return np.append(x, 0.3 * base_us) if n_x > _BATCH_ONLY else x
 
 
-def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParams:
+def fit_params(points: list[DevicePoint], *, quick: bool = False,
+               batch_weight: float = BATCH_WEIGHT) -> DeviceParams:
     """Fit the model to the points: least squares on log errors over a grid of units ×
-    stripes, then (with enough points) a Nelder–Mead minimax polish of the best few."""
+    stripes, then (with enough points) a Nelder–Mead minimax polish of the best few.
+
+    `batch_weight` multiplies a short-batch point's log error (steady-state ones count 1)."""
     keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in points if p.batch_reads is None}
     if len(keys) < 4:
         raise InputError(f"{len(keys)} distinct points are too few to fit the device model",
@@ -298,19 +305,21 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParam
         for n_units in grid_units:
             for stripe in STRIPE_GRID:
                 x0 = _initial_guess(points, n_units, extras, n_x)
-                r = least_squares(_residuals, x0, args=(n_units, stripe, host_cpus, points, 500),
+                r = least_squares(_residuals, x0, args=(n_units, stripe, host_cpus, points, 500,
+                                                                   batch_weight),
                                   bounds=bounds, diff_step=1e-2, max_nfev=25)
                 candidates.append((float(np.sum(r.fun ** 2)), n_units, stripe, host_cpus, r.x))
     candidates.sort(key=lambda c: c[0])
     best = None
     for _, n_units, stripe, host_cpus, x in candidates[: (1 if quick else 3)]:
-        r = least_squares(_residuals, x, args=(n_units, stripe, host_cpus, points),
+        r = least_squares(_residuals, x, args=(n_units, stripe, host_cpus, points, None,
+                                               batch_weight),
                           bounds=bounds, diff_step=1e-2, max_nfev=60 if quick else 150)
         x = r.x
         if extras:
             x = _minimax_polish(x, n_units, stripe, host_cpus, points, bounds,
-                                300 if quick else 1500)
-        score = _worst_and_median(x, n_units, stripe, host_cpus, points)
+                                300 if quick else 1500, batch_weight)
+        score = _worst_and_median(x, n_units, stripe, host_cpus, points, batch_weight)
         if best is None or score < best[0]:
             best = (score, n_units, stripe, host_cpus, x)
     params = _params_from(best[4], best[1], best[2], best[3])
@@ -319,8 +328,9 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False) -> DeviceParam
                         host_cpus=params.host_cpus, **rounded)
 
 
-def fit_profile(profile: DeviceProfile, *, quick: bool = False) -> DeviceProfile:
+def fit_profile(profile: DeviceProfile, *, quick: bool = False,
+                batch_weight: float = BATCH_WEIGHT) -> DeviceProfile:
     """A copy of `profile` with fitted `params` and `fit` (per-point errors)."""
-    params = fit_params(profile.points, quick=quick)
+    params = fit_params(profile.points, quick=quick, batch_weight=batch_weight)
     fit = summarize(point_errors(params, profile.points))
     return profile.model_copy(update={"params": params, "fit": fit})
