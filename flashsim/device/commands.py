@@ -130,7 +130,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"{args.qd!r} is not one queue depth", key="--qd")
     d = predict_detail(params, chunk, qd[0], args.pattern)
     measured = next((p for p in profile.points if p.chunk_bytes == chunk
-                     and p.queue_depth == qd[0] and p.pattern == args.pattern), None)
+                     and p.queue_depth == qd[0] and p.pattern == args.pattern
+                     and p.batch_reads is None), None)
     payload = {"profile": args.profile, "chunk_bytes": chunk, "queue_depth": qd[0],
                "pattern": args.pattern, "throughput_mb_s": d["throughput_mb_s"],
                "latency_us": d["latency_mean_us"], "latency_p50_us": d["latency_p50_us"],
