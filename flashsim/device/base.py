@@ -29,7 +29,8 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    its cap gradually with queue depth), the same for every unit the read touches;
    spread 0 = every read alike.
 3. link: when the read's first byte is ready (earliest unit begin + command latency) it
-   takes the shared link, a FIFO server, for (wake + `link_overhead_us` + length /
+   takes the shared link, a FIFO server, for (wake + `link_overhead_us` / (1 +
+   `link_amortization_per_read` × (reads in flight − 1)) + length /
    `link_bandwidth_mb_s`) × (1 +
    `link_congestion_per_read` × (reads in flight − 1)) (cut-through: the transfer overlaps
    the units). wake = `link_wakeup_us` if the link is idle when the read arrives (not free
@@ -39,7 +40,10 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    read falls as the queue deepens. The device is done at d_i = max(last unit done, link done) +
    `transport_latency_us` (a completion-path delay that occupies nothing). Reads in flight
    = picked by a worker and not done at the device; the congestion term is empirical (0 for
-   an ideal device).
+   an ideal device). The amortization term (default 0) is its opposite: a back end that
+   serves the requests waiting on its queue in one pass (one notification, one interrupt)
+   spends less command processing per read the more reads are in flight, so a virtual
+   disk's per-read time keeps falling with queue depth (validation run F, issue 5).
 4. host completion: at d_i the worker runs the completion job (`host_completion_us`, the
    reaping) arriving at d_i; finish_s[i] = its end, so host queueing for the reap counts
    in latency. The worker then picks its next read; the submit job arrives at finish_s[i]
@@ -112,6 +116,7 @@ class ModelConstants:
     transport_s: float
     link_overhead_s: float
     host_cpus: int = 0
+    amortization: float = 0.0
     completion_s: float = 0.0
     wakeup_s: float = 0.0
     command_spread: float = 0.0
@@ -130,6 +135,7 @@ class ModelConstants:
                    congestion=float(params.link_congestion_per_read),
                    transport_s=params.transport_latency_us * 1e-6,
                    link_overhead_s=params.link_overhead_us * 1e-6,
+                   amortization=float(params.link_amortization_per_read),
                    host_cpus=int(params.host_cpus),
                    completion_s=params.host_completion_us * 1e-6,
                    wakeup_s=params.link_wakeup_us * 1e-6,

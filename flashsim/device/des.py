@@ -94,7 +94,8 @@ class FlashDevice:
                 else:  # idle link: the back end must be woken first
                     link_begin = now
                     wake = k.wakeup_s
-                transfer = (wake + k.link_overhead_s + lengths[i] / k.link_bytes_per_s) * (
+                overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
+                transfer = (wake + overhead + lengths[i] / k.link_bytes_per_s) * (
                     1.0 + k.congestion * (state["in_flight"] - 1))
                 state["link_free"] = link_begin + transfer
                 done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \

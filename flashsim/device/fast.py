@@ -150,7 +150,7 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
               congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
               command_spread, command_inv_gamma, batch_start_s, call_s, start, finish,
-              makespan):
+              makespan, amortization):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     cpu_kind = np.zeros(max(n_cpus, 1), dtype=np.int64)
@@ -198,7 +198,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                 else:  # idle link: the back end must be woken first
                     link_begin = now
                     wake = wakeup_s
-                link_free = link_begin + (wake + link_overhead_s + length[i] / link_bps) * (
+                ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
+                link_free = link_begin + (wake + ovh + length[i] / link_bps) * (
                     1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i]
                 done = (fe if fe > link_free else link_free) + transport_s
@@ -249,7 +250,7 @@ class FastDevice:
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
                   k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma,
                   k.batch_start_s, k.call_s, start, finish,
-                  makespan)
+                  makespan, k.amortization)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

@@ -187,11 +187,11 @@ def summarize(errors: list[PointError]) -> FitInfo:
 _CONT = ("host_overhead_us", "command_latency_us", "unit_bandwidth_mb_s", "link_bandwidth_mb_s",
          "link_congestion_per_read", "link_overhead_us", "host_completion_us",
          "transport_latency_us", "link_wakeup_us", "command_latency_spread", "host_call_us",
-         "batch_start_us")
+         "link_amortization_per_read", "batch_start_us")
 _LOG = 4
 """The first _LOG parameters are fitted as logarithms (positive, wide ranges), the rest as is."""
-_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0, 1e3, 1e4])
+_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0, 1e3, 1.0, 1e4])
 _BATCH_ONLY = len(_CONT) - 1
 """batch_start_us (last) moves short-batch points only: fitted only when there are some."""
 # command_latency_spread is capped at 1 (exponential). Unbounded, the fit drives it to ~2.7
@@ -281,7 +281,7 @@ def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool, n_x: i
     if not extras:
         return x0
     x = np.append(x0, [0.002, 0.1 * base_us, 0.02 * base_us, 0.05 * base_us, 0.1 * base_us, 0.3,
-                       0.05 * base_us])
+                       0.05 * base_us, 0.3])
     return np.append(x, 0.3 * base_us) if n_x > _BATCH_ONLY else x
 
 

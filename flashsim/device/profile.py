@@ -66,6 +66,12 @@ class DeviceParams(StrictModel):
         default=0.0, ge=0.0, le=1.0,
         description="empirical: each read in flight beyond the first slows link transfers by "
                     "this fraction (back-end interference of a shared/virtual disk); 0 = none")
+    link_amortization_per_read: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="empirical: each read in flight beyond the first divides the link's "
+                    "per-read overhead (link_overhead_us / (1 + this × (in flight − 1))): a "
+                    "back end that serves its waiting requests in one pass (a virtual disk's "
+                    "I/O thread) spends less per read the deeper the queue; 0 = none")
     host_call_us: float = Field(
         default=0.0, ge=0.0,
         description="host time per system call: a host job that does not follow a job of the "
