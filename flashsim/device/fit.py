@@ -88,9 +88,8 @@ def _fit_values(device: FastDevice, p: DevicePoint, n_reads: int | None) -> list
     """What the fit compares for one point: [throughput, mean latency] (steady state; no
     latency when the point has none) or [batch makespan µs] (short batch), as predicted."""
     if p.batch_reads is not None:
-        off, length, ptr = _cached_batches(int(p.chunk_bytes), int(p.batch_reads), p.pattern,
-                                           n_reads)
-        return [float(np.median(device.run_batches(off, length, ptr, p.queue_depth))) * 1e6]
+        return [predict_batch_makespan_us(device, p.chunk_bytes, p.queue_depth, p.batch_reads,
+                                          p.pattern, n_reads)]
     n = None if n_reads is None else max(n_reads, 16 * p.queue_depth)
     off, length = _cached_reads(int(p.chunk_bytes), int(p.queue_depth), p.pattern, n)
     run = device.run(off, length, p.queue_depth)
@@ -140,7 +139,7 @@ def predict_batch_makespan_us(params: DeviceParams | dict, chunk_bytes: int, que
     """Predicted median makespan (µs) of a batch of `batch_reads` reads at `queue_depth`, each
     batch from an idle device: what calibration's short-batch points measure."""
     device = params if isinstance(params, FastDevice) else FastDevice(params)
-    off, length, ptr = batch_workload(int(chunk_bytes), int(batch_reads), pattern, n_total)
+    off, length, ptr = _cached_batches(int(chunk_bytes), int(batch_reads), pattern, n_total)
     return float(np.median(device.run_batches(off, length, ptr, int(queue_depth)))) * 1e6
 
 
