@@ -234,3 +234,21 @@ def test_clustered_batches_are_near_but_never_contiguous():
         assert np.all(np.diff(o) == 2 * 16384)  # every other chunk: near, with gaps
     with pytest.raises(ValueError, match="short-batch"):
         DevicePoint(chunk_bytes=4096, queue_depth=8, throughput_mb_s=1.0, pattern="clustered")
+
+
+def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
+    """Parts j of k of one round (same seed) measure every point exactly once together."""
+    from flashsim.device.calibrate import calibrate
+
+    data = tmp_path / "data.bin"
+    kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
+              warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(1, 8))
+    whole = calibrate(data, **kw)
+    keys = lambda prof: [(p.chunk_bytes, p.queue_depth, p.batch_reads or 0, p.pattern)  # noqa: E731
+                         for p in prof.points]
+    parts = [calibrate(data, grid_part=(j, 5), **kw) for j in range(5)]
+    dealt = [k for prof in parts if prof is not None for k in keys(prof)]
+    assert len(dealt) == len(set(dealt)) == len(whole.points) == 10
+    assert sorted(dealt) == sorted(keys(whole))
+    # more parts than points: the surplus parts are empty
+    assert sum(calibrate(data, grid_part=(j, 12), **kw) is None for j in range(12)) == 2

@@ -195,8 +195,13 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
               repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
               description: str = "", seed: int = 0, quiet: bool = False,
               engine: str = "auto", batch_reads=(), batch_qds=None,
-              batch_duration_s: float | None = None, clustered_reads=()) -> DeviceProfile:
+              batch_duration_s: float | None = None, clustered_reads=(),
+              grid_part: tuple[int, int] | None = None) -> DeviceProfile | None:
     """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit.
+
+    `grid_part` = (j, k): measure only part j of k of each round (its random order dealt out
+    round-robin; the same `seed` gives the same parts), so a caller can spread one round
+    over its own work; None when part j is empty.
 
     With `batch_reads` (e.g. 1, 4, 16, 64) also short-batch points: batches of that many
     random reads at each of `batch_qds` (default `qds`), `batch_duration_s` (default half of
@@ -229,6 +234,9 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         # each round visits the grid in its own random order, so a history effect of the
         # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
         rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
+        if grid_part is not None:
+            part, parts = grid_part
+            rounds = [x for i, x in enumerate(rounds) if i % parts == part]
         for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
             chunk, qd, n, pattern = key
             if n is None:
@@ -241,7 +249,9 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         file_bytes = reader.file_bytes
     total_s = time.perf_counter() - t_begin
     points = [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
-              for (chunk, qd, n, pattern), reps in results.items()]
+              for (chunk, qd, n, pattern), reps in results.items() if reps]
+    if not points:
+        return None
     where = describe_location(path)
     info = MeasuredInfo(
         method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}), random "
@@ -258,4 +268,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         + ("" if o_direct else "; O_DIRECT unavailable: reads went through the page cache "
                                "(--allow-page-cache)"),
         **where)
+    if grid_part is not None:  # a part may hold too few points to fit: checked when merged
+        return DeviceProfile.model_construct(name=name, description=description, measured=info,
+                                             points=points)
     return DeviceProfile(name=name, description=description, measured=info, points=points)

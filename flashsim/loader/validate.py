@@ -100,12 +100,12 @@ cannot (a fit on random batches alone can put a layer's reads on one unit)."""
 def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                       size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
                       seed: int = 0, allow_page_cache: bool = False, engine: str = "auto",
-                      batch_reads=DEFAULT_BATCH_READS):
+                      batch_reads=DEFAULT_BATCH_READS, grid_part: tuple[int, int] | None = None):
     """One round of a quick calibration on `data_file` (created if missing): every point of
     a grid matched to the plans (chunk sizes at quantiles of their reads, the QDs and the
     powers of two below them), and short batches of `batch_reads` reads of those chunks at
     the plans' QDs (measured like a plan's batch), once, in random order. A profile without
-    a fit."""
+    a fit (`grid_part` = (j, k): only part j of k of the round; None if that part is empty)."""
     from ..device.calibrate import calibrate
 
     chunks = [c for c in calibration_grid(plans, qds) if c <= size_bytes]
@@ -119,7 +119,7 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                      clustered_reads=CLUSTERED_BATCH_READS if batch_reads else (),
                      description="quick grid measured by flashsim validate --calibrate, "
                                  "rounds interleaved with the validation repetitions",
-                     quiet=True)
+                     quiet=True, grid_part=grid_part)
 
 
 VALIDATE_BATCH_WEIGHT = 10.0
@@ -134,6 +134,7 @@ def merge_rounds(rounds: list[Any], *, quick: bool = False,
     from ..device.fit import fit_profile
     from ..device.profile import median_point
 
+    rounds = [r for r in rounds if r is not None]
     by_key: dict[tuple[int, int, int, str], list[Any]] = {}
     for prof in rounds:
         for p in prof.points:
@@ -143,8 +144,8 @@ def merge_rounds(rounds: list[Any], *, quick: bool = False,
                            pattern=pattern)
               for (chunk, qd, n, pattern), ps in sorted(by_key.items())]
     first = rounds[0]
-    measured = first.measured.model_copy(update={"repeats": len(rounds)})
-    profile = first.model_copy(update={"points": points, "measured": measured})
+    measured = first.measured.model_copy(update={"repeats": max(map(len, by_key.values()))})
+    profile = type(first).model_validate({**dict(first), "points": points, "measured": measured})
     return fit_profile(profile, quick=quick, batch_weight=batch_weight)
 
 
@@ -209,8 +210,10 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     `store`: a store file (used for every layout; it must match each plan) or a folder where
     each layout's store is built on first use (named by placement digest, reused later).
     `profile`: a device profile (path or object); with `calibrate` a quick profile is
-    measured in the same run and used instead — one calibration round before each
-    repetition, so both see the same drift; per point the median over rounds, then the
+    measured in the same run and used instead — one calibration round per repetition, its
+    points dealt out between that repetition's rows, so calibration and measurement sample
+    the disk's drift (seconds apart, ±30 % for 1 MiB reads) over the same minutes; per
+    point the median over rounds, then the
     device helper's fit — on a `calibration_bytes` random-data file in
     the store folder (`calibrate_on="file"`), or over the largest of the stores themselves
     (`calibrate_on="store"`: the same file extent the plans read). Each round also measures
@@ -280,12 +283,13 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             warm = trace_head(trace, 2)
             measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
         rounds = [(r, keys[(j + r) % len(keys)]) for r in range(reps) for j in range(len(keys))]
-        for r, (i, q) in progress(rounds, total=len(rounds), desc="validate", quiet=quiet):
-            if calibrate and len(cal_rounds) == r:  # a calibration round before each rep
+        for j, (r, (i, q)) in enumerate(progress(rounds, total=len(rounds), desc="validate",
+                                                 quiet=quiet)):
+            if calibrate:  # one calibration round per rep, dealt out between its rows
                 cal_rounds.append(calibration_round(
                     data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
                     seed=r, allow_page_cache=allow_page_cache, engine=used_engine,
-                    batch_reads=calibration_batch_reads))
+                    batch_reads=calibration_batch_reads, grid_part=(j % len(keys), len(keys))))
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q)
             measured[(i, q)][r] = m.sum(axis=1)
             dispatch[(i, q)][r] = d.sum(axis=1)
@@ -296,7 +300,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
         prof = merge_rounds(cal_rounds, quick=quick_fit)
         params = prof.params
         profile_info = {"calibrated": True, "calibrated_on": str(data_file),
-                        "rounds": len(cal_rounds), "params": prof.params.model_dump(),
+                        "rounds": reps, "params": prof.params.model_dump(),
                         "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,
                         "fit_worst_abs_error_pct": prof.fit.worst_abs_error_pct,
                         "fit_batch_weight": VALIDATE_BATCH_WEIGHT,
