@@ -5,8 +5,9 @@ Per layout × queue depth, every (token, layer) batch of the plan is read with t
 `DirectReader` (O_DIRECT, exactly QD reads in flight) and its makespan recorded; a token's
 measured I/O time is the sum over its layers (layer l's reads start after layer l-1's, as in
 `cost.simulate.io_seconds`, which gives the prediction). Repetitions run in rounds over all
-layouts and QDs (a round's order rotates), so slow drift of a shared disk hits every row
-alike. A token's measured time is the median of its repetitions.
+layouts and QDs, each row read in blocks of tokens interleaved with the other rows' blocks
+(the order rotates), so the drift of a shared disk (seconds-scale, ±30 % for 1 MiB reads
+here) hits every row alike. A token's measured time is the median of its repetitions.
 
 - error_p50_pct: median over tokens of |predicted - measured| / measured;
 - error_p99_pct: |predicted p99 - measured p99| / measured p99 (tail agreement);
@@ -59,22 +60,30 @@ def trace_head(trace: ActivationTrace, n_generated: int | None) -> ActivationTra
                            cut(trace.active), cut(trace.predicted), dict(trace.meta))
 
 
-def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Measured makespan (s) of every (token, layer) batch of `plan` and the time its first
-    read waited to be issued (thread hand-off), both of shape [n_tokens, n_layers]."""
-    n_batches = plan.n_tokens * plan.n_layers
-    out = np.zeros(n_batches)
-    first = np.zeros(n_batches)
+def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
+                 tokens: range | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Measured makespan (s) of every (token, layer) batch of `plan` (or of its `tokens`)
+    and the time its first read waited to be issued, both of shape [tokens, n_layers]."""
+    tokens = range(plan.n_tokens) if tokens is None else tokens
+    n_layers = plan.n_layers
+    out = np.zeros((len(tokens), n_layers))
+    first = np.zeros((len(tokens), n_layers))
     ptr, off, length = plan.batch_ptr, plan.offset_bytes, plan.length_bytes
-    for b in range(n_batches):
-        lo, hi = ptr[b], ptr[b + 1]
-        if hi > lo:
-            times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
-            out[b] = times.makespan_s
-            first[b] = times.start_s.min()
-    shape = (plan.n_tokens, plan.n_layers)
-    return out.reshape(shape), first.reshape(shape)
+    for row, t in enumerate(tokens):
+        for layer in range(n_layers):
+            b = t * n_layers + layer
+            lo, hi = ptr[b], ptr[b + 1]
+            if hi > lo:
+                times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
+                out[row, layer] = times.makespan_s
+                first[row, layer] = times.start_s.min()
+    return out, first
+
+
+TOKEN_BLOCKS = 8
+"""A repetition measures every row in this many blocks of tokens, interleaved (block 1 of
+every row, then block 2, ...), so each row samples the disk's drift over the whole
+repetition rather than over its own few seconds."""
 
 
 def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -> list[int]:
@@ -211,7 +220,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     each layout's store is built on first use (named by placement digest, reused later).
     `profile`: a device profile (path or object); with `calibrate` a quick profile is
     measured in the same run and used instead — one calibration round per repetition, its
-    points dealt out between that repetition's rows, so calibration and measurement sample
+    points dealt out between that repetition's row blocks (`TOKEN_BLOCKS`), so calibration
+    and measurement sample
     the disk's drift (seconds apart, ±30 % for 1 MiB reads) over the same minutes; per
     point the median over rounds, then the
     device helper's fit — on a `calibration_bytes` random-data file in
@@ -282,17 +292,22 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
         for i, q in keys:  # warm-up: threads started, first-touch costs paid, not recorded
             warm = trace_head(trace, 2)
             measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
-        rounds = [(r, keys[(j + r) % len(keys)]) for r in range(reps) for j in range(len(keys))]
-        for j, (r, (i, q)) in enumerate(progress(rounds, total=len(rounds), desc="validate",
-                                                 quiet=quiet)):
-            if calibrate:  # one calibration round per rep, dealt out between its rows
+        n_tokens = plans[0].n_tokens
+        blocks = [range(int(a[0]), int(a[-1]) + 1)
+                  for a in np.array_split(np.arange(n_tokens), min(TOKEN_BLOCKS, n_tokens))]
+        per_rep = len(blocks) * len(keys)
+        items = [(r, blocks[b], keys[(j + r + b) % len(keys)]) for r in range(reps)
+                 for b in range(len(blocks)) for j in range(len(keys))]
+        for j, (r, block, (i, q)) in enumerate(progress(items, total=len(items),
+                                                        desc="validate", quiet=quiet)):
+            if calibrate:  # one calibration round per rep, dealt out between its row blocks
                 cal_rounds.append(calibration_round(
                     data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
                     seed=r, allow_page_cache=allow_page_cache, engine=used_engine,
-                    batch_reads=calibration_batch_reads, grid_part=(j % len(keys), len(keys))))
-            m, d = measure_plan(readers[str(stores[i].path)], plans[i], q)
-            measured[(i, q)][r] = m.sum(axis=1)
-            dispatch[(i, q)][r] = d.sum(axis=1)
+                    batch_reads=calibration_batch_reads, grid_part=(j % per_rep, per_rep)))
+            m, d = measure_plan(readers[str(stores[i].path)], plans[i], q, block)
+            measured[(i, q)][r, block.start:block.stop] = m.sum(axis=1)
+            dispatch[(i, q)][r, block.start:block.stop] = d.sum(axis=1)
     finally:
         for rd in readers.values():
             rd.close()
