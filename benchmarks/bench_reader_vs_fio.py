@@ -2,7 +2,9 @@
 
 Measured in one run, interleaved (each repeat runs the reader engines and fio in a rotating
 order) so the disk's drift hits all alike; each cell is the median of the repeats.
-Goal: reader ≥ 90% of fio. Engines: aio (native Linux AIO, one thread) and threads (pool).
+Goal: reader ≥ 90% of fio. Engines: aio (native Linux AIO from one thread, the compiled
+loop), aio-python (the same with the Python loop, the fallback without numba) and threads
+(pool). The readers are opened (and the aio loop compiled) before anything is timed.
 Run it alone:  flock /tmp/flashsim-heavy.lock .venv/bin/python benchmarks/bench_reader_vs_fio.py
 """
 
@@ -16,6 +18,7 @@ import sys
 import numpy as np
 
 from flashsim.device.calibrate import ensure_data_file, measure_point
+from flashsim.loader import aio_loop
 from flashsim.loader.reader import DirectReader
 from flashsim.units import parse_size
 
@@ -41,7 +44,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=0.3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ioengine", default="libaio", help="fio's engine")
-    ap.add_argument("--engines", default="aio,threads", help="reader engines to measure")
+    ap.add_argument("--engines", default="aio,threads",
+                    help="reader engines to measure: aio, aio-python, threads")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ensure_data_file(args.file, parse_size(args.size))
@@ -49,7 +53,14 @@ def main() -> int:
     qds = [int(q) for q in args.qd.split(",")]
     rng = np.random.default_rng(0)
     engines = args.engines.split(",")
-    readers = {e: DirectReader(args.file, engine=e) for e in engines}
+    readers = {}
+    for e in engines:
+        readers[e] = DirectReader(args.file, engine="aio" if e.startswith("aio") else e)
+        if e == "aio-python":
+            readers[e]._aio.loop = None  # the fallback loop
+        elif e == "aio" and not readers[e]._aio.compiled:
+            print(f"note: the compiled aio loop is unavailable ({aio_loop.load_error()})",
+                  file=sys.stderr)
     rows = []
     try:
         for chunk in chunks:
@@ -84,7 +95,7 @@ def main() -> int:
         for reader in readers.values():
             reader.close()
     summary = {"ioengine": args.ioengine, "seconds": args.seconds, "repeats": args.repeats,
-               "goal_ratio": 0.9, "rows": rows}
+               "goal_ratio": 0.9, "aio_compile_s": aio_loop.compile_s, "rows": rows}
     for e in engines:
         ratios = [r[f"{e}_ratio"] for r in rows]
         summary[f"{e}_min_ratio"] = min(ratios)

@@ -30,6 +30,9 @@ from ..errors import InputError
 ALIGN_BYTES = 4096
 """Offsets and lengths must be multiples of this (the page size; ≥ any logical block size)."""
 
+_AIO_CAPACITY = 64
+"""Reads in flight an AIO context holds unless a batch asks for more (then it grows)."""
+
 NO_O_DIRECT = ("file system does not support O_DIRECT; --allow-page-cache reads through "
                "the page cache")
 MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})
@@ -221,15 +224,25 @@ class DirectReader:
         # native AIO is truly asynchronous only with O_DIRECT; through the page cache it would
         # block in io_submit, so the thread pool serves that case
         from . import aio
-        if engine == "aio" and not (self.o_direct and aio.available()):
+        aio_ok = self.o_direct and aio.available()
+        if engine == "aio" and not aio_ok:
             self.close()
             raise InputError("native AIO needs O_DIRECT on Linux x86-64/arm64", key="engine",
                              expected="engine auto or threads")
-        self.engine = "aio" if engine == "aio" else "threads"
         self._aio = None
         self._slot_maps: list[mmap.mmap] = []
         self._slot_bytes = 0  # size of every slot buffer
-        self._slot_addresses: list[int] = []
+        self._slot_addresses = np.zeros(0, dtype=np.int64)
+        self.engine = "threads"
+        if engine == "aio" or (engine == "auto" and aio_ok):
+            # the context and the compiled loop now (numba compiles or loads its cache:
+            # seconds, once per process), never inside a timed batch
+            self._aio = aio.AioContext(_AIO_CAPACITY)
+            self.engine = "aio"
+            if engine == "auto" and not self._aio.compiled:  # the Python loop: threads win
+                self._aio.close()
+                self._aio = None
+                self.engine = "threads"
         self._workers: list[_Worker] = []
         self._main_buffer: mmap.mmap | None = None
         self._main_view: memoryview | None = None
@@ -257,7 +270,7 @@ class DirectReader:
         if getattr(self, "_aio", None) is not None:
             self._aio.close()
             self._aio = None
-        self._slot_addresses = []
+        self._slot_addresses = np.zeros(0, dtype=np.int64)
         for m in getattr(self, "_slot_maps", []):
             with contextlib.suppress(BufferError):
                 m.close()
@@ -310,26 +323,27 @@ class DirectReader:
         finishes = np.zeros(n)
         if n == 0:
             return ReadTimes(starts, finishes, 0.0, np.zeros(0, np.uint8) if return_data else None)
-        offs = off.tolist()
-        lens = length.tolist()
         data = None
         views = None
         if return_data:
             total = int(length.sum())
             data_map = mmap.mmap(-1, total)
             data = np.frombuffer(data_map, dtype=np.uint8)
-            if self.engine == "threads":
-                whole = memoryview(data_map)
-                ends = np.cumsum(length).tolist()
-                views = [whole[e - ln:e] for e, ln in zip(ends, lens)]
         n_workers = min(int(queue_depth), n)
-        max_len = max(lens)
-        t0 = time.perf_counter()
         if self.engine == "aio":
-            self._read_aio(offs, lens, data, n_workers, max_len, starts, finishes)
+            t0 = time.perf_counter()
+            self._read_aio(off, length, data, n_workers, starts, finishes)
             starts -= t0
             finishes -= t0
             return ReadTimes(starts, finishes, float(finishes.max()), data)
+        offs = off.tolist()
+        lens = length.tolist()
+        if return_data:
+            whole = memoryview(data_map)
+            ends = np.cumsum(length).tolist()
+            views = [whole[e - ln:e] for e, ln in zip(ends, lens)]
+        max_len = max(lens)
+        t0 = time.perf_counter()
         batch = _Batch(self.fd, offs, lens, views, starts, finishes)
         if n_workers == 1:  # QD 1: read in this thread, no hand-off
             if views is None:
@@ -357,21 +371,29 @@ class DirectReader:
         finishes -= t0
         return ReadTimes(starts, finishes, float(finishes.max()), data)
 
-    def _read_aio(self, offs, lens, data, qd, max_len, starts, finishes) -> None:
+    def _read_aio(self, off: np.ndarray, length: np.ndarray, data: np.ndarray | None, qd: int,
+                  starts: np.ndarray, finishes: np.ndarray) -> None:
         from .aio import AioContext
         if self._aio is None or self._aio.capacity < qd:
             if self._aio is not None:
                 self._aio.close()
-            self._aio = AioContext(max(qd, 64))
+            self._aio = AioContext(max(qd, _AIO_CAPACITY))
         read_addresses = None
         if data is not None:  # page aligned: the data map is, and every length is 4 KiB × k
-            base = data.ctypes.data
-            read_addresses = (base + np.concatenate([[0], np.cumsum(lens[:-1])])).tolist() \
-                if len(lens) > 1 else [base]
+            read_addresses = np.empty(len(length), dtype=np.int64)
+            read_addresses[0] = data.ctypes.data
+            np.cumsum(length[:-1], out=read_addresses[1:])
+            read_addresses[1:] += data.ctypes.data
         else:
-            self._ensure_slot_buffers(qd, max_len)
-        self._aio.run(self.fd, offs, lens, read_addresses, self._slot_addresses, qd,
-                      starts, finishes)
+            self._ensure_slot_buffers(qd, int(length.max()))
+        try:
+            self._aio.run(self.fd, off, length, read_addresses, self._slot_addresses, qd,
+                          starts, finishes)
+        except OSError:
+            # io_destroy waits for any read still in flight; the next batch gets a fresh context
+            self._aio.close()
+            self._aio = None
+            raise
 
     def _ensure_slot_buffers(self, qd: int, nbytes: int) -> None:
         """One page-aligned buffer per read in flight (anonymous mmaps, kept across batches)."""
@@ -384,7 +406,7 @@ class DirectReader:
                 m.close()
         self._slot_maps = [mmap.mmap(-1, size) for _ in range(count)]
         self._slot_bytes = size
-        self._slot_addresses = [_address_of(m) for m in self._slot_maps]
+        self._slot_addresses = np.array([_address_of(m) for m in self._slot_maps], dtype=np.int64)
 
     def _ensure_main_buffer(self, nbytes: int) -> None:
         if self._main_buffer is None or len(self._main_buffer) < nbytes:
