@@ -1,8 +1,10 @@
 """Direct-I/O reader: a batch of (offset, length) reads with exactly `queue_depth` in flight.
 
 Opens the file with O_DIRECT (page cache bypassed) and reads into page-aligned buffers
-(anonymous mmap). Two engines, same semantics (reads taken in order, a new one issued as
-soon as one completes, so exactly min(queue_depth, reads) are in flight):
+backed by transparent huge pages where the kernel allows (buffers.py: a 1 MiB read into
+4 KiB pages took 2.5x as long on this disk). Two engines, same semantics (reads taken in
+order, a new one issued as soon as one completes, so exactly min(queue_depth, reads) are
+in flight):
 - "threads" (the default): `os.preadv` from a pool of persistent worker threads, one read
   each (the threads live across batches: starting a thread costs more than a 4 KiB read);
   QD 1 reads inline in the calling thread;
@@ -14,7 +16,6 @@ soon as one completes, so exactly min(queue_depth, reads) are in flight):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
 import mmap
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .buffers import HUGE_PAGE_BYTES, ReadBuffer
 
 ALIGN_BYTES = 4096
 """Offsets and lengths must be multiples of this (the page size; ≥ any logical block size)."""
@@ -57,14 +59,6 @@ def mount_of(path: str | os.PathLike) -> dict[str, str]:
                 len(mnt) >= len(best.get("mount_point", "")):
             best = {"device": parts[0], "mount_point": mnt, "type": parts[2], "options": parts[3]}
     return best
-
-
-def _address_of(buffer: mmap.mmap) -> int:
-    """Address of an mmap's memory (page aligned), without keeping a buffer export open."""
-    view = np.frombuffer(buffer, dtype=np.uint8)
-    address = view.ctypes.data
-    del view
-    return address
 
 
 @dataclass
@@ -143,20 +137,18 @@ class _Worker:
         self.done = threading.Lock()
         self.done.acquire()
         self.batch: _Batch | None = None
-        self.buffer: mmap.mmap | None = None
+        self.buffer: ReadBuffer | None = None
         self.buffer_view: memoryview | None = None
         self.thread = threading.Thread(target=self._loop, name=f"flashsim-reader-{index}",
                                        daemon=True)
         self.thread.start()
 
     def ensure_buffer(self, nbytes: int) -> None:
-        if self.buffer is None or len(self.buffer) < nbytes:
-            if self.buffer_view is not None:
-                self.buffer_view.release()
+        if self.buffer is None or self.buffer.nbytes < nbytes:
             if self.buffer is not None:
                 self.buffer.close()
-            self.buffer = mmap.mmap(-1, nbytes)
-            self.buffer_view = memoryview(self.buffer)
+            self.buffer = ReadBuffer(nbytes)
+            self.buffer_view = self.buffer.view
 
     def _loop(self) -> None:
         while True:
@@ -178,8 +170,6 @@ class _Worker:
         self.batch = None
         self.go.release()
         self.thread.join(timeout=5)
-        if self.buffer_view is not None:
-            self.buffer_view.release()
         if self.buffer is not None:
             self.buffer.close()
 
@@ -230,7 +220,8 @@ class DirectReader:
             raise InputError("native AIO needs O_DIRECT on Linux x86-64/arm64", key="engine",
                              expected="engine auto or threads")
         self._aio = None
-        self._slot_maps: list[mmap.mmap] = []
+        self._slots: ReadBuffer | None = None  # one region: slot s at s × _slot_bytes
+        self._slot_count = 0
         self._slot_bytes = 0  # size of every slot buffer
         self._slot_addresses = np.zeros(0, dtype=np.int64)
         self.engine = "threads"
@@ -244,7 +235,7 @@ class DirectReader:
                 self._aio = None
                 self.engine = "threads"
         self._workers: list[_Worker] = []
-        self._main_buffer: mmap.mmap | None = None
+        self._main_buffer: ReadBuffer | None = None
         self._main_view: memoryview | None = None
 
     def _probe(self) -> None:
@@ -271,17 +262,14 @@ class DirectReader:
             self._aio.close()
             self._aio = None
         self._slot_addresses = np.zeros(0, dtype=np.int64)
-        for m in getattr(self, "_slot_maps", []):
-            with contextlib.suppress(BufferError):
-                m.close()
-        self._slot_maps = []
-        self._slot_bytes = 0
-        if getattr(self, "_main_view", None) is not None:
-            self._main_view.release()
-            self._main_view = None
+        if getattr(self, "_slots", None) is not None:
+            self._slots.close()
+            self._slots = None
+        self._slot_count = self._slot_bytes = 0
         if getattr(self, "_main_buffer", None) is not None:
             self._main_buffer.close()
             self._main_buffer = None
+            self._main_view = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -326,9 +314,8 @@ class DirectReader:
         data = None
         views = None
         if return_data:
-            total = int(length.sum())
-            data_map = mmap.mmap(-1, total)
-            data = np.frombuffer(data_map, dtype=np.uint8)
+            data_buffer = ReadBuffer(int(length.sum()))
+            data = data_buffer.array  # keeps the mapping alive
         n_workers = min(int(queue_depth), n)
         if self.engine == "aio":
             t0 = time.perf_counter()
@@ -339,7 +326,7 @@ class DirectReader:
         offs = off.tolist()
         lens = length.tolist()
         if return_data:
-            whole = memoryview(data_map)
+            whole = data_buffer.view
             ends = np.cumsum(length).tolist()
             views = [whole[e - ln:e] for e, ln in zip(ends, lens)]
         max_len = max(lens)
@@ -396,23 +383,23 @@ class DirectReader:
             raise
 
     def _ensure_slot_buffers(self, qd: int, nbytes: int) -> None:
-        """One page-aligned buffer per read in flight (anonymous mmaps, kept across batches)."""
-        if len(self._slot_maps) >= qd and self._slot_bytes >= nbytes:
+        """One buffer per read in flight, kept across batches: slots of one huge-page region
+        (buffers.py), each a power of two up to 2 MiB so that no slot straddles a huge page."""
+        if self._slot_count >= qd and self._slot_bytes >= nbytes:
             return
-        size = max(nbytes, max((len(m) for m in self._slot_maps), default=0))
-        count = max(qd, len(self._slot_maps))
-        for m in self._slot_maps:
-            with contextlib.suppress(BufferError):
-                m.close()
-        self._slot_maps = [mmap.mmap(-1, size) for _ in range(count)]
-        self._slot_bytes = size
-        self._slot_addresses = np.array([_address_of(m) for m in self._slot_maps], dtype=np.int64)
+        size = max(nbytes, self._slot_bytes)
+        size = (1 << (size - 1).bit_length() if size <= HUGE_PAGE_BYTES
+                else -(-size // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES)
+        count = max(qd, self._slot_count)
+        if self._slots is not None:
+            self._slots.close()
+        self._slots = ReadBuffer(count * size)
+        self._slot_count, self._slot_bytes = count, size
+        self._slot_addresses = self._slots.address + size * np.arange(count, dtype=np.int64)
 
     def _ensure_main_buffer(self, nbytes: int) -> None:
-        if self._main_buffer is None or len(self._main_buffer) < nbytes:
-            if self._main_view is not None:
-                self._main_view.release()
+        if self._main_buffer is None or self._main_buffer.nbytes < nbytes:
             if self._main_buffer is not None:
                 self._main_buffer.close()
-            self._main_buffer = mmap.mmap(-1, nbytes)
-            self._main_view = memoryview(self._main_buffer)
+            self._main_buffer = ReadBuffer(nbytes)
+            self._main_view = self._main_buffer.view
