@@ -135,6 +135,23 @@ def test_exactly_queue_depth_in_flight(data_file, qd):
         _in_flight_checks(few.start_s, few.finish_s, qd)
 
 
+@pytest.mark.parametrize("first_group, submit_group", [(1 << 30, 1 << 30), (3, 2), (1, 5)])
+def test_reads_per_io_submit_call_keep_the_semantics(data_file, first_group, submit_group,
+                                                     monkeypatch):
+    """Grouping submissions (the first QD in one call, refills batched) changes no byte and
+    keeps exactly QD in flight."""
+    path, content = data_file
+    monkeypatch.setattr(aio.AioContext, "first_group", first_group)
+    monkeypatch.setattr(aio.AioContext, "submit_group", submit_group)
+    off, length = _plan(np.random.default_rng(first_group + submit_group), 250)
+    with DirectReader(path, engine="aio") as r:
+        t = r.read_batch(off, length, 16, return_data=True)
+    _in_flight_checks(t.start_s, t.finish_s, 16)
+    ends = np.cumsum(length)
+    for i in range(len(off)):
+        assert t.data[ends[i] - length[i]:ends[i]].tobytes() == content[off[i]:off[i] + length[i]]
+
+
 def test_stamps_use_the_perf_counter_clock(direct_fd):
     ctx = aio.AioContext(8)
     views, addresses = _slot_buffers(8, 4096)

@@ -125,10 +125,11 @@ def _submit_stamped(nr_submit, ctx, ptrs, count, starts, first):
 
 @njit(cache=True, nogil=True)
 def aio_loop(nr_submit, nr_getevents, ctx, fd, offsets, lengths, addresses, by_read,
-             queue_depth, submit_group, iocbs, ptrs, events, starts, finishes):
+             queue_depth, first_group, submit_group, iocbs, ptrs, events, starts, finishes):
     """Read every (offsets[i], lengths[i]) with min(queue_depth, n) in flight; read i lands at
-    addresses[i] (by_read) or in its slot's buffer addresses[s]. Reads go in `submit_group` per
-    io_submit call, a new one as soon as a completion is reaped. Stamps starts/finishes (s,
+    addresses[i] (by_read) or in its slot's buffer addresses[s]. The first reads go in
+    `first_group` per io_submit call, the refills `submit_group` per call (a new read as soon as
+    a completion is reaped when 1). Stamps starts/finishes (s,
     CLOCK_MONOTONIC). Returns (code, read index or errno, res); after a failed read or
     io_submit it submits nothing more and reaps what is in flight before returning."""
     n = len(offsets)
@@ -136,6 +137,7 @@ def aio_loop(nr_submit, nr_getevents, ctx, fd, offsets, lengths, addresses, by_r
     if n == 0:
         return OK, 0, 0
     group = max(1, submit_group)
+    first = max(1, first_group)
     slot_read = np.empty(qd, dtype=np.int64)
     iocb_base = np.uint64(iocbs.ctypes.data)
     events_address = np.int64(events.ctypes.data)
@@ -156,7 +158,7 @@ def aio_loop(nr_submit, nr_getevents, ctx, fd, offsets, lengths, addresses, by_r
     in_flight = 0
     nxt = 0
     while nxt < qd:
-        count = min(group, qd - nxt)
+        count = min(first, qd - nxt)
         for k in range(count):
             ptrs[k] = iocb_base + np.uint64((nxt + k) * 64)
         done, err = _submit_stamped(nr_submit, ctx, ptrs, count, starts, nxt)
@@ -215,7 +217,7 @@ def load():
         try:
             empty_i = np.zeros(0, dtype=np.int64)
             empty_f = np.zeros(0)
-            call(aio_loop, (0, 0, 0, 0), 0, -1, empty_i, empty_i, empty_i, False, 1, 1,
+            call(aio_loop, (0, 0, 0, 0), 0, -1, empty_i, empty_i, empty_i, False, 1, 1, 1,
                  np.zeros((1, IOCB_WORDS), np.uint64), np.zeros(1, np.uint64),
                  np.zeros((1, EVENT_WORDS), np.int64), empty_f, empty_f)
             _loop = aio_loop
@@ -231,8 +233,8 @@ def load_error() -> str | None:
 
 
 def call(loop, nums, ctx: int, fd: int, offsets: np.ndarray, lengths: np.ndarray,
-         addresses: np.ndarray, by_read: bool, queue_depth: int, submit_group: int,
-         iocbs: np.ndarray,
+         addresses: np.ndarray, by_read: bool, queue_depth: int, first_group: int,
+         submit_group: int, iocbs: np.ndarray,
          ptrs: np.ndarray, events: np.ndarray, starts: np.ndarray, finishes: np.ndarray
          ) -> tuple[int, int, int]:
     """Run the compiled loop with the argument types it is compiled for (one signature):
@@ -240,5 +242,5 @@ def call(loop, nums, ctx: int, fd: int, offsets: np.ndarray, lengths: np.ndarray
     offsets/lengths/addresses, uint64 iocbs [cap, 8] and ptrs [cap], int64 events [cap, 4],
     float64 starts/finishes."""
     return loop(int(nums[2]), int(nums[3]), int(ctx), int(fd), offsets, lengths, addresses,
-                bool(by_read), int(queue_depth), int(submit_group), iocbs, ptrs, events, starts,
-                finishes)
+                bool(by_read), int(queue_depth), int(first_group), int(submit_group), iocbs, ptrs,
+                events, starts, finishes)

@@ -5,13 +5,19 @@ backed by transparent huge pages where the kernel allows (buffers.py: a 1 MiB re
 4 KiB pages took 2.5x as long on this disk). Two engines, same semantics (reads taken in
 order, a new one issued as soon as one completes, so exactly min(queue_depth, reads) are
 in flight):
-- "threads" (the default): `os.preadv` from a pool of persistent worker threads, one read
-  each (the threads live across batches: starting a thread costs more than a 4 KiB read);
-  QD 1 reads inline in the calling thread;
-- "aio": Linux native AIO from one thread (aio.py), like fio's libaio: half the CPU per read,
-  but on this VM's disk it reached 70–110% of fio against 81–107% for the threads
-  (benchmarks/bench_reader_vs_fio.py), so it is opt-in.
-"auto" = threads. Used by calibration and by the real loader.
+- "aio": Linux native AIO from one thread, like fio's libaio: a compiled (numba) loop runs a
+  whole batch, one read per io_submit call, stamps from CLOCK_MONOTONIC (aio.py,
+  aio_loop.py); it is compiled, or loaded from numba's cache, when the reader opens, never
+  inside a timed batch. On this VM's disk: 1.00–1.05 of fio at 4 KiB QD 1/8/32, 1.2–2.2 at
+  32 and 256 KiB (huge-page buffers against fio's 4 KiB pages), median 1.41;
+- "threads": `os.preadv` from a pool of persistent worker threads, one read each (the
+  threads live across batches: starting a thread costs more than a 4 KiB read); QD 1 reads
+  inline in the calling thread. Same run: 0.72–0.89 of fio at 4 KiB (thread hand-offs
+  cost CPU), 1.2–2.2 above, median 1.27.
+"auto" = aio where it runs compiled (O_DIRECT, Linux x86-64/arm64, numba), else threads
+(page cache, other systems; without numba the Python AIO loop reaches ~0.8 of fio at 4 KiB).
+benchmarks/bench_reader_vs_fio.py measures both against fio. Used by calibration and by the
+real loader.
 """
 
 from __future__ import annotations
