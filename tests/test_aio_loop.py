@@ -255,3 +255,19 @@ def test_without_numba_aio_runs_the_python_loop_and_auto_picks_threads(data_file
     ends = np.cumsum(length)
     for i in range(len(off)):
         assert t.data[ends[i] - length[i]:ends[i]].tobytes() == content[off[i]:off[i] + length[i]]
+
+
+def test_a_loop_that_cannot_compile_leaves_the_python_loop(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(aio_loop, "_loop", None)  # all three restored after the test
+    monkeypatch.setattr(aio_loop, "_load_error", None)
+    monkeypatch.setattr(aio_loop, "aio_loop", broken)
+    assert aio_loop.load() is None
+    assert "no LLVM here" in aio_loop.load_error()
+    ctx = aio.AioContext(2)
+    try:
+        assert not ctx.compiled
+    finally:
+        ctx.close()

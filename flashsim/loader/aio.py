@@ -19,7 +19,10 @@ import time
 
 import numpy as np
 
-from . import aio_loop
+try:
+    from . import aio_loop
+except ImportError:  # no numba/llvmlite: the Python loop serves
+    aio_loop = None
 
 _SYSCALLS = {  # io_setup, io_destroy, io_submit, io_getevents
     "x86_64": (206, 207, 209, 208),
@@ -109,12 +112,10 @@ class AioContext:
             cb.aio_lio_opcode = _IOCB_CMD_PREAD
         self.fd = -1
         # the same memory as uint64/int64 words for the compiled loop
-        self.iocb_words = np.frombuffer(self.iocbs, dtype=np.uint64).reshape(
-            self.capacity, aio_loop.IOCB_WORDS)
+        self.iocb_words = np.frombuffer(self.iocbs, dtype=np.uint64).reshape(self.capacity, 8)
         self.ptr_words = np.frombuffer(self.ptrs, dtype=np.uint64)
-        self.event_words = np.frombuffer(self.events, dtype=np.int64).reshape(
-            self.capacity, aio_loop.EVENT_WORDS)
-        self.loop = aio_loop.load() if compiled else None
+        self.event_words = np.frombuffer(self.events, dtype=np.int64).reshape(self.capacity, 4)
+        self.loop = aio_loop.load() if compiled and aio_loop is not None else None
 
     @property
     def compiled(self) -> bool:

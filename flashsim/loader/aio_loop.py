@@ -221,7 +221,7 @@ def load():
                  np.zeros((1, IOCB_WORDS), np.uint64), np.zeros(1, np.uint64),
                  np.zeros((1, EVENT_WORDS), np.int64), empty_f, empty_f)
             _loop = aio_loop
-        except Exception as exc:  # numba missing or broken: the Python loop serves
+        except Exception as exc:  # numba cannot build it here: the Python loop serves
             _loop, _load_error = False, f"{type(exc).__name__}: {exc}"
         compile_s = time.perf_counter() - t0
     return _loop or None
