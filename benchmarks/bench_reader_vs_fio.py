@@ -5,6 +5,8 @@ order) so the disk's drift hits all alike; each cell is the median of the repeat
 Goal: reader ≥ 90% of fio. Engines: aio (native Linux AIO from one thread, the compiled
 loop), aio-python (the same with the Python loop, the fallback without numba) and threads
 (pool). The readers are opened (and the aio loop compiled) before anything is timed.
+At 32 KiB and up the reader's transparent-huge-page buffers (loader/buffers.py) make it
+faster than fio, whose buffers are 4 KiB pages (more DMA segments per read).
 Run it alone:  flock /tmp/flashsim-heavy.lock .venv/bin/python benchmarks/bench_reader_vs_fio.py
 """
 
