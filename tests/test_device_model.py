@@ -275,14 +275,15 @@ CALL_HOST = PARAMS.model_copy(update={"host_cpus": 1, "host_overhead_us": 2.0,
 
 
 @pytest.mark.parametrize("engine", ["fast", "des"])
-def test_reads_submitted_together_share_one_host_call(engine):
+def test_every_submit_pays_a_host_call_and_a_run_of_reaps_shares_one(engine):
     # 4 reads of 4 KiB on 4 units (64 KiB stripes), QD 4, one host CPU: the 4 submits run
-    # back to back (one io_submit): the first pays the 10 µs call, so issues at 12, 14, 16,
-    # 18 µs; each read: command 40 + 4096 B at 400 MB/s (10.24 µs) → done at 62.24 … 68.24;
-    # the first reap follows a submit (one io_getevents: + 10 µs), the next reaps ride along
+    # back to back, each its own io_submit (2 + 10 µs), so issues at 12, 24, 36, 48 µs;
+    # each read: command 40 + 4096 B at 400 MB/s (10.24 µs) → done at 62.24, 74.24, 86.24,
+    # 98.24; the first reap follows a submit (an io_getevents: 1 + 10 µs) → 73.24; the CPU
+    # does nothing else in between, so the later reaps follow a reap and pay 1 µs each
     run = make_device(CALL_HOST, engine).run([0, 65536, 131072, 196608], [4096] * 4, 4)
-    np.testing.assert_allclose(run.start_s * 1e6, [12, 14, 16, 18], rtol=1e-9)
-    np.testing.assert_allclose(run.finish_s * 1e6, [73.24, 74.24, 75.24, 76.24], rtol=1e-9)
+    np.testing.assert_allclose(run.start_s * 1e6, [12, 24, 36, 48], rtol=1e-9)
+    np.testing.assert_allclose(run.finish_s * 1e6, [73.24, 75.24, 87.24, 99.24], rtol=1e-9)
 
 
 @pytest.mark.parametrize("engine", ["fast", "des"])

@@ -9,10 +9,9 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    Python reader threads taking turns on the GIL): it caps reads/s at 1 / (host cost per
    read) and makes latency grow with queue depth at small chunks. `host_cpus` = 0 gives
    every worker its own CPU (no host queueing; the default, the model before host sharing).
-   A job of the other kind than the last job on its CPU (a submit after a reap, a reap
-   after a submit, or the CPU's first job of the batch) also pays `host_call_us`: a run of
-   submits is one io_submit call, a run of reaps one io_getevents (with unshared CPUs every
-   job pays it).
+   Every submit also pays `host_call_us` (one io_submit per read, as flashsim's AIO
+   reader and fio's libaio submit), and so does a reap that does not follow a reap on its
+   CPU: a run of reaps is one io_getevents (with unshared CPUs every job pays it).
 1. host submit: `queue_depth` workers take reads in order. A worker that picks read i with
    its previous read reaped at time a (`batch_start_us` for its first read: the host's
    fixed cost of starting a batch, e.g. preparing and handing it to the I/O engine) runs
@@ -182,8 +181,8 @@ def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float, kind: int 
     """Run a host job arriving at `arrive_s` on the first-free CPU; return its end time.
 
     An empty `cpu_free` means unshared host CPUs (host_cpus = 0): no waiting, and every job
-    pays the call cost `call_s`; on shared CPUs only a job whose kind differs from the CPU's
-    last job (`cpu_kind`, updated) pays it.
+    pays the call cost `call_s`; on shared CPUs every submit pays it (one io_submit per
+    read) and a reap only when the CPU's last job (`cpu_kind`, updated) was not a reap.
     """
     if not cpu_free:
         return arrive_s + cost_s + call_s
@@ -192,7 +191,7 @@ def host_claim(cpu_free: list[float], arrive_s: float, cost_s: float, kind: int 
         if cpu_free[c] < cpu_free[j]:
             j = c
     begin = cpu_free[j] if cpu_free[j] > arrive_s else arrive_s
-    if cpu_kind is not None and cpu_kind[j] != kind:
+    if cpu_kind is not None and (kind == SUBMIT or cpu_kind[j] != kind):
         cost_s = cost_s + call_s
         cpu_kind[j] = kind
     cpu_free[j] = begin + cost_s

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_write, check_free_space
 from ..errors import InputError
+from ..loader.buffers import transparent_huge_pages_enabled
 from ..loader.reader import ALIGN_BYTES, DirectReader, mount_of
 from ..progress import progress
 from .fit import steady_point
@@ -254,8 +255,10 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         return None
     where = describe_location(path)
     info = MeasuredInfo(
-        method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}), random "
-               "chunk-aligned offsets over the whole file, closed loop"
+        method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}) into "
+               + ("huge-page-backed buffers" if transparent_huge_pages_enabled() else
+                  "4 KiB-page buffers (transparent huge pages off)")
+               + ", random chunk-aligned offsets over the whole file, closed loop"
                + ("; short-batch points: median makespan of back-to-back batches of n reads "
                   "(read_batch, as validate reads a plan)" if batch_reads else "")
                + "; value = median of repeats run in rounds over the grid, each round in "

@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--allow-page-cache", action="store_true",
                      help="if O_DIRECT is unsupported, read through the page cache (recorded)")
     cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
-                     help="reader engine: thread pool (auto) or native Linux AIO")
+                     help="reader engine (auto: compiled native Linux AIO where available, "
+                          "else the thread pool)")
     cal.add_argument("--batch-reads", default=None,
                      help="also measure short-batch points: batches of these many reads "
                           "(e.g. 1,4,16,64) at each QD, median makespan (default: none)")

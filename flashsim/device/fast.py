@@ -73,7 +73,7 @@ def _host(cpu_free, cpu_kind, n_cpus, arrive, cost, kind, call_s):
         if cpu_free[c] < cpu_free[j]:
             j = c
     begin = cpu_free[j] if cpu_free[j] > arrive else arrive
-    if cpu_kind[j] != kind:
+    if kind == 1 or cpu_kind[j] != kind:  # every submit (kind 1) is its own io_submit
         cost = cost + call_s
         cpu_kind[j] = kind
     cpu_free[j] = begin + cost

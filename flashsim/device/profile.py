@@ -74,11 +74,10 @@ class DeviceParams(StrictModel):
                     "I/O thread) spends less per read the deeper the queue; 0 = none")
     host_call_us: float = Field(
         default=0.0, ge=0.0,
-        description="host time per system call: a host job that does not follow a job of the "
-                    "same kind on its CPU (a run of submits is one io_submit, a run of reaps "
-                    "one io_getevents) pays it once; so reads submitted together (a batch's "
-                    "first queue-depth reads) share one call, while a closed loop that "
-                    "refills one read per completion pays it per read; 0 = none")
+        description="host time per system call: every submit pays it (one io_submit per "
+                    "read, as flashsim's AIO reader and fio's libaio), a reap only when it does "
+                    "not follow a reap on its CPU (a run of completions is one io_getevents); "
+                    "0 = none")
     batch_start_us: float = Field(
         default=0.0, ge=0.0,
         description="fixed cost at the start of every batch: its first reads may be submitted "
