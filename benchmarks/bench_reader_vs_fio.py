@@ -47,7 +47,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ioengine", default="libaio", help="fio's engine")
     ap.add_argument("--engines", default="aio,threads",
-                    help="reader engines to measure: aio, aio-python, threads")
+                    help="reader engines to measure: aio, aio-python, threads; a -4k "
+                         "suffix (aio-4k) reads into 4 KiB-page buffers, like fio")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ensure_data_file(args.file, parse_size(args.size))
@@ -57,10 +58,13 @@ def main() -> int:
     engines = args.engines.split(",")
     readers = {}
     for e in engines:
-        readers[e] = DirectReader(args.file, engine="aio" if e.startswith("aio") else e)
-        if e == "aio-python":
+        # "-4k": the same engine reading into 4 KiB-page buffers, as fio does
+        base = e.removesuffix("-4k")
+        readers[e] = DirectReader(args.file, engine="aio" if base.startswith("aio") else base,
+                                  huge_pages=not e.endswith("-4k"))
+        if base == "aio-python":
             readers[e]._aio.loop = None  # the fallback loop
-        elif e == "aio" and not readers[e]._aio.compiled:
+        elif base == "aio" and not readers[e]._aio.compiled:
             print(f"note: the compiled aio loop is unavailable ({aio_loop.load_error()})",
                   file=sys.stderr)
     rows = []

@@ -34,3 +34,19 @@ def test_slot_buffers_never_straddle_a_huge_page(tmp_path):
             assert len(addr) >= qd and stride >= length
             assert np.all(np.diff(addr) == stride)  # one region, slots back to back
             assert np.all(addr % HUGE_PAGE_BYTES + stride <= HUGE_PAGE_BYTES)
+
+
+def test_reader_without_huge_pages_reads_the_same_bytes(tmp_path):
+    path = tmp_path / "g.bin"
+    payload = np.random.default_rng(1).integers(0, 256, 4 << 20, np.uint8)
+    path.write_bytes(payload.tobytes())
+    off = np.array([0, 1 << 20, 65536], dtype=np.int64)
+    length = np.array([1 << 20, 8192, 4096], dtype=np.int64)
+    for huge in (True, False):
+        with DirectReader(path, engine="aio", huge_pages=huge) as reader:
+            got = reader.read_batch(off, length, 2, return_data=True).data
+            reader.read_batch(off, length, 2)
+            assert (huge_page_bytes(int(reader._slot_addresses[0])) > 0) == \
+                (huge and transparent_huge_pages_enabled())
+        want = np.concatenate([payload[o:o + n] for o, n in zip(off, length)])
+        assert np.array_equal(got, want)

@@ -149,11 +149,11 @@ class _Worker:
                                        daemon=True)
         self.thread.start()
 
-    def ensure_buffer(self, nbytes: int) -> None:
+    def ensure_buffer(self, nbytes: int, huge: bool = True) -> None:
         if self.buffer is None or self.buffer.nbytes < nbytes:
             if self.buffer is not None:
                 self.buffer.close()
-            self.buffer = ReadBuffer(nbytes)
+            self.buffer = ReadBuffer(nbytes, huge)
             self.buffer_view = self.buffer.view
 
     def _loop(self) -> None:
@@ -185,14 +185,16 @@ class DirectReader:
 
     O_DIRECT where possible; where the file system refuses it, InputError unless
     `allow_page_cache`, and then `o_direct` is False (reads go through the page cache).
+    `huge_pages=False` reads into 4 KiB-page buffers (to compare with tools that do).
     """
 
     def __init__(self, path: str | os.PathLike, allow_page_cache: bool = False,
-                 engine: str = "auto") -> None:
+                 engine: str = "auto", huge_pages: bool = True) -> None:
         if engine not in ("auto", "aio", "threads"):
             raise InputError(f"unknown reader engine {engine!r}", key="engine",
                              expected="auto, aio or threads")
         self.path = os.fspath(path)
+        self.huge_pages = bool(huge_pages)
         if not os.path.isfile(self.path):
             raise InputError("file does not exist", file=self.path, expected="a readable file")
         self.o_direct = True
@@ -320,7 +322,7 @@ class DirectReader:
         data = None
         views = None
         if return_data:
-            data_buffer = ReadBuffer(int(length.sum()))
+            data_buffer = ReadBuffer(int(length.sum()), self.huge_pages)
             data = data_buffer.array  # keeps the mapping alive
         n_workers = min(int(queue_depth), n)
         if self.engine == "aio":
@@ -351,7 +353,7 @@ class DirectReader:
             active = self._workers[:n_workers]
             for w in active:
                 if views is None:
-                    w.ensure_buffer(max_len)
+                    w.ensure_buffer(max_len, self.huge_pages)
                 w.batch = batch
             t0 = time.perf_counter()
             for w in active:
@@ -399,7 +401,7 @@ class DirectReader:
         count = max(qd, self._slot_count)
         if self._slots is not None:
             self._slots.close()
-        self._slots = ReadBuffer(count * size)
+        self._slots = ReadBuffer(count * size, self.huge_pages)
         self._slot_count, self._slot_bytes = count, size
         self._slot_addresses = self._slots.address + size * np.arange(count, dtype=np.int64)
 
@@ -407,5 +409,5 @@ class DirectReader:
         if self._main_buffer is None or self._main_buffer.nbytes < nbytes:
             if self._main_buffer is not None:
                 self._main_buffer.close()
-            self._main_buffer = ReadBuffer(nbytes)
+            self._main_buffer = ReadBuffer(nbytes, self.huge_pages)
             self._main_view = self._main_buffer.view
