@@ -322,7 +322,10 @@ class DirectReader:
         data = None
         views = None
         if return_data:
-            data_buffer = ReadBuffer(int(length.sum()), self.huge_pages)
+            total = int(length.sum())
+            # a fresh buffer per call: a huge page only where it pays (zeroing 2 MiB for a
+            # few small reads would cost more than their segments)
+            data_buffer = ReadBuffer(total, self.huge_pages and total >= HUGE_PAGE_BYTES // 2)
             data = data_buffer.array  # keeps the mapping alive
         n_workers = min(int(queue_depth), n)
         if self.engine == "aio":
