@@ -228,16 +228,18 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                                    "clustered") if file_bytes // g[0] >= 2 * g[2]]
     batch_s = duration_s / 2 if batch_duration_s is None else batch_duration_s
     results: dict[tuple, list[dict[str, float]]] = {g: [] for g in grid}
+    # each round visits the grid in its own random order, so a history effect of the
+    # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
+    rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
+    if grid_part is not None:
+        part, parts = grid_part
+        rounds = [x for i, x in enumerate(rounds) if i % parts == part]
+        if not rounds:
+            return None
     t_begin = time.perf_counter()
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         o_direct = reader.o_direct
         engine = reader.engine
-        # each round visits the grid in its own random order, so a history effect of the
-        # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
-        rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
-        if grid_part is not None:
-            part, parts = grid_part
-            rounds = [x for i, x in enumerate(rounds) if i % parts == part]
         for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
             chunk, qd, n, pattern = key
             if n is None:
