@@ -155,18 +155,3 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     assert all(p["throughput_mb_s"] > 0 for p in prof["points"])
     assert prof["params"]["n_units"] >= 1
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)
-
-
-def test_token_blocks_partition_the_tokens_in_every_repetition_and_shift_between_them():
-    from flashsim.loader.validate import _block
-
-    for n, k, reps in ((256, 8, 5), (3, 3, 2), (10, 8, 7), (1, 1, 3)):
-        firsts = set()
-        for r in range(reps):
-            blocks = [_block(n, k, b, r, reps) for b in range(k)]
-            assert sorted(t for blk in blocks for t in blk) == list(range(n))
-            assert all(blk for blk in blocks)
-            firsts.add(blocks[0][0])
-        # 256 tokens in 8 blocks over 5 reps: block 0 starts at 0, 6, 12, 19, 25
-        if (n, k, reps) == (256, 8, 5):
-            assert sorted(firsts) == [0, 6, 12, 19, 25]

@@ -88,15 +88,6 @@ SWITCH_WARMUP_TOKENS = 2
 """Tokens read untimed before each block (see `validate`)."""
 
 
-def _block(n_tokens: int, n_blocks: int, b: int, rep: int, reps: int) -> list[int]:
-    """Tokens of block b in repetition `rep`: the b-th of `n_blocks` equal runs of tokens,
-    all shifted by rep/reps of a block (wrapping around), in order."""
-    edges = np.linspace(0, n_tokens, n_blocks + 1)
-    shift = rep * (n_tokens / n_blocks) / reps
-    lo, hi = int(np.floor(edges[b] + shift)), int(np.floor(edges[b + 1] + shift))
-    return [t % n_tokens for t in range(lo, hi)]
-
-
 def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -> list[int]:
     """Chunk sizes matched to the plans' reads: powers of two at quantiles of read bytes."""
     lengths = np.concatenate([p.length_bytes for p in plans if p.n_reads])
@@ -304,13 +295,11 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             warm = trace_head(trace, 2)
             measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
         n_tokens = plans[0].n_tokens
-        n_blocks = min(TOKEN_BLOCKS, n_tokens)
-        per_rep = n_blocks * len(keys)
-        # block boundaries shift from rep to rep (by 1/reps of a block), so a token's
-        # position in its block — and the minutes its block ran in — differ between the
-        # reps whose median is its time; fixed blocks made neighbours share their errors
-        items = [(r, _block(n_tokens, n_blocks, b, r, reps), keys[(j + r + b) % len(keys)])
-                 for r in range(reps) for b in range(n_blocks) for j in range(len(keys))]
+        blocks = [range(int(a[0]), int(a[-1]) + 1)
+                  for a in np.array_split(np.arange(n_tokens), min(TOKEN_BLOCKS, n_tokens))]
+        per_rep = len(blocks) * len(keys)
+        items = [(r, blocks[b], keys[(j + r + b) % len(keys)]) for r in range(reps)
+                 for b in range(len(blocks)) for j in range(len(keys))]
         for j, (r, block, (i, q)) in enumerate(progress(items, total=len(items),
                                                         desc="validate", quiet=quiet)):
             if calibrate:  # one calibration round per rep, dealt out between its row blocks
@@ -321,11 +310,11 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
             # untimed: the tokens just before the block, so the switch from the previous
             # row or calibration part (another QD, file or reader; measured: the first token
             # after one is 35 % slower, the second 8 %) is not charged to the block's tokens
-            warm = [t % n_tokens for t in range(block[0] - SWITCH_WARMUP_TOKENS, block[0])]
+            warm = [t % n_tokens for t in range(block.start - SWITCH_WARMUP_TOKENS, block.start)]
             measure_plan(readers[str(stores[i].path)], plans[i], q, warm)
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q, block)
-            measured[(i, q)][r, block] = m.sum(axis=1)
-            dispatch[(i, q)][r, block] = d.sum(axis=1)
+            measured[(i, q)][r, block.start:block.stop] = m.sum(axis=1)
+            dispatch[(i, q)][r, block.start:block.stop] = d.sum(axis=1)
     finally:
         for rd in readers.values():
             rd.close()
