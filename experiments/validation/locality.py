@@ -5,26 +5,15 @@ Usage (after a validation run built the stores): flock /tmp/flashsim-heavy.lock
 profile of a validate --json output). Stop 9: sparse QD 8 plan / random / packed 263 / 263 /
 262 ms over its first 256 batches: no locality effect on this disk.
 """
-import glob, json, sys
+import json, sys
 import numpy as np
-from flashsim.model.bundled import REFERENCE_TRACE
-from flashsim.trace.format import ActivationTrace
-from flashsim.layout.registry import make_layout
-from flashsim.loader.store import WeightStore
+from diag import plan_and_store
 from flashsim.loader.reader import DirectReader
 from flashsim.device import make_device
 from flashsim.device.profile import DeviceParams
 
 layout_name = sys.argv[1]; qd = int(sys.argv[2])
-trace = ActivationTrace.load(REFERENCE_TRACE)
-plan = make_layout(layout_name).plan(trace, which='predicted')
-store = None
-for f in glob.glob('/tmp/flashsim-validation/stores/*.ffn'):
-    s = WeightStore.open(f)
-    try:
-        s.check_plan(plan); store = s; break
-    except Exception:
-        pass
+plan, store = plan_and_store(layout_name)
 rd = DirectReader(store.path, engine='aio')
 fb = rd.file_bytes
 rng = np.random.default_rng(0)

@@ -4,25 +4,15 @@ profile of a validate --json output. Usage: flock /tmp/flashsim-heavy.lock .venv
 experiments/validation/plan_vs_points.py LAYOUT QD RESULTS.json. Stop 9 (sparse, QD 8, run
 O's fit): plan 0.95, points 0.95-1.14 (see README.md).
 """
-import glob, json, sys
+import json, sys
 import numpy as np
-from flashsim.model.bundled import REFERENCE_TRACE
-from flashsim.trace.format import ActivationTrace
-from flashsim.layout.registry import make_layout
-from flashsim.loader.store import WeightStore
+from diag import plan_and_store
 from flashsim.loader.reader import DirectReader
 from flashsim.device import make_device
 from flashsim.device.profile import DeviceParams
 
 layout_name, qd, prof = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-trace = ActivationTrace.load(REFERENCE_TRACE)
-plan = make_layout(layout_name).plan(trace, which='predicted')
-for f in glob.glob('/tmp/flashsim-validation/stores/*.ffn'):
-    s = WeightStore.open(f)
-    try:
-        s.check_plan(plan); store = s; break
-    except Exception:
-        pass
+plan, store = plan_and_store(layout_name)
 rd = DirectReader(store.path, engine='aio')
 rng = np.random.default_rng(1)
 ptr, off, ln = plan.batch_ptr, plan.offset_bytes, plan.length_bytes

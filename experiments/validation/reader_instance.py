@@ -4,23 +4,13 @@ reader per round (as the calibration opens one): does the reader instance matter
 Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/reader_instance.py
 LAYOUT QD. Stop 9: sparse QD 8, 8 rounds: fresh / long-lived 1.02 (rounds vary ±15 %).
 """
-import glob, sys
+import sys
 import numpy as np
-from flashsim.model.bundled import REFERENCE_TRACE
-from flashsim.trace.format import ActivationTrace
-from flashsim.layout.registry import make_layout
-from flashsim.loader.store import WeightStore
+from diag import plan_and_store
 from flashsim.loader.reader import DirectReader
 
 layout_name = sys.argv[1]; qd = int(sys.argv[2])
-trace = ActivationTrace.load(REFERENCE_TRACE)
-plan = make_layout(layout_name).plan(trace, which='predicted')
-for f in glob.glob('/tmp/flashsim-validation/stores/*.ffn'):
-    s = WeightStore.open(f)
-    try:
-        s.check_plan(plan); store = s; break
-    except Exception:
-        pass
+plan, store = plan_and_store(layout_name)
 long = DirectReader(store.path, engine='aio')
 long.read_batch(np.zeros(32, np.int64), np.full(32, 1 << 20), 32)  # grown like validation's
 ptr, off, ln = plan.batch_ptr, plan.offset_bytes, plan.length_bytes

@@ -1,0 +1,27 @@
+"""Shared by the stop-9 diagnostic scripts: a layout's plan of the reference trace and its
+weight store in the validation study's store folder (built there if missing)."""
+
+from pathlib import Path
+
+import yaml
+
+from flashsim.layout.plan import IOPlan
+from flashsim.layout.registry import make_layout
+from flashsim.loader.store import WeightStore, store_for
+from flashsim.model.bundled import REFERENCE_TRACE
+from flashsim.model.checkpoint import load_checkpoint
+from flashsim.trace.format import ActivationTrace
+
+STUDY = Path(__file__).resolve().parent / "study.yaml"
+
+
+def plan_and_store(layout_name: str) -> tuple[IOPlan, WeightStore]:
+    """The predicted-set plan of `layout_name` and the store it reads (study.yaml's folder)."""
+    trace = ActivationTrace.load(REFERENCE_TRACE)
+    layout = make_layout(layout_name)
+    folder = Path(yaml.safe_load(STUDY.read_text())["store"])
+    folder.mkdir(parents=True, exist_ok=True)
+    store = store_for(load_checkpoint(None), layout, folder, trace.geometry)
+    plan = layout.plan(trace, which="predicted")
+    store.check_plan(plan)
+    return plan, store
