@@ -144,7 +144,6 @@ class _Worker:
         self.done.acquire()
         self.batch: _Batch | None = None
         self.buffer: ReadBuffer | None = None
-        self.buffer_view: memoryview | None = None
         self.thread = threading.Thread(target=self._loop, name=f"flashsim-reader-{index}",
                                        daemon=True)
         self.thread.start()
@@ -154,7 +153,6 @@ class _Worker:
             if self.buffer is not None:
                 self.buffer.close()
             self.buffer = ReadBuffer(nbytes, huge)
-            self.buffer_view = self.buffer.view
 
     def _loop(self) -> None:
         while True:
@@ -168,7 +166,7 @@ class _Worker:
     def _views_for(self, batch: _Batch):
         if batch.views is not None:
             return batch.views.__getitem__
-        view = self.buffer_view
+        view = self.buffer.view
         lengths = batch.lengths
         return lambda i: view[:lengths[i]]
 
@@ -244,7 +242,6 @@ class DirectReader:
                 self.engine = "threads"
         self._workers: list[_Worker] = []
         self._main_buffer: ReadBuffer | None = None
-        self._main_view: memoryview | None = None
 
     def _probe(self) -> None:
         """Some file systems accept O_DIRECT at open and fail the first read: try one."""
@@ -277,7 +274,6 @@ class DirectReader:
         if getattr(self, "_main_buffer", None) is not None:
             self._main_buffer.close()
             self._main_buffer = None
-            self._main_view = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -346,7 +342,7 @@ class DirectReader:
         if n_workers == 1:  # QD 1: read in this thread, no hand-off
             if views is None:
                 self._ensure_main_buffer(max_len)
-                view = self._main_view
+                view = self._main_buffer.view
                 _work(batch, lambda i: view[:lens[i]])
             else:
                 _work(batch, views.__getitem__)
@@ -413,4 +409,3 @@ class DirectReader:
             if self._main_buffer is not None:
                 self._main_buffer.close()
             self._main_buffer = ReadBuffer(nbytes, self.huge_pages)
-            self._main_view = self._main_buffer.view

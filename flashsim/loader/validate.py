@@ -6,8 +6,8 @@ Per layout × queue depth, every (token, layer) batch of the plan is read with t
 measured I/O time is the sum over its layers (layer l's reads start after layer l-1's, as in
 `cost.simulate.io_seconds`, which gives the prediction). Repetitions run in rounds over all
 layouts and QDs, each row read in blocks of tokens interleaved with the other rows' blocks
-(the order rotates), so the drift of a shared disk (seconds-scale, ±30 % for 1 MiB reads
-here) hits every row alike. A token's measured time is the median of its repetitions.
+(the order rotates), so the drift of a shared disk (it moves by ~20 % over minutes here)
+hits every row alike. A token's measured time is the median of its repetitions.
 
 - error_p50_pct: median over tokens of |predicted - measured| / measured;
 - error_p99_pct: |predicted p99 - measured p99| / measured p99 (tail agreement);
@@ -223,9 +223,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     `profile`: a device profile (path or object); with `calibrate` a quick profile is
     measured in the same run and used instead — one calibration round per repetition, its
     points dealt out between that repetition's row blocks (`TOKEN_BLOCKS`), so calibration
-    and measurement sample
-    the disk's drift (seconds apart, ±30 % for 1 MiB reads) over the same minutes; per
-    point the median over rounds, then the
+    and measurement sample the disk's drift over the same minutes; per point the median
+    over rounds, then the
     device helper's fit — on a `calibration_bytes` random-data file in
     the store folder (`calibrate_on="file"`), or over the largest of the stores themselves
     (`calibrate_on="store"`: the same file extent the plans read). Each round also measures
