@@ -155,3 +155,30 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     assert all(p["throughput_mb_s"] > 0 for p in prof["points"])
     assert prof["params"]["n_units"] >= 1
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)
+
+
+def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeypatch):
+    from flashsim.layout.registry import make_layout
+    from flashsim.loader import validate as val
+    from flashsim.loader.store import build_store
+    from flashsim.model.checkpoint import load_checkpoint
+
+    layout = make_layout("bundled")
+    store = build_store(load_checkpoint(model.folder), layout, tmp_path / "b.ffn")
+    plan = layout.plan(model.ref)
+    calls = []
+    real = val.measure_plan
+    monkeypatch.setattr(val, "measure_plan",
+                        lambda rd, p, q, tokens=None: calls.append(list(tokens)) or real(rd, p, q, tokens))
+    reader = val.open_reader(store.path)
+    try:
+        monkeypatch.setattr(val, "SWITCH_WARMUP_S", 0.0)
+        assert val.warm_up(reader, plan, 4, 1) == val.SWITCH_WARMUP_TOKENS == 2
+        # the tokens just before the block, wrapping around the plan's start
+        assert calls == [[0], [plan.n_tokens - 1]]
+        calls.clear()
+        monkeypatch.setattr(val, "SWITCH_WARMUP_S", 60.0)  # never reached: capped at every token
+        assert val.warm_up(reader, plan, 4, 3) == plan.n_tokens
+        assert sorted(t for c in calls for t in c) == list(range(plan.n_tokens))
+    finally:
+        reader.close()

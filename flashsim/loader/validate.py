@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,30 @@ TOKEN_BLOCKS = 8
 every row, then block 2, ...), so each row samples the disk's drift over the whole
 repetition rather than over its own few seconds."""
 SWITCH_WARMUP_TOKENS = 2
-"""Tokens read untimed before each block (see `validate`)."""
+"""At least this many tokens are read untimed before each block (see `warm_up`)."""
+SWITCH_WARMUP_S = 0.02
+"""...and at least this long: the disk's back end is slower for a while after a switch (or
+any pause) and speeds up again as it is kept busy. Measured (stop 10, naive after sparse
+blocks): after 2 warm-up tokens (3 ms) a block's first timed tokens were still 8-15 %
+slower than its later ones, which put naive's p99 at 1.31x its p50; after 20 ms the
+position effect was gone and the p99 was 1.14x the p50."""
+
+
+def warm_up(reader: DirectReader, plan: IOPlan, queue_depth: int, start: int) -> int:
+    """Read the tokens before `start` untimed (start − 1, start − 2, …, wrapping) for at least
+    SWITCH_WARMUP_TOKENS tokens and SWITCH_WARMUP_S seconds; return how many were read.
+
+    Why: a block follows another row or a calibration part (another QD, file or reader); the
+    first token after such a switch is 35 % slower, and the back end takes milliseconds of
+    the row's own reading to reach its steady speed, which must not be charged to the block.
+    """
+    t0 = time.perf_counter()
+    k = 0
+    while k < SWITCH_WARMUP_TOKENS or (time.perf_counter() - t0 < SWITCH_WARMUP_S
+                                       and k < plan.n_tokens):
+        k += 1
+        measure_plan(reader, plan, queue_depth, [(start - k) % plan.n_tokens])
+    return k
 
 
 def calibration_grid(plans: list[IOPlan], qds: list[int], max_chunks: int = 4) -> list[int]:
@@ -306,11 +330,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
                     data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
                     seed=r, allow_page_cache=allow_page_cache, engine=used_engine,
                     batch_reads=calibration_batch_reads, grid_part=(j % per_rep, per_rep)))
-            # untimed: the tokens just before the block, so the switch from the previous
-            # row or calibration part (another QD, file or reader; measured: the first token
-            # after one is 35 % slower, the second 8 %) is not charged to the block's tokens
-            warm = [t % n_tokens for t in range(block.start - SWITCH_WARMUP_TOKENS, block.start)]
-            measure_plan(readers[str(stores[i].path)], plans[i], q, warm)
+            warm_up(readers[str(stores[i].path)], plans[i], q, block.start)
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q, block)
             measured[(i, q)][r, block.start:block.stop] = m.sum(axis=1)
             dispatch[(i, q)][r, block.start:block.stop] = d.sum(axis=1)
