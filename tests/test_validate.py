@@ -168,8 +168,12 @@ def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeyp
     plan = layout.plan(model.ref)
     calls = []
     real = val.measure_plan
-    monkeypatch.setattr(val, "measure_plan",
-                        lambda rd, p, q, tokens=None: calls.append(list(tokens)) or real(rd, p, q, tokens))
+
+    def recording(rd, p, q, tokens=None):
+        calls.append(list(tokens))
+        return real(rd, p, q, tokens)
+
+    monkeypatch.setattr(val, "measure_plan", recording)
     reader = val.open_reader(store.path)
     try:
         monkeypatch.setattr(val, "SWITCH_WARMUP_S", 0.0)

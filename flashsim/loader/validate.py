@@ -99,10 +99,9 @@ def warm_up(reader: DirectReader, plan: IOPlan, queue_depth: int, start: int) ->
     """Read the tokens before `start` untimed (start − 1, start − 2, …, wrapping) for at least
     SWITCH_WARMUP_TOKENS tokens and SWITCH_WARMUP_S seconds; return how many were read.
 
-    Why: a block follows another row or a calibration part (another QD, file or reader); the
-    first token after such a switch is 35 % slower, and the back end takes milliseconds of
-    the row's own reading to reach its steady speed, which must not be charged to the block.
-    """
+    A block follows another row or a calibration part (another QD, file or reader): the
+    first token after such a switch is 35 % slower, and the slowdown fades only with the
+    row's own reading (SWITCH_WARMUP_S), so it must not be charged to the block."""
     t0 = time.perf_counter()
     k = 0
     while k < SWITCH_WARMUP_TOKENS or (time.perf_counter() - t0 < SWITCH_WARMUP_S
