@@ -30,7 +30,7 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
 3. link: when the read's first byte is ready (earliest unit begin + command latency) it
    takes the shared link, a FIFO server, for (wake + `link_overhead_us` / (1 +
    `link_amortization_per_read` × (reads in flight − 1)) + length /
-   `link_bandwidth_mb_s`) × (1 +
+   `link_bandwidth_mb_s` × transfer_factor(i, offset, length, `link_transfer_spread`)) × (1 +
    `link_congestion_per_read` × (reads in flight − 1)) (cut-through: the transfer overlaps
    the units). wake = `link_wakeup_us` if the link is idle when the read arrives (not free
    after that instant), else 0: a back end that sleeps when idle (a virtual disk's I/O
@@ -43,6 +43,9 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    serves the requests waiting on its queue in one pass (one notification, one interrupt)
    spends less command processing per read the more reads are in flight, so a virtual
    disk's per-read time keeps falling with queue depth (validation run F, issue 5).
+   transfer_factor is a per-read Weibull multiplier of mean 1 like the command factor (but
+   drawn apart from it): large reads on a real disk vary too (1 MiB at QD 1: p99 / p50 =
+   1.43 measured, issue 5), and a token's tail follows from its reads' spread; 0 = none.
 4. host completion: at d_i the worker runs the completion job (`host_completion_us`, the
    reaping) arriving at d_i; finish_s[i] = its end, so host queueing for the reap counts
    in latency. The worker then picks its next read; the submit job arrives at finish_s[i]
@@ -122,6 +125,8 @@ class ModelConstants:
     command_inv_gamma: float = 1.0
     batch_start_s: float = 0.0
     call_s: float = 0.0
+    transfer_spread: float = 0.0
+    transfer_inv_gamma: float = 1.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -141,7 +146,9 @@ class ModelConstants:
                    command_spread=float(params.command_latency_spread),
                    command_inv_gamma=1.0 / math.gamma(1.0 + params.command_latency_spread),
                    batch_start_s=params.batch_start_us * 1e-6,
-                   call_s=params.host_call_us * 1e-6)
+                   call_s=params.host_call_us * 1e-6,
+                   transfer_spread=float(params.link_transfer_spread),
+                   transfer_inv_gamma=1.0 / math.gamma(1.0 + params.link_transfer_spread))
 
 
 _MASK64 = (1 << 64) - 1
@@ -167,6 +174,24 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
     if spread == 0.0:
         return 1.0
     z = _mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
+    u = (z >> 11) * (1.0 / 9007199254740992.0)
+    e = -math.log1p(-u)
+    return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0
+
+
+TRANSFER_SALT = 0x6A09E667F3BCC909
+"""Mixed into a read's hash for its transfer factor, so it is drawn apart from its command
+factor (fast.py uses the same constant)."""
+
+
+def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: float) -> float:
+    """Read i's link-transfer multiplier: command_factor's Weibull (mean 1) drawn from the
+    hash of (i, offset, length) mixed once more with TRANSFER_SALT; `inv_gamma` = 1 /
+    Γ(1 + spread) (ModelConstants.transfer_inv_gamma)."""
+    if spread == 0.0:
+        return 1.0
+    z = _mix64(_mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
+               ^ TRANSFER_SALT)
     u = (z >> 11) * (1.0 / 9007199254740992.0)
     e = -math.log1p(-u)
     return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0

@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from .base import (DeviceRun, ModelConstants, check_batch_ptr, check_reads, command_factor,
-                   REAP, SUBMIT, host_claim, unit_shares)
+                   REAP, SUBMIT, host_claim, transfer_factor, unit_shares)
 from .profile import DeviceParams, load_params
 
 
@@ -95,7 +95,10 @@ class FlashDevice:
                     link_begin = now
                     wake = k.wakeup_s
                 overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
-                transfer = (wake + overhead + lengths[i] / k.link_bytes_per_s) * (
+                bytes_s = lengths[i] / k.link_bytes_per_s * transfer_factor(
+                    first_index + i, offsets[i], lengths[i], k.transfer_spread,
+                    k.transfer_inv_gamma)
+                transfer = (wake + overhead + bytes_s) * (
                     1.0 + k.congestion * (state["in_flight"] - 1))
                 state["link_free"] = link_begin + transfer
                 done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \

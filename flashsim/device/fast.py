@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import DeviceRun, ModelConstants, check_batch_ptr, check_reads
+from .base import TRANSFER_SALT, DeviceRun, ModelConstants, check_batch_ptr, check_reads
 from .profile import DeviceParams, load_params
 
 
@@ -101,6 +101,18 @@ def _command_factor(i, offset, length, spread, inv_gamma):
 
 
 @njit(cache=True, inline="always")
+def _transfer_factor(i, offset, length, spread, inv_gamma):
+    """base.transfer_factor: the command factor's hash mixed once more with TRANSFER_SALT."""
+    if spread == 0.0:
+        return 1.0
+    z = _mix64(_mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
+               ^ np.uint64(TRANSFER_SALT))
+    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    e = -np.log1p(-u)
+    return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
 def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
            unit_bps, stripe, unit_free, start, flash_end):
     """Issue read i (its index in the whole call) at `t_issue`: claim its flash units; return
@@ -150,7 +162,7 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
               congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
               command_spread, command_inv_gamma, batch_start_s, call_s, start, finish,
-              makespan, amortization):
+              makespan, amortization, transfer_spread, transfer_inv_gamma):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     cpu_kind = np.zeros(max(n_cpus, 1), dtype=np.int64)
@@ -199,7 +211,9 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                     link_begin = now
                     wake = wakeup_s
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                link_free = link_begin + (wake + ovh + length[i] / link_bps) * (
+                bytes_s = length[i] / link_bps * _transfer_factor(
+                    i, off[i], length[i], transfer_spread, transfer_inv_gamma)
+                link_free = link_begin + (wake + ovh + bytes_s) * (
                     1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i]
                 done = (fe if fe > link_free else link_free) + transport_s
@@ -250,7 +264,7 @@ class FastDevice:
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
                   k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma,
                   k.batch_start_s, k.call_s, start, finish,
-                  makespan, k.amortization)
+                  makespan, k.amortization, k.transfer_spread, k.transfer_inv_gamma)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

@@ -11,7 +11,7 @@ import functools
 import math
 
 import numpy as np
-from scipy.optimize import least_squares, minimize
+from scipy.optimize import least_squares, minimize, minimize_scalar
 
 from ..errors import InputError
 from .fast import FastDevice
@@ -323,8 +323,44 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False,
             best = (score, n_units, stripe, host_cpus, x)
     params = _params_from(best[4], best[1], best[2], best[3])
     rounded = {k: float(f"{getattr(params, k):.5g}") for k in _CONT}
-    return DeviceParams(n_units=params.n_units, stripe_bytes=params.stripe_bytes,
-                        host_cpus=params.host_cpus, **rounded)
+    params = DeviceParams(n_units=params.n_units, stripe_bytes=params.stripe_bytes,
+                          host_cpus=params.host_cpus, **rounded)
+    spread = fit_transfer_spread(params, points)
+    return params.model_copy(update={"link_transfer_spread": float(f"{spread:.4g}")})
+
+
+TRANSFER_SPREAD_MIN_CHUNK = 65536
+"""The transfer spread is fitted on a QD 1 point of at least this chunk size, where the
+link transfer is most of a read's time (below it the command latency dominates)."""
+TRANSFER_SPREAD_READS = 4000
+"""Reads simulated per trial of the transfer-spread fit (a stable p99)."""
+
+
+def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint]) -> float:
+    """`link_transfer_spread` that gives the model the measured latency p99 / p50 at the
+    largest-chunk steady QD 1 point (≥ TRANSFER_SPREAD_MIN_CHUNK, with both percentiles);
+    0 without such a point. A 1-D fit after the others: the spread (mean 1) leaves QD 1
+    means alone, and means are all the main fit sees."""
+    tails = [p for p in points if p.queue_depth == 1 and p.batch_reads is None
+             and p.pattern == "random" and p.chunk_bytes >= TRANSFER_SPREAD_MIN_CHUNK
+             and p.latency_p50_us and p.latency_p99_us]
+    if not tails:
+        return 0.0
+    p = max(tails, key=lambda q: q.chunk_bytes)
+    target = math.log(p.latency_p99_us / p.latency_p50_us)
+    off, length = _cached_reads(int(p.chunk_bytes), 1, "random", TRANSFER_SPREAD_READS)
+
+    def miss(spread: float) -> float:
+        run = FastDevice(params.model_copy(update={"link_transfer_spread": spread})).run(
+            off, length, 1)
+        _, lat = _steady_core(run.start_s, run.finish_s, p.chunk_bytes, 1)
+        p50, p99 = np.percentile(lat, [50, 99])
+        return (math.log(p99 / p50) - target) ** 2
+
+    if miss(0.0) == 0.0 or target <= 0.0:
+        return 0.0
+    r = minimize_scalar(miss, bounds=(0.0, 1.0), method="bounded", options={"xatol": 2e-3})
+    return float(r.x) if miss(float(r.x)) < miss(0.0) else 0.0
 
 
 def fit_profile(profile: DeviceProfile, *, quick: bool = False,

@@ -78,6 +78,12 @@ class DeviceParams(StrictModel):
                     "read, as flashsim's AIO reader and fio's libaio), a reap only when it does "
                     "not follow a reap on its CPU (a run of completions is one io_getevents); "
                     "0 = none")
+    link_transfer_spread: float = Field(
+        default=0.0, ge=0.0, le=2.0,
+        description="read-to-read variation of the link transfer time (the bytes part): "
+                    "factor E^spread / Γ(1 + spread), E ~ Exp(1) (Weibull, mean 1), drawn "
+                    "apart from the command factor; fitted to the largest chunk's latency "
+                    "p99 / p50 at QD 1; 0 = every transfer alike")
     batch_start_us: float = Field(
         default=0.0, ge=0.0,
         description="fixed cost at the start of every batch: its first reads may be submitted "
