@@ -7,6 +7,7 @@ import pytest
 
 from flashsim.cli import main
 from flashsim.cost import ComputeModel, simulate
+from flashsim.cost.simulate import io_seconds, io_seconds_draws
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace, ModelGeometry, NeuronSets
 
@@ -44,6 +45,18 @@ def test_sparse_token_costs_by_hand(engine, qd):
     assert summary["throughput_mb_s"] == pytest.approx(10 * ROW / (10 * 101e-6) / 1e6)
     assert summary["io_ms_p50"] == pytest.approx(5 * 0.101)
     assert summary["read_amplification"] == 1.0
+
+
+def test_draws_repeat_the_plan_each_with_its_own_spread():
+    plan = make_layout("sparse").plan(hand_trace())
+    # without spreads every pass is the same plan on the same device: identical times
+    same = io_seconds_draws(plan, SERIAL, 1, 3)
+    assert same.shape == (3, plan.n_tokens, plan.n_layers)
+    assert np.all(same == same[0]) and same[0] == pytest.approx(io_seconds(plan, SERIAL, 1))
+    spread = {**SERIAL, "command_latency_spread": 1.0, "link_transfer_spread": 0.5}
+    draws = io_seconds_draws(plan, spread, 1, 3)
+    assert draws[0] == pytest.approx(io_seconds(plan, spread, 1))  # pass 0 is the plain run
+    assert not np.allclose(draws[1], draws[0]) and not np.allclose(draws[2], draws[1])
 
 
 def test_bundled_costs_half_the_command_latency_of_sparse():

@@ -186,3 +186,13 @@ def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeyp
         assert sorted(t for c in calls for t in c) == list(range(plan.n_tokens))
     finally:
         reader.close()
+
+
+def test_row_stats_takes_the_median_of_the_simulator_draws():
+    measured = np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]]) * 1e-3
+    draws = np.array([[1.0, 3.0, 4.0], [2.0, 2.0, 4.0], [1.2, 2.2, 8.0]]) * 1e-3
+    row = row_stats(measured, draws)
+    # per-token medians of the draws: 1.2, 2.2, 4 ms → errors 20, 10, 0 % → median 10 %
+    assert row["error_p50_pct"] == pytest.approx(10.0)
+    assert row["predicted_io_ms_p50"] == pytest.approx(2.2)
+    assert row == row_stats(measured, np.median(draws, axis=0))

@@ -31,6 +31,22 @@ def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast
     return np.asarray(makespan, dtype=np.float64).reshape(plan.n_tokens, plan.n_layers)
 
 
+def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
+                     engine: str = "fast") -> np.ndarray:
+    """Device makespan per (draw, token, layer), seconds, shape [draws, n_tokens, n_layers].
+
+    The plan is simulated `draws` times in one call, each pass with its own per-read
+    command and transfer factors (they are drawn from a read's index in the call), as the
+    real reader's repetitions each meet the disk's variation anew. Pass 0 is io_seconds.
+    """
+    device = make_device(profile, engine)
+    n = plan.n_reads
+    ptr = np.concatenate([plan.batch_ptr[:-1] + d * n for d in range(draws)] + [[draws * n]])
+    makespan = device.run_batches(np.tile(plan.offset_bytes, draws),
+                                  np.tile(plan.length_bytes, draws), ptr, queue_depth)
+    return np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
+
+
 def _pcts(values: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 

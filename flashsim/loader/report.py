@@ -28,7 +28,7 @@ def figure_png(result) -> bytes:
     lo, hi = np.inf, 0.0
     for (name, qd), d in result.per_token.items():
         meas = np.median(d["measured_s"], axis=0) * 1e3
-        pred = d["predicted_s"] * 1e3
+        pred = np.median(np.atleast_2d(d["predicted_s"]), axis=0) * 1e3
         ok = meas > 0
         lo, hi = min(lo, meas[ok].min(), pred[ok].min()), max(hi, meas.max(), pred.max())
         ax1.scatter(meas[ok], pred[ok], s=6, alpha=0.5, color=cmap(names.index(name) % 10),
@@ -39,7 +39,7 @@ def figure_png(result) -> bytes:
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     ax1.set_xlabel("measured I/O ms per token (median of reps)")
-    ax1.set_ylabel("predicted I/O ms per token")
+    ax1.set_ylabel("predicted I/O ms per token (median of draws)")
     ax1.legend(fontsize=6, ncol=2)
     rows = result.rows
     x = np.arange(len(rows))

@@ -7,7 +7,9 @@ measured I/O time is the sum over its layers (layer l's reads start after layer 
 `cost.simulate.io_seconds`, which gives the prediction). Repetitions run in rounds over all
 layouts and QDs, each row read in blocks of tokens interleaved with the other rows' blocks
 (the order rotates), so the drift of a shared disk (it moves by ~20 % over minutes here)
-hits every row alike. A token's measured time is the median of its repetitions.
+hits every row alike. A token's measured time is the median of its repetitions; its
+predicted time likewise the median over as many simulator passes, each with its own per-read
+draws of the model's command and transfer spreads (`cost.simulate.io_seconds_draws`).
 
 - error_p50_pct: median over tokens of |predicted - measured| / measured;
 - error_p99_pct: |predicted p99 - measured p99| / measured p99 (tail agreement);
@@ -194,8 +196,11 @@ def _noise(times: np.ndarray) -> np.ndarray:
 
 
 def row_stats(measured_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, Any]:
-    """Summary of one layout × QD row; `measured_s` is [reps, n_tokens], `predicted_s` [n_tokens]."""
+    """Summary of one layout × QD row; `measured_s` is [reps, n_tokens], `predicted_s`
+    [draws, n_tokens] or [n_tokens]: both sides are taken per token as the median over
+    their repetitions (draws), then compared."""
     meas = np.median(measured_s, axis=0)
+    predicted_s = np.median(np.atleast_2d(predicted_s), axis=0)
     ok = meas > 0
     err = np.abs(predicted_s[ok] - meas[ok]) / meas[ok] * 100
     m50, m99 = np.percentile(meas, [50, 99])
@@ -254,7 +259,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     short batches of `calibration_batch_reads` reads (empty: none) at the plans' QDs, read
     exactly as a plan's batches are, so the fit sees the per-batch start and ramp-up.
     """
-    from ..cost.simulate import io_seconds
+    from ..cost.simulate import io_seconds_draws
     from ..device import load_params
     from ..layout.registry import make_layout
 
@@ -359,7 +364,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     per_token = {}
     for i, q in keys:
         plan = plans[i]
-        pred = io_seconds(plan, params, q, engine).sum(axis=1)
+        # one simulator pass per repetition, each with its own per-read draws
+        pred = io_seconds_draws(plan, params, q, reps, engine).sum(axis=2)
         row = {"layout": layouts[i].name, "queue_depth": int(q), "n_tokens": plan.n_tokens,
                "reads_per_token": float(plan.reads_per_token().mean()),
                "bytes_per_token": float(plan.bytes_per_token().mean()),
