@@ -3,10 +3,12 @@ weight store in the validation study's store folder (built there if missing)."""
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from flashsim.layout.plan import IOPlan
 from flashsim.layout.registry import make_layout
+from flashsim.loader.reader import DirectReader
 from flashsim.loader.store import WeightStore, store_for
 from flashsim.model.bundled import REFERENCE_TRACE
 from flashsim.model.checkpoint import load_checkpoint
@@ -25,3 +27,17 @@ def plan_and_store(layout_name: str) -> tuple[IOPlan, WeightStore]:
     plan = layout.plan(trace, which="predicted")
     store.check_plan(plan)
     return plan, store
+
+
+def random_reads(layout_name: str = "sparse", seed: int = 0):
+    """read(chunk, n, qd): n random chunk-aligned reads of the layout's store at `qd` with the
+    native-AIO reader (their BatchTimes), for history.py and warmth.py."""
+    _, store = plan_and_store(layout_name)
+    reader = DirectReader(store.path, engine="aio")
+    rng = np.random.default_rng(seed)
+    span = store.file_bytes
+
+    def read(chunk: int, n: int, qd: int):
+        return reader.read_batch(rng.integers(0, span // chunk, n) * chunk, np.full(n, chunk), qd)
+
+    return read, rng

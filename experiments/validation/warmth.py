@@ -15,18 +15,10 @@ import sys
 import time
 
 import numpy as np
-from diag import plan_and_store
-from flashsim.loader.reader import DirectReader
+from diag import random_reads
 
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-_, store = plan_and_store("sparse")
-reader = DirectReader(store.path, engine="aio")
-rng = np.random.default_rng(0)
-span = store.file_bytes
-
-
-def read(chunk: int, n: int, qd: int):
-    return reader.read_batch(rng.integers(0, span // chunk, n) * chunk, np.full(n, chunk), qd)
+read, rng = random_reads("sparse")
 
 
 def spin(seconds: float) -> None:

@@ -173,7 +173,15 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
     """
     if spread == 0.0:
         return 1.0
-    z = _mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
+    return _weibull(_read_hash(i, offset, length), spread, inv_gamma)
+
+
+def _read_hash(i: int, offset: int, length: int) -> int:
+    return _mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
+
+
+def _weibull(z: int, spread: float, inv_gamma: float) -> float:
+    """E^spread / Γ(1 + spread) with E ~ Exp(1) taken from the 64-bit hash z."""
     u = (z >> 11) * (1.0 / 9007199254740992.0)
     e = -math.log1p(-u)
     return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0
@@ -190,11 +198,7 @@ def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: 
     Γ(1 + spread) (ModelConstants.transfer_inv_gamma)."""
     if spread == 0.0:
         return 1.0
-    z = _mix64(_mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
-               ^ TRANSFER_SALT)
-    u = (z >> 11) * (1.0 / 9007199254740992.0)
-    e = -math.log1p(-u)
-    return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0
+    return _weibull(_mix64(_read_hash(i, offset, length) ^ TRANSFER_SALT), spread, inv_gamma)
 
 
 SUBMIT, REAP = 1, 2

@@ -90,14 +90,25 @@ def _mix64(z):
 
 
 @njit(cache=True, inline="always")
+def _read_hash(i, offset, length):
+    """base._read_hash: the 64-bit hash of (i, offset, length)."""
+    return _mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
+
+
+@njit(cache=True, inline="always")
+def _weibull(z, spread, inv_gamma):
+    """base._weibull: E^spread / Γ(1 + spread) with E ~ Exp(1) from the hash z."""
+    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    e = -np.log1p(-u)
+    return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
 def _command_factor(i, offset, length, spread, inv_gamma):
     """base.command_factor: hash(i, offset, length) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
     if spread == 0.0:
         return 1.0
-    z = _mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
-    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    e = -np.log1p(-u)
-    return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
+    return _weibull(_read_hash(i, offset, length), spread, inv_gamma)
 
 
 @njit(cache=True, inline="always")
@@ -105,11 +116,8 @@ def _transfer_factor(i, offset, length, spread, inv_gamma):
     """base.transfer_factor: the command factor's hash mixed once more with TRANSFER_SALT."""
     if spread == 0.0:
         return 1.0
-    z = _mix64(_mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
-               ^ np.uint64(TRANSFER_SALT))
-    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    e = -np.log1p(-u)
-    return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
+    return _weibull(_mix64(_read_hash(i, offset, length) ^ np.uint64(TRANSFER_SALT)), spread,
+                    inv_gamma)
 
 
 @njit(cache=True, inline="always")
