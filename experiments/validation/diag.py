@@ -41,3 +41,15 @@ def random_reads(layout_name: str = "sparse", seed: int = 0):
         return reader.read_batch(rng.integers(0, span // chunk, n) * chunk, np.full(n, chunk), qd)
 
     return read, rng
+
+
+def times_after(read, rng, contexts: dict, chunks, rounds: int) -> dict[tuple[int, str], list[float]]:
+    """µs of one QD 1 read of each chunk right after each context (called with the chunk),
+    contexts in a fresh random order for every chunk of every round."""
+    times: dict[tuple[int, str], list[float]] = {}
+    for _ in range(rounds):
+        for chunk in chunks:
+            for name in rng.permutation(list(contexts)):
+                contexts[name](chunk)
+                times.setdefault((chunk, name), []).append(read(chunk, 1, 1).makespan_s * 1e6)
+    return times

@@ -11,7 +11,7 @@ import sys
 import time
 
 import numpy as np
-from diag import random_reads
+from diag import random_reads, times_after
 
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 read, rng = random_reads("sparse")
@@ -23,12 +23,7 @@ contexts = {
     "after 20 ms idle": lambda chunk: time.sleep(0.02),
 }
 chunks = (16384, 65536, 262144, 1 << 20)
-times: dict[tuple[int, str], list[float]] = {}
-for _ in range(rounds):
-    for chunk in chunks:
-        for name in rng.permutation(list(contexts)):
-            contexts[name](chunk)
-            times.setdefault((chunk, name), []).append(read(chunk, 1, 1).makespan_s * 1e6)
+times = times_after(read, rng, contexts, chunks, rounds)
 print("chunk   " + "".join(f"{name:>22}" for name in contexts))
 for chunk in chunks:
     print(f"{chunk >> 10:5} K " + "".join(f"{np.median(times[(chunk, n)]):20.0f}us"

@@ -15,7 +15,7 @@ import sys
 import time
 
 import numpy as np
-from diag import random_reads
+from diag import random_reads, times_after
 
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 read, rng = random_reads("sparse")
@@ -46,12 +46,7 @@ contexts = {
     "4Kx40 only": lambda chunk: [read(4096, 40, 8) for _ in range(10)],
 }
 chunks = (16384, 1 << 20)
-times: dict[tuple[int, str], list[float]] = {}
-for _ in range(rounds):
-    for chunk in chunks:
-        for name in rng.permutation(list(contexts)):
-            contexts[name](chunk)
-            times.setdefault((chunk, name), []).append(read(chunk, 1, 1).makespan_s * 1e6)
+times = times_after(read, rng, contexts, chunks, rounds)
 for chunk in chunks:
     for name in contexts:
         print(f"{chunk >> 10:5} KiB after {name:12} p50 {np.median(times[(chunk, name)]):6.0f} µs")

@@ -25,10 +25,7 @@ from .memcpy import measure_memcpy_bytes_per_s
 
 def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast") -> np.ndarray:
     """Device makespan per (token, layer), seconds, shape [n_tokens, n_layers]."""
-    device = make_device(profile, engine)
-    makespan = device.run_batches(plan.offset_bytes, plan.length_bytes, plan.batch_ptr,
-                                  queue_depth)
-    return np.asarray(makespan, dtype=np.float64).reshape(plan.n_tokens, plan.n_layers)
+    return io_seconds_draws(plan, profile, queue_depth, 1, engine)[0]
 
 
 def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
@@ -37,7 +34,7 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
 
     The plan is simulated `draws` times in one call, each pass with its own per-read
     command and transfer factors (they are drawn from a read's index in the call), as the
-    real reader's repetitions each meet the disk's variation anew. Pass 0 is io_seconds.
+    real reader's repetitions each meet the disk's variation anew.
     """
     device = make_device(profile, engine)
     n = plan.n_reads

@@ -348,6 +348,8 @@ def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint]) -> floa
         return 0.0
     p = max(tails, key=lambda q: q.chunk_bytes)
     target = math.log(p.latency_p99_us / p.latency_p50_us)
+    if target <= 0.0:
+        return 0.0
     off, length = _cached_reads(int(p.chunk_bytes), 1, "random", TRANSFER_SPREAD_READS)
 
     def miss(spread: float) -> float:
@@ -357,10 +359,8 @@ def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint]) -> floa
         p50, p99 = np.percentile(lat, [50, 99])
         return (math.log(p99 / p50) - target) ** 2
 
-    if miss(0.0) == 0.0 or target <= 0.0:
-        return 0.0
     r = minimize_scalar(miss, bounds=(0.0, 1.0), method="bounded", options={"xatol": 2e-3})
-    return float(r.x) if miss(float(r.x)) < miss(0.0) else 0.0
+    return float(r.x) if r.fun < miss(0.0) else 0.0
 
 
 def fit_profile(profile: DeviceProfile, *, quick: bool = False,
