@@ -252,3 +252,19 @@ def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
     assert sorted(dealt) == sorted(keys(whole))
     # more parts than points: the surplus parts are empty
     assert sum(calibrate(data, grid_part=(j, 12), **kw) is None for j in range(12)) == 2
+
+
+def test_grid_parts_keep_one_point_per_measurement(tmp_path):
+    """With repeats, parts hold each measurement as its own point (a part that measures a
+    point twice holds it twice), so a caller's median is over every measurement."""
+    from collections import Counter
+
+    from flashsim.device.calibrate import calibrate
+
+    data = tmp_path / "data.bin"
+    kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
+              warmup_s=0.0, repeats=3, seed=5, quiet=True)
+    parts = [calibrate(data, grid_part=(j, 2), **kw) for j in range(2)]
+    counts = Counter((p.chunk_bytes, p.queue_depth) for prof in parts for p in prof.points)
+    assert counts == {(c, q): 3 for c in (4096, 65536) for q in (1, 4)}
+    assert all(p.repeats == 1 for prof in parts for p in prof.points)

@@ -13,7 +13,8 @@ pytest.importorskip("torch", reason="the tiny test model is built with transform
 
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
-from flashsim.loader.validate import calibration_grid, row_stats, trace_head, validate  # noqa: E402
+from flashsim.loader.validate import (CALIBRATION_PIECES, calibration_grid, row_stats,  # noqa: E402
+                                      trace_head, validate)
 from flashsim.trace.capture import capture_trace  # noqa: E402
 from opt_builders import build_random_opt, random_predictors  # noqa: E402
 
@@ -137,7 +138,9 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     prof = result.info["profile"]
     assert prof["calibrated"] is True and prof["calibrated_on"].endswith(".ffn")
     assert {p["queue_depth"] for p in prof["points"]} == {1, 2, 4} and prof["rounds"] == 2
-    assert all(p["repeats"] == 2 for p in prof["points"])
+    # every point measured in CALIBRATION_PIECES pieces per rep, each piece kept for the median
+    assert prof["pieces_per_round"] == CALIBRATION_PIECES == 4
+    assert all(p["repeats"] == 2 * CALIBRATION_PIECES for p in prof["points"])
     # short-batch points at the plans' QDs (1, 4), QD cut to the batch size, next to the
     # steady-state ones; the fit reports an error for each
     batch = {(p["queue_depth"], p["batch_reads"], p["pattern"]) for p in prof["points"]

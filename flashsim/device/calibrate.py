@@ -202,7 +202,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
 
     `grid_part` = (j, k): measure only part j of k of each round (its random order dealt out
     round-robin; the same `seed` gives the same parts), so a caller can spread one round
-    over its own work; None when part j is empty.
+    over its own work; None when part j is empty. A part's profile holds one point per
+    measurement (a point measured twice in it appears twice), for the caller to merge.
 
     With `batch_reads` (e.g. 1, 4, 16, 64) also short-batch points: batches of that many
     random reads at each of `batch_qds` (default `qds`), `batch_duration_s` (default half of
@@ -251,8 +252,12 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
             results[key].append(got)
         file_bytes = reader.file_bytes
     total_s = time.perf_counter() - t_begin
-    points = [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
-              for (chunk, qd, n, pattern), reps in results.items() if reps]
+    if grid_part is None:
+        points = [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
+                  for (chunk, qd, n, pattern), reps in results.items() if reps]
+    else:  # one point per measurement: the caller takes the medians over all parts' points
+        points = [median_point(chunk, qd, [rep], batch_reads=n, pattern=pattern)
+                  for (chunk, qd, n, pattern), reps in results.items() for rep in reps]
     if not points:
         return None
     where = describe_location(path)

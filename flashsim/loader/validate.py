@@ -133,25 +133,39 @@ the plans' QDs above 1: they tell the device's striping apart, which random offs
 cannot (a fit on random batches alone can put a layer's reads on one unit)."""
 
 
+CALIBRATION_PIECES = 4
+"""validate measures each calibration point in this many pieces per repetition (each
+1/pieces of the point's time), dealt out between the row blocks: a point's median then
+samples the drifting disk at 4 × reps moments rather than reps, and the fit (and every
+prediction) inherits less of where those few moments fell (stop 12)."""
+
+
 def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                       size_bytes: int = DEFAULT_CALIBRATION_BYTES, duration_s: float = 0.5,
                       seed: int = 0, allow_page_cache: bool = False, engine: str = "auto",
-                      batch_reads=DEFAULT_BATCH_READS, grid_part: tuple[int, int] | None = None):
+                      batch_reads=DEFAULT_BATCH_READS, grid_part: tuple[int, int] | None = None,
+                      pieces: int = 1):
     """One round of a quick calibration on `data_file` (created if missing): every point of
     a grid matched to the plans (chunk sizes at quantiles of their reads, the QDs and the
     powers of two below them), and short batches of `batch_reads` reads of those chunks at
-    the plans' QDs (measured like a plan's batch), once, in random order. A profile without
-    a fit (`grid_part` = (j, k): only part j of k of the round; None if that part is empty)."""
+    the plans' QDs (measured like a plan's batch), `pieces` times (each piece 1/pieces of
+    `duration_s`; every piece of the grid in its own random order). A profile without a fit
+    (`grid_part` = (j, k): only part j of k of the round; None if that part is empty)."""
     from ..device.calibrate import calibrate
 
+    if isinstance(pieces, bool) or int(pieces) < 1:
+        raise InputError(f"{pieces!r} calibration pieces", key="calibration_pieces",
+                         expected="an integer ≥ 1")
     chunks = [c for c in calibration_grid(plans, qds) if c <= size_bytes]
     top = max(qds)
     qd_grid = sorted(set(qds) | {q for q in (1, 2, 4, 8, 16, 32, 64) if q <= top})
+    piece_s = duration_s / int(pieces)
     return calibrate(data_file, size_bytes=size_bytes, chunks=chunks, qds=qd_grid,
-                     duration_s=duration_s, warmup_s=0.1, repeats=1, seed=seed,
-                     allow_page_cache=allow_page_cache, engine=engine, name="validate-calibration",
+                     duration_s=piece_s, warmup_s=0.1 / int(pieces), repeats=int(pieces),
+                     seed=seed, allow_page_cache=allow_page_cache, engine=engine,
+                     name="validate-calibration",
                      batch_reads=batch_reads, batch_qds=sorted(set(qds)),
-                     batch_duration_s=duration_s / 2,
+                     batch_duration_s=piece_s / 2,
                      clustered_reads=CLUSTERED_BATCH_READS if batch_reads else (),
                      description="quick grid measured by flashsim validate --calibrate, "
                                  "rounds interleaved with the validation repetitions",
@@ -242,6 +256,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
              calibration_bytes: int = DEFAULT_CALIBRATION_BYTES, calibrate_on: str = "file",
              calibration_duration_s: float = 0.5, quick_fit: bool = False,
              calibration_batch_reads=DEFAULT_BATCH_READS,
+             calibration_pieces: int = CALIBRATION_PIECES,
              reader_engine: str = "auto", allow_page_cache: bool = False,
              quiet: bool = True) -> ValidationResult:
     """Measure and predict per-token I/O of every layout × QD on `trace` (see module doc).
@@ -258,6 +273,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     (`calibrate_on="store"`: the same file extent the plans read). Each round also measures
     short batches of `calibration_batch_reads` reads (empty: none) at the plans' QDs, read
     exactly as a plan's batches are, so the fit sees the per-batch start and ramp-up.
+    `calibration_pieces`: each point measured in that many pieces per repetition
+    (`calibration_duration_s` split among them).
     """
     from ..cost.simulate import io_seconds_draws
     from ..device import load_params
@@ -333,7 +350,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
                 cal_rounds.append(calibration_round(
                     data_file, plans, qds, size_bytes=size, duration_s=calibration_duration_s,
                     seed=r, allow_page_cache=allow_page_cache, engine=used_engine,
-                    batch_reads=calibration_batch_reads, grid_part=(j % per_rep, per_rep)))
+                    batch_reads=calibration_batch_reads, grid_part=(j % per_rep, per_rep),
+                    pieces=calibration_pieces))
             warm_up(readers[str(stores[i].path)], plans[i], q, block.start)
             m, d = measure_plan(readers[str(stores[i].path)], plans[i], q, block)
             measured[(i, q)][r, block.start:block.stop] = m.sum(axis=1)
@@ -345,7 +363,8 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
         prof = merge_rounds(cal_rounds, quick=quick_fit)
         params = prof.params
         profile_info = {"calibrated": True, "calibrated_on": str(data_file),
-                        "rounds": reps, "params": prof.params.model_dump(),
+                        "rounds": reps, "pieces_per_round": calibration_pieces,
+                        "params": prof.params.model_dump(),
                         "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,
                         "fit_worst_abs_error_pct": prof.fit.worst_abs_error_pct,
                         "fit_batch_weight": VALIDATE_BATCH_WEIGHT,
