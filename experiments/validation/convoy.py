@@ -1,0 +1,41 @@
+"""Do the disk's completions come one by one or in groups? Steady random 4 KiB reads at
+QD 1-32 on the sparse store with the native-AIO reader, against the device model fitted in a
+validate --json output (default: the committed results.json).
+
+A read's finish time is when the reader reaped it; io_getevents returns as soon as one read
+is done, so reads that share a finish time were completed by the disk together. Per QD:
+time per read, the share of completion gaps under 3 µs (1 − 1 / the mean group size) and
+the median latency, measured and modelled.
+
+Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/convoy.py
+[RESULTS.json]. Stop 12 (run T's fit): measured, the share of gaps under 3 µs is 0.50 / 0.75 /
+0.87 / 0.97 at QD 2 / 4 / 8 / 32, so the reads of a full queue complete together (groups of
+about QD reads), while the model completes them one by one. See README.md, stop 12.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from diag import random_reads
+
+from flashsim.device import make_device
+from flashsim.device.profile import DeviceParams
+
+results = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("results.json")
+device = make_device(DeviceParams(**json.loads(results.read_text())["profile"]["params"]))
+read, rng = random_reads("sparse")
+
+
+def describe(start_s: np.ndarray, finish_s: np.ndarray) -> str:
+    f = np.sort(finish_s)[200:-200]
+    gaps_us = np.diff(f) * 1e6
+    return (f"{np.mean(gaps_us):5.1f} µs a read, gaps < 3 µs {np.mean(gaps_us < 3):.2f}, "
+            f"latency p50 {np.median(finish_s - start_s) * 1e6:6.1f} µs")
+
+
+for qd in (1, 2, 4, 8, 32):
+    real = read(4096, 4000, qd)
+    model = device.run(rng.integers(0, 1 << 18, 4000) * 4096, np.full(4000, 4096), qd)
+    print(f"QD {qd:2}  measured: {describe(real.start_s, real.finish_s)}   "
+          f"model: {describe(model.start_s, model.finish_s)}")
