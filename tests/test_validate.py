@@ -112,6 +112,7 @@ def test_validate_cli_json_and_report(model, tmp_path, capsys):
     (["--device", PROFILE, "--layouts", "bogus"], "unknown layout"),
     (["--device", PROFILE, "--qd", "0"], "--qd"),
     (["--device", PROFILE, "--report", "x.pdf"], "report"),
+    (["--calibrate", "--calibration-pieces", "0"], "calibration pieces"),
 ])
 def test_validate_bad_input_is_one_line(model, tmp_path, capsys, extra, message):
     capsys.readouterr()

@@ -8,9 +8,10 @@ time per read, the share of completion gaps under 3 µs (1 − 1 / the mean grou
 the median latency, measured and modelled.
 
 Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/convoy.py
-[RESULTS.json]. Stop 12 (run T's fit): measured, the share of gaps under 3 µs is 0.50 / 0.75 /
-0.87 / 0.97 at QD 2 / 4 / 8 / 32, so the reads of a full queue complete together (groups of
-about QD reads), while the model completes them one by one. See README.md, stop 12.
+[RESULTS.json]. Stop 12 (run V's fit), QD 1 / 2 / 4 / 8 / 32: measured 70.8 / 46.7 / 27.6 /
+19.5 / 13.8 µs a read, gaps under 3 µs 0.00 / 0.50 / 0.75 / 0.87 / 0.97, so the reads of a
+full queue complete together (groups of about QD reads); model 76.1 / 38.2 / 24.3 / 19.6 /
+15.7 µs a read, no gaps under 3 µs: it completes reads one by one. See README.md, stop 12.
 """
 import json
 import sys

@@ -153,9 +153,6 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
     (`grid_part` = (j, k): only part j of k of the round; None if that part is empty)."""
     from ..device.calibrate import calibrate
 
-    if isinstance(pieces, bool) or int(pieces) < 1:
-        raise InputError(f"{pieces!r} calibration pieces", key="calibration_pieces",
-                         expected="an integer ≥ 1")
     chunks = [c for c in calibration_grid(plans, qds) if c <= size_bytes]
     top = max(qds)
     qd_grid = sorted(set(qds) | {q for q in (1, 2, 4, 8, 16, 32, 64) if q <= top})
@@ -282,6 +279,9 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
 
     if reps < 1:
         raise InputError(f"{reps} repetitions", key="reps", expected="at least 1")
+    if isinstance(calibration_pieces, bool) or int(calibration_pieces) < 1:
+        raise InputError(f"{calibration_pieces!r} calibration pieces", key="calibration_pieces",
+                         expected="an integer ≥ 1")
     if not qds or any(isinstance(q, bool) or int(q) < 1 for q in qds):
         raise InputError(f"queue depths {qds}", key="qd", expected="integers ≥ 1")
     if not layout_names:
