@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
                      help="seconds per calibration point and repetition (default 0.5)")
     val.add_argument("--calibration-pieces", type=int, default=None,
                      help="measure each calibration point in this many shorter pieces per "
-                          "repetition, dealt out apart (default 4)")
+                          "repetition, dealt out apart (default: validate.CALIBRATION_PIECES, 4)")
     val.add_argument("--calibration-batch-reads", default="1,4,16,64",
                      help="short-batch calibration points: batches of these many reads at "
                           "the plans' QDs, read like a plan's batch (default 1,4,16,64; "
@@ -199,7 +199,7 @@ _VALIDATE_COLS = [("layout", "layout", "s"), ("queue_depth", "QD", "d"),
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from ..trace.format import ActivationTrace
-    from .validate import meets_goal, validate
+    from .validate import CALIBRATION_PIECES, meets_goal, validate
 
     names = [n.strip() for n in args.layouts.split(",") if n.strip()]
     qds = parse_int_list(args.qd, key="--qd")
@@ -221,8 +221,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       train_trace=train, which=args.which,
                       calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
                       calibration_duration_s=args.calibration_duration, quick_fit=args.quick_fit,
-                      **({} if args.calibration_pieces is None else
-                         {"calibration_pieces": args.calibration_pieces}),
+                      calibration_pieces=CALIBRATION_PIECES if args.calibration_pieces is None
+                      else args.calibration_pieces,
                       reader_engine=args.reader_engine, calibration_batch_reads=batch_reads,
                       allow_page_cache=args.allow_page_cache, quiet=args.json)
     for row in result.rows:
