@@ -46,6 +46,23 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    transfer_factor is a per-read Weibull multiplier of mean 1 like the command factor (but
    drawn apart from it): large reads on a real disk vary too (1 MiB at QD 1: p99 / p50 =
    1.43 measured, issue 5), and a token's tail follows from its reads' spread; 0 = none.
+3'. link in passes (`link_passes`; replaces step 3): the link is a back end that serves the
+   reads waiting on it in one pass, and completes them together (a virtual disk: its I/O
+   thread drains the queue, one interrupt reaps them all; validation measured that a full
+   queue completes as one group, and a read's time falls as host work + pass / QD). A read
+   joins the back end's queue when it is issued (start_s). If no pass is open, it opens one
+   that begins at the link's free time, or `link_wakeup_us` after the read when the link is
+   idle; reads issued before the pass begins join it, later ones open the next. With shared
+   host CPUs a pass begins only when every host CPU is idle (else it is put off to the time
+   the last one frees, and checked again then): the back end does not run while the host
+   thread is submitting or reaping, so host work and back-end work add up. The pass lasts
+   `link_pass_us` + the sum over its reads (in join order) of (`link_overhead_us` / (1 +
+   amortization × (in flight − 1)) + length / `link_bandwidth_mb_s` × transfer_factor) × (1
+   + congestion × (in flight − 1)), in flight counted when the read joined; every read of
+   the pass is done at max(pass end, its last unit done) + `transport_latency_us`. The
+   engines schedule, in this order: one event at the begin (and one more each time it is
+   put off), one at the close (every member waits on it), then each member's done event in
+   join order.
 4. host completion: at d_i the worker runs the completion job (`host_completion_us`, the
    reaping) arriving at d_i; finish_s[i] = its end, so host queueing for the reap counts
    in latency. The worker then picks its next read; the submit job arrives at finish_s[i]
@@ -127,6 +144,8 @@ class ModelConstants:
     call_s: float = 0.0
     transfer_spread: float = 0.0
     transfer_inv_gamma: float = 1.0
+    passes: bool = False
+    pass_s: float = 0.0
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> "ModelConstants":
@@ -148,7 +167,9 @@ class ModelConstants:
                    batch_start_s=params.batch_start_us * 1e-6,
                    call_s=params.host_call_us * 1e-6,
                    transfer_spread=float(params.link_transfer_spread),
-                   transfer_inv_gamma=1.0 / math.gamma(1.0 + params.link_transfer_spread))
+                   transfer_inv_gamma=1.0 / math.gamma(1.0 + params.link_transfer_spread),
+                   passes=bool(params.link_passes),
+                   pass_s=params.link_pass_us * 1e-6)
 
 
 _MASK64 = (1 << 64) - 1

@@ -55,7 +55,7 @@ class FlashDevice:
         unit_free = [0.0] * k.n_units
         cpu_free = [0.0] * k.host_cpus  # empty: every worker has its own host CPU
         cpu_kind = [0] * k.host_cpus  # kind of each CPU's last job (0: none yet)
-        state = {"next": 0, "link_free": 0.0, "in_flight": 0}
+        state = {"next": 0, "link_free": 0.0, "in_flight": 0, "pass": None}
         offsets = off.tolist()
         lengths = length.tolist()
 
@@ -85,6 +85,17 @@ class FlashDevice:
                         first_begin = begin
                     if done > flash_end:
                         flash_end = done
+                if k.passes:  # the read joins the back end's queue when it is issued
+                    yield env.timeout(t_issue - now)
+                    done = yield from join_pass(i, flash_end)
+                    yield env.timeout(done - env.now)
+                    state["in_flight"] -= 1
+                    arrive = host_claim(cpu_free, env.now, k.completion_s, REAP, cpu_kind,
+                                        k.call_s)
+                    finish[i] = arrive
+                    if cpu_free:
+                        yield env.timeout(arrive - env.now)
+                    continue
                 yield env.timeout((first_begin + command_s) - now)
                 # shared link: FIFO by first-byte time, cut-through with the units
                 now = env.now
@@ -111,6 +122,32 @@ class FlashDevice:
                 finish[i] = arrive
                 if cpu_free:  # shared CPUs: the next submit queues from the reap's end
                     yield env.timeout(arrive - env.now)
+
+        def join_pass(i, flash_end):
+            """Join the open pass (or open one); wait for its close; the read's done time."""
+            now = env.now
+            pas = state["pass"]
+            if pas is None:
+                begin = state["link_free"] if state["link_free"] > now else now + k.wakeup_s
+                pas = state["pass"] = {"cost": k.pass_s, "close": env.event()}
+                env.timeout(begin - now).callbacks.append(lambda _, p=pas: pass_begin(p))
+            overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
+            bytes_s = lengths[i] / k.link_bytes_per_s * transfer_factor(
+                first_index + i, offsets[i], lengths[i], k.transfer_spread,
+                k.transfer_inv_gamma)
+            pas["cost"] += (overhead + bytes_s) * (1.0 + k.congestion * (state["in_flight"] - 1))
+            end = yield pas["close"]
+            return (flash_end if flash_end > end else end) + k.transport_s
+
+        def pass_begin(pas):
+            """Begin the pass now if every host CPU is idle, else put it off until they are."""
+            busy = max(cpu_free) if cpu_free else 0.0
+            if busy > env.now:
+                env.timeout(busy - env.now).callbacks.append(lambda _: pass_begin(pas))
+                return
+            state["pass"] = None
+            state["link_free"] = env.now + pas["cost"]
+            pas["close"].succeed(state["link_free"])
 
         for _ in range(min(queue_depth, n)):
             env.process(worker())

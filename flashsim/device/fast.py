@@ -170,14 +170,16 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
 def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_bps, stripe,
               congestion, transport_s, link_overhead_s, n_cpus, completion_s, wakeup_s,
               command_spread, command_inv_gamma, batch_start_s, call_s, start, finish,
-              makespan, amortization, transfer_spread, transfer_inv_gamma):
+              makespan, amortization, transfer_spread, transfer_inv_gamma, passes, pass_s):
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     cpu_kind = np.zeros(max(n_cpus, 1), dtype=np.int64)
-    heap_t = np.empty(qd + 1)
-    heap_s = np.empty(qd + 1, dtype=np.int64)
-    heap_p = np.empty(qd + 1, dtype=np.int64)
+    heap_t = np.empty(qd + 3)  # a worker's event each, a pass's begin and close
+    heap_s = np.empty(qd + 3, dtype=np.int64)
+    heap_p = np.empty(qd + 3, dtype=np.int64)
     flash_end = np.empty(len(off))
+    open_members = np.empty(qd, dtype=np.int64)  # the open pass's reads, in join order
+    closing_members = np.empty(qd, dtype=np.int64)  # the closed pass's, until its close event
     for b in range(len(ptr) - 1):
         lo = ptr[b]
         hi = ptr[b + 1]
@@ -188,6 +190,11 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
         cpu_free[:] = 0.0
         cpu_kind[:] = 0
         link_free = 0.0
+        n_open = 0
+        pass_open = False
+        pass_cost = 0.0
+        n_closing = 0
+        closing_end = 0.0
         size = 0
         seq = 0
         in_flight = 0
@@ -202,6 +209,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             t_first = _issue(i, t_issue, off, length, command_s, command_spread,
                              command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
                              flash_end)
+            if passes:  # the read joins the back end's queue when it is issued
+                t_first = t_issue
             size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
             seq += 1
         mk = 0.0
@@ -211,7 +220,47 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
             size = _pop_fix(heap_t, heap_s, heap_p, size)
             i = p >> 2
             kind = p & 3
-            if kind == 0:  # first byte ready: take the shared link
+            if kind == 3:  # a pass event: i = 0 its begin, 1 its close
+                if i == 0:
+                    busy = 0.0
+                    for c in range(n_cpus):
+                        if cpu_free[c] > busy:
+                            busy = cpu_free[c]
+                    if busy > now:  # a host CPU is busy: put the begin off
+                        size = _push(heap_t, heap_s, heap_p, size, now + (busy - now), seq, 3)
+                        seq += 1
+                        continue
+                    link_free = now + pass_cost
+                    closing_end = link_free
+                    n_closing = n_open
+                    closing_members[:n_open] = open_members[:n_open]
+                    n_open = 0
+                    pass_open = False
+                    size = _push(heap_t, heap_s, heap_p, size, now, seq, 7)
+                    seq += 1
+                else:  # the close: every member's done event, in join order
+                    for m in range(n_closing):
+                        j = closing_members[m]
+                        fe = flash_end[j]
+                        done = (fe if fe > closing_end else closing_end) + transport_s
+                        size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq,
+                                     4 * j + 1)
+                        seq += 1
+                    n_closing = 0
+            elif kind == 0 and passes:  # issued: join the open pass, or open one
+                if not pass_open:
+                    begin = link_free if link_free > now else now + wakeup_s
+                    pass_open = True
+                    pass_cost = pass_s
+                    size = _push(heap_t, heap_s, heap_p, size, now + (begin - now), seq, 3)
+                    seq += 1
+                ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
+                bytes_s = length[i] / link_bps * _transfer_factor(
+                    i, off[i], length[i], transfer_spread, transfer_inv_gamma)
+                pass_cost += (ovh + bytes_s) * (1.0 + congestion * (in_flight - 1))
+                open_members[n_open] = i
+                n_open += 1
+            elif kind == 0:  # first byte ready: take the shared link
                 if link_free > now:  # busy link: the read joins the back end's run
                     link_begin = link_free
                     wake = 0.0
@@ -250,6 +299,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                     t_first = _issue(i, t_issue, off, length, command_s,
                                      command_spread, command_inv_gamma, n_units, unit_bps,
                                      stripe, unit_free, start, flash_end)
+                    if passes:
+                        t_first = t_issue
                     size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq, 4 * i)
                     seq += 1
         makespan[b] = mk
@@ -272,7 +323,8 @@ class FastDevice:
                   k.congestion, k.transport_s, k.link_overhead_s, int(k.host_cpus),
                   k.completion_s, k.wakeup_s, k.command_spread, k.command_inv_gamma,
                   k.batch_start_s, k.call_s, start, finish,
-                  makespan, k.amortization, k.transfer_spread, k.transfer_inv_gamma)
+                  makespan, k.amortization, k.transfer_spread, k.transfer_inv_gamma,
+                  bool(k.passes), k.pass_s)
         return start, finish, makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:

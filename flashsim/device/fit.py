@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import least_squares, minimize, minimize_scalar
@@ -186,13 +187,17 @@ def summarize(errors: list[PointError]) -> FitInfo:
 _CONT = ("host_overhead_us", "command_latency_us", "unit_bandwidth_mb_s", "link_bandwidth_mb_s",
          "link_congestion_per_read", "link_overhead_us", "host_completion_us",
          "transport_latency_us", "link_wakeup_us", "command_latency_spread", "host_call_us",
-         "link_amortization_per_read", "batch_start_us")
+         "link_amortization_per_read", "link_pass_us", "batch_start_us")
 _LOG = 4
 """The first _LOG parameters are fitted as logarithms (positive, wide ranges), the rest as is."""
-_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0, 1e3, 1.0, 1e4])
+_LOWER = np.array([*np.log([0.01, 0.1, 1.0, 1.0]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                   0.0])
+_UPPER = np.array([*np.log([5000.0, 1e5, 1e5, 1e6]), 0.1, 1e3, 1e3, 1e4, 1e4, 1.0, 1e3, 1.0, 1e4,
+                   1e4])
 _BATCH_ONLY = len(_CONT) - 1
 """batch_start_us (last) moves short-batch points only: fitted only when there are some."""
+_PASS = _CONT.index("link_pass_us")
+"""link_pass_us acts only with link_passes: a fit without passes leaves it out (at 0)."""
 # command_latency_spread is capped at 1 (exponential). Unbounded, the fit drives it to ~2.7
 # (coefficient of variation 3.5): means fit within 22%, but the median command latency falls
 # to 0.09 × the mean (QD 1 4 KiB p50 43 µs, p99 600 µs against 66 / 127 µs measured), and a
@@ -207,24 +212,41 @@ _PENALTY = 30.0
 MIN_POINTS_FOR_EXTRAS = 10
 """With fewer points only the first four parameters are fitted; the others keep their
 defaults (no congestion, link overhead, completion cost, transport delay; unshared host)."""
-HOST_CPUS_GRID = (0, 1)
-"""Host CPU sharing tried by a full fit (with enough points): each worker its own CPU, or one
-shared CPU (a single submitting thread; it fits flashsim's own AIO reader: worst 25.0%
-against 26.7% unshared). Quick fits try unshared only, to stay fast."""
+HOST_MODES = ((0, False), (1, False), (1, True))
+"""(host_cpus, link_passes) tried by a full fit (with enough points): each worker its own CPU;
+one shared CPU (a single submitting thread; it fits flashsim's own AIO reader: worst 25.0%
+against 26.7% unshared); one shared CPU with a link serving in passes that wait for it (the
+lock-step a virtual disk showed, issue 5). Quick fits try the first only, to stay fast."""
 
 
-def _params_from(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int = 0) -> DeviceParams:
-    """Parameters from the fit vector (a vector shorter than _CONT leaves the rest at 0)."""
-    values = {name: float(v) for name, v in zip(_CONT[:_LOG], np.exp(x[:_LOG]))}
-    values.update({name: float(v) for name, v in zip(_CONT[_LOG:], x[_LOG:])})
-    return DeviceParams(n_units=n_units, stripe_bytes=stripe_bytes, host_cpus=host_cpus, **values)
+class _Form(NamedTuple):
+    """The discrete choices of one fit candidate and the continuous parameters it fits."""
+
+    n_units: int
+    stripe_bytes: int
+    host_cpus: int
+    passes: bool
+    free: tuple[int, ...]
+    """Indices into _CONT of the fit vector's entries, in order."""
 
 
-def _log_errors(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-                points: list[DevicePoint], n_reads: int | None = None,
-                batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
+def _form(n_units: int, stripe_bytes: int, host_cpus: int, passes: bool, n_x: int) -> _Form:
+    """A candidate fitting the first n_x of _CONT (link_pass_us only with passes)."""
+    free = tuple(j for j in range(n_x) if passes or j != _PASS)
+    return _Form(n_units, stripe_bytes, host_cpus, passes, free)
+
+
+def _params_from(x: np.ndarray, form: _Form) -> DeviceParams:
+    """Parameters from the fit vector; those the form does not fit stay at their defaults."""
+    values = {_CONT[j]: float(math.exp(v) if j < _LOG else v) for j, v in zip(form.free, x)}
+    return DeviceParams(n_units=form.n_units, stripe_bytes=form.stripe_bytes,
+                        host_cpus=form.host_cpus, link_passes=form.passes, **values)
+
+
+def _log_errors(x: np.ndarray, form: _Form, points: list[DevicePoint],
+                n_reads: int | None = None, batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
     """log(model / measured) of every throughput and mean latency."""
-    device = FastDevice(_params_from(x, n_units, stripe_bytes, host_cpus))
+    device = FastDevice(_params_from(x, form))
     res = []
     for p in points:
         got = _fit_values(device, p, n_reads)
@@ -237,23 +259,20 @@ def _log_errors(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
     return np.asarray(res)
 
 
-def _residuals(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-               points: list[DevicePoint], n_reads: int | None = None,
-               batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
-    res = _log_errors(x, n_units, stripe_bytes, host_cpus, points, n_reads, batch_weight)
+def _residuals(x: np.ndarray, form: _Form, points: list[DevicePoint],
+               n_reads: int | None = None, batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
+    res = _log_errors(x, form, points, n_reads, batch_weight)
     return np.concatenate([res, _PENALTY * np.maximum(0.0, np.abs(res) - _TOLERATED)])
 
 
-def _minimax_polish(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-                    points: list[DevicePoint], bounds: tuple[np.ndarray, np.ndarray],
+def _minimax_polish(x: np.ndarray, form: _Form, points: list[DevicePoint],
                     max_evals: int, batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
     """Nelder–Mead on worst |log error| + 0.2 × median: the issue's bound is on every point,
     and least squares trades a few bad points for many good ones."""
-    lo, hi = bounds
+    lo, hi = _bounds(form)
 
     def objective(z: np.ndarray) -> float:
-        a = np.abs(_log_errors(np.clip(z, lo, hi), n_units, stripe_bytes, host_cpus, points, 500,
-                               batch_weight))
+        a = np.abs(_log_errors(np.clip(z, lo, hi), form, points, 500, batch_weight))
         return float(a.max() + 0.2 * np.median(a))
 
     r = minimize(objective, x, method="Nelder-Mead",
@@ -261,35 +280,42 @@ def _minimax_polish(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: i
     return np.clip(r.x, lo, hi)
 
 
-def _worst_and_median(x: np.ndarray, n_units: int, stripe_bytes: int, host_cpus: int,
-                      points: list[DevicePoint], batch_weight: float = BATCH_WEIGHT
-                      ) -> tuple[float, float]:
-    a = np.abs(_log_errors(x, n_units, stripe_bytes, host_cpus, points, None, batch_weight))
+def _worst_and_median(x: np.ndarray, form: _Form, points: list[DevicePoint],
+                      batch_weight: float = BATCH_WEIGHT) -> tuple[float, float]:
+    a = np.abs(_log_errors(x, form, points, None, batch_weight))
     return float(a.max()), float(np.median(a))
 
 
-def _initial_guess(points: list[DevicePoint], n_units: int, extras: bool, n_x: int) -> np.ndarray:
+def _bounds(form: _Form) -> tuple[np.ndarray, np.ndarray]:
+    idx = list(form.free)
+    return _LOWER[idx], _UPPER[idx]
+
+
+def _initial_guess(points: list[DevicePoint], form: _Form) -> np.ndarray:
     points = [p for p in points if p.batch_reads is None]
     lat = [p.latency_mean_us for p in points if p.latency_mean_us is not None]
     small = min(points, key=lambda p: (p.queue_depth, p.chunk_bytes))
     base_us = min(lat) if lat else small.queue_depth * small.chunk_bytes / small.throughput_mb_s
     link = 1.1 * max(p.throughput_mb_s for p in points)
     x0 = np.log([max(0.05, 0.1 * base_us), max(0.2, 0.7 * base_us),
-                 max(1.5, 2.0 * link / n_units), link])
+                 max(1.5, 2.0 * link / form.n_units), link])
     x0 = np.clip(x0, _LOWER[:_LOG] + 1e-6, _UPPER[:_LOG] - 1e-6)
-    if not extras:
-        return x0
-    x = np.append(x0, [0.002, 0.1 * base_us, 0.02 * base_us, 0.05 * base_us, 0.1 * base_us, 0.3,
-                       0.05 * base_us, 0.3])
-    return np.append(x, 0.3 * base_us) if n_x > _BATCH_ONLY else x
+    extras = [0.002, 0.1 * base_us, 0.02 * base_us, 0.05 * base_us, 0.1 * base_us, 0.3,
+              0.05 * base_us, 0.3, 0.5 * base_us, 0.3 * base_us]
+    full = np.append(x0, extras)
+    return full[list(form.free)]
 
 
 def fit_params(points: list[DevicePoint], *, quick: bool = False,
-               batch_weight: float = BATCH_WEIGHT) -> DeviceParams:
+               batch_weight: float = BATCH_WEIGHT,
+               host_modes: tuple[tuple[int, bool], ...] | None = None) -> DeviceParams:
     """Fit the model to the points: least squares on log errors over a grid of units ×
-    stripes, then (with enough points) a Nelder–Mead minimax polish of the best few.
+    stripes × host modes, then (with enough points) a Nelder–Mead minimax polish of the best
+    few.
 
-    `batch_weight` multiplies a short-batch point's log error (steady-state ones count 1)."""
+    `batch_weight` multiplies a short-batch point's log error (steady-state ones count 1).
+    `host_modes`: the (host_cpus, link_passes) pairs to try (default HOST_MODES with enough
+    points and not quick, else unshared without passes)."""
     keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in points if p.batch_reads is None}
     if len(keys) < 4:
         raise InputError(f"{len(keys)} distinct points are too few to fit the device model",
@@ -297,34 +323,32 @@ def fit_params(points: list[DevicePoint], *, quick: bool = False,
     extras = len(keys) >= MIN_POINTS_FOR_EXTRAS
     has_batches = any(p.batch_reads is not None for p in points)
     n_x = (len(_CONT) if has_batches else _BATCH_ONLY) if extras else _LOG
-    bounds = (_LOWER[:n_x], _UPPER[:n_x])
+    if host_modes is None:
+        host_modes = HOST_MODES if extras and not quick else HOST_MODES[:1]
     candidates = []
     grid_units = N_UNITS_GRID[1::2] if quick else N_UNITS_GRID
-    for host_cpus in (HOST_CPUS_GRID if extras and not quick else (0,)):
+    for host_cpus, passes in host_modes:
         for n_units in grid_units:
             for stripe in STRIPE_GRID:
-                x0 = _initial_guess(points, n_units, extras, n_x)
-                r = least_squares(_residuals, x0, args=(n_units, stripe, host_cpus, points, 500,
-                                                                   batch_weight),
-                                  bounds=bounds, diff_step=1e-2, max_nfev=25)
-                candidates.append((float(np.sum(r.fun ** 2)), n_units, stripe, host_cpus, r.x))
+                form = _form(n_units, stripe, host_cpus, passes and extras, n_x)
+                r = least_squares(_residuals, _initial_guess(points, form),
+                                  args=(form, points, 500, batch_weight), bounds=_bounds(form),
+                                  diff_step=1e-2, max_nfev=25)
+                candidates.append((float(np.sum(r.fun ** 2)), form, r.x))
     candidates.sort(key=lambda c: c[0])
     best = None
-    for _, n_units, stripe, host_cpus, x in candidates[: (1 if quick else 3)]:
-        r = least_squares(_residuals, x, args=(n_units, stripe, host_cpus, points, None,
-                                               batch_weight),
-                          bounds=bounds, diff_step=1e-2, max_nfev=60 if quick else 150)
+    for _, form, x in candidates[: (1 if quick else 3)]:
+        r = least_squares(_residuals, x, args=(form, points, None, batch_weight),
+                          bounds=_bounds(form), diff_step=1e-2, max_nfev=60 if quick else 150)
         x = r.x
         if extras:
-            x = _minimax_polish(x, n_units, stripe, host_cpus, points, bounds,
-                                300 if quick else 1500, batch_weight)
-        score = _worst_and_median(x, n_units, stripe, host_cpus, points, batch_weight)
+            x = _minimax_polish(x, form, points, 300 if quick else 1500, batch_weight)
+        score = _worst_and_median(x, form, points, batch_weight)
         if best is None or score < best[0]:
-            best = (score, n_units, stripe, host_cpus, x)
-    params = _params_from(best[4], best[1], best[2], best[3])
+            best = (score, form, x)
+    params = _params_from(best[2], best[1])
     rounded = {k: float(f"{getattr(params, k):.5g}") for k in _CONT}
-    params = DeviceParams(n_units=params.n_units, stripe_bytes=params.stripe_bytes,
-                          host_cpus=params.host_cpus, **rounded)
+    params = params.model_copy(update=rounded)
     spread = fit_transfer_spread(params, points)
     return params.model_copy(update={"link_transfer_spread": float(f"{spread:.4g}")})
 

@@ -90,6 +90,17 @@ class DeviceParams(StrictModel):
                     "only this long after the batch starts (the host preparing and handing "
                     "the batch to the I/O engine); shifts a batch's makespan, invisible in "
                     "steady-state points; 0 = none")
+    link_passes: bool = Field(
+        default=False,
+        description="the link serves in passes (des.py, step 3'): reads that reach it before a "
+                    "pass begins are served together and complete together at its end; reads "
+                    "arriving during a pass wait for the next. A pass begins only while the "
+                    "shared host CPUs are idle (a virtual disk whose back end runs when the "
+                    "guest's submitting thread waits). False = reads served one by one (FIFO)")
+    link_pass_us: float = Field(
+        default=0.0, ge=0.0,
+        description="fixed time of one pass of the link (link_passes), on top of its reads' "
+                    "overhead and bytes; 0 = none")
 
 
 class MeasuredInfo(StrictModel):
