@@ -11,7 +11,10 @@ Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/co
 [RESULTS.json]. Stop 12 (run V's fit), QD 1 / 2 / 4 / 8 / 32: measured 70.8 / 46.7 / 27.6 /
 19.5 / 13.8 µs a read, gaps under 3 µs 0.00 / 0.50 / 0.75 / 0.87 / 0.97, so the reads of a
 full queue complete together (groups of about QD reads); model 76.1 / 38.2 / 24.3 / 19.6 /
-15.7 µs a read, no gaps under 3 µs: it completes reads one by one. See README.md, stop 12.
+15.7 µs a read, no gaps under 3 µs: it completes reads one by one. Stop 13 (run Y's fit, a
+link in passes): measured 52.9 / 35.3 / 29.1 / 17.8 / 12.6 µs, the same gaps; model 68.5 /
+38.5 / 22.9 / 18.8 / 12.9 µs, no gaps under 3 µs (a pass's reads are done together, but the
+model reaps them one by one, 4 µs each). See README.md, stops 12 and 13.
 """
 import json
 import sys
