@@ -88,33 +88,10 @@ class FlashDevice:
                 if k.passes:  # the read joins the back end's queue when it is issued
                     yield env.timeout(t_issue - now)
                     done = yield from join_pass(i, flash_end)
-                    yield env.timeout(done - env.now)
-                    state["in_flight"] -= 1
-                    arrive = host_claim(cpu_free, env.now, k.completion_s, REAP, cpu_kind,
-                                        k.call_s)
-                    finish[i] = arrive
-                    if cpu_free:
-                        yield env.timeout(arrive - env.now)
-                    continue
-                yield env.timeout((first_begin + command_s) - now)
-                # shared link: FIFO by first-byte time, cut-through with the units
-                now = env.now
-                if state["link_free"] > now:  # busy link: the read joins the back end's run
-                    link_begin = state["link_free"]
-                    wake = 0.0
-                else:  # idle link: the back end must be woken first
-                    link_begin = now
-                    wake = k.wakeup_s
-                overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
-                bytes_s = lengths[i] / k.link_bytes_per_s * transfer_factor(
-                    first_index + i, offsets[i], lengths[i], k.transfer_spread,
-                    k.transfer_inv_gamma)
-                transfer = (wake + overhead + bytes_s) * (
-                    1.0 + k.congestion * (state["in_flight"] - 1))
-                state["link_free"] = link_begin + transfer
-                done = (flash_end if flash_end > state["link_free"] else state["link_free"]) \
-                    + k.transport_s
-                yield env.timeout(done - now)
+                else:
+                    yield env.timeout((first_begin + command_s) - now)
+                    done = take_link(i, flash_end)
+                yield env.timeout(done - env.now)
                 state["in_flight"] -= 1
                 # host completion (reaping) on the shared host CPUs
                 arrive = host_claim(cpu_free, env.now, k.completion_s, REAP, cpu_kind,
@@ -122,6 +99,26 @@ class FlashDevice:
                 finish[i] = arrive
                 if cpu_free:  # shared CPUs: the next submit queues from the reap's end
                     yield env.timeout(arrive - env.now)
+
+        def link_time(i, wake):
+            """Read i's time on the link: wake-up, overhead and bytes, slowed by congestion."""
+            overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
+            bytes_s = lengths[i] / k.link_bytes_per_s * transfer_factor(
+                first_index + i, offsets[i], lengths[i], k.transfer_spread,
+                k.transfer_inv_gamma)
+            return (wake + overhead + bytes_s) * (1.0 + k.congestion * (state["in_flight"] - 1))
+
+        def take_link(i, flash_end):
+            """Take the FIFO link at the read's first byte (now), cut-through with the units;
+            the read's done time."""
+            now = env.now
+            if state["link_free"] > now:  # busy link: the read joins the back end's run
+                link_begin, wake = state["link_free"], 0.0
+            else:  # idle link: the back end must be woken first
+                link_begin, wake = now, k.wakeup_s
+            state["link_free"] = link_begin + link_time(i, wake)
+            return (flash_end if flash_end > state["link_free"] else state["link_free"]) \
+                + k.transport_s
 
         def join_pass(i, flash_end):
             """Join the open pass (or open one); wait for its close; the read's done time."""
@@ -131,11 +128,7 @@ class FlashDevice:
                 begin = state["link_free"] if state["link_free"] > now else now + k.wakeup_s
                 pas = state["pass"] = {"cost": k.pass_s, "close": env.event()}
                 env.timeout(begin - now).callbacks.append(lambda _, p=pas: pass_begin(p))
-            overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
-            bytes_s = lengths[i] / k.link_bytes_per_s * transfer_factor(
-                first_index + i, offsets[i], lengths[i], k.transfer_spread,
-                k.transfer_inv_gamma)
-            pas["cost"] += (overhead + bytes_s) * (1.0 + k.congestion * (state["in_flight"] - 1))
+            pas["cost"] += link_time(i, 0.0)
             end = yield pas["close"]
             return (flash_end if flash_end > end else end) + k.transport_s
 
