@@ -190,8 +190,7 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
         cpu_free[:] = 0.0
         cpu_kind[:] = 0
         link_free = 0.0
-        n_open = 0
-        pass_open = False
+        n_open = 0  # reads in the open pass (0: none open; the opener joins at once)
         pass_cost = 0.0
         n_closing = 0
         closing_end = 0.0
@@ -235,7 +234,6 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                     n_closing = n_open
                     closing_members[:n_open] = open_members[:n_open]
                     n_open = 0
-                    pass_open = False
                     size = _push(heap_t, heap_s, heap_p, size, now, seq, 7)
                     seq += 1
                 else:  # the close: every member's done event, in join order
@@ -248,9 +246,8 @@ def _simulate(off, length, ptr, qd, host_s, command_s, n_units, unit_bps, link_b
                         seq += 1
                     n_closing = 0
             elif kind == 0 and passes:  # issued: join the open pass, or open one
-                if not pass_open:
+                if n_open == 0:
                     begin = link_free if link_free > now else now + wakeup_s
-                    pass_open = True
                     pass_cost = pass_s
                     size = _push(heap_t, heap_s, heap_p, size, now + (begin - now), seq, 3)
                     seq += 1
