@@ -20,8 +20,8 @@ import sys
 import numpy as np
 
 from flashsim.device.calibrate import ensure_data_file, measure_point
-from flashsim.loader import aio_loop
-from flashsim.loader.reader import DirectReader
+from flashsim.io import aio_loop
+from flashsim.io.reader import DirectReader
 from flashsim.units import parse_size
 
 

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from flashsim.device import make_device
-from flashsim.layout.registry import REFERENCE_TRACE, bundled_trace_path, make_layout
+from flashsim.data import REFERENCE_TRACE
+from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
 
@@ -37,7 +38,7 @@ def reads_per_s(device, plan, queue_depth: int, n_batches: int, repeats: int) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trace", default=str(bundled_trace_path(REFERENCE_TRACE)))
+    ap.add_argument("--trace", default=str(REFERENCE_TRACE))
     ap.add_argument("--device", default="configs/devices/local-virtio.yaml")
     ap.add_argument("--layout", default="sparse")
     ap.add_argument("--qd", type=int, default=32)

@@ -17,8 +17,9 @@ COMMAND_MODULES = (
     "flashsim.device.commands",
     "flashsim.trace.commands",
     "flashsim.model.commands",
-    "flashsim.layout.commands",
+    "flashsim.cost.commands",
     "flashsim.loader.commands",
+    "flashsim.validation.commands",
     "flashsim.sweep.commands",
 )
 

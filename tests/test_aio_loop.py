@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from flashsim.loader import aio, aio_loop
-from flashsim.loader.reader import DirectReader
+from flashsim.io import aio, aio_loop
+from flashsim.io.reader import DirectReader
 
 FILE_BYTES = 4 << 20
 

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch", reason="the train extra (torch) is installed in CI")
 
 from flashsim.errors import InputError  # noqa: E402
-from flashsim.model.bundled import (BUNDLED_MODEL_DIR, BUNDLED_PREDICTORS, REFERENCE_TRACE,  # noqa: E402
+from flashsim.data import (BUNDLED_MODEL_DIR, BUNDLED_PREDICTORS, REFERENCE_TRACE,  # noqa: E402
                                     TRAINING_TRACE)
 from flashsim.model.checkpoint import file_sha256, load_checkpoint  # noqa: E402
 from flashsim.model.opt import DenseFFN, OPTModel  # noqa: E402
@@ -133,7 +133,7 @@ def test_trace_capture_cli_end_to_end(folder, tmp_path, capsys):
 def test_shipped_predictors_fit_and_predict_the_bundled_model():
     """Trained for these weights, and on 512 held-out tokens they find >= 90% of active neurons
     while computing only a few percent of layers 1-3 (measured here, not read from the JSON)."""
-    from flashsim.model.bundled import TEXT_DIR
+    from flashsim.data import TEXT_DIR
     from flashsim.model.predictor import PredictorSet
 
     model = OPTModel.load()

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from flashsim.cost import ComputeModel, simulate
-from flashsim.cost.gap import break_even_gap_bytes
+from flashsim.device.gap import break_even_gap_bytes
 from flashsim.cost.simulate import io_seconds
-from flashsim.layout.registry import REFERENCE_TRACE, TRAIN_TRACE, bundled_trace_path, make_layout
+from flashsim.data import REFERENCE_TRACE, TRAINING_TRACE
+from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
 LOCAL = Path(__file__).resolve().parents[1] / "configs" / "devices" / "local-virtio.yaml"
@@ -17,14 +18,14 @@ COMPUTE = ComputeModel(fixed_s_per_layer=1e-4, s_per_neuron=1e-8, source="fixed 
 
 @pytest.fixture(scope="module")
 def ref():
-    trace = ActivationTrace.load(bundled_trace_path(REFERENCE_TRACE))
+    trace = ActivationTrace.load(REFERENCE_TRACE)
     assert not trace.is_synthetic
     return trace
 
 
 @pytest.fixture(scope="module")
 def train():
-    return ActivationTrace.load(bundled_trace_path(TRAIN_TRACE))
+    return ActivationTrace.load(TRAINING_TRACE)
 
 
 def _io_ms(trace, name, which, merge_gap_bytes=0):

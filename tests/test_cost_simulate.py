@@ -9,7 +9,8 @@ from flashsim.cli import main
 from flashsim.cost import ComputeModel, simulate
 from flashsim.cost.simulate import io_seconds, io_seconds_draws
 from flashsim.layout.registry import make_layout
-from flashsim.trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
+from flashsim.geometry import ModelGeometry, NeuronSets
 
 G = ModelGeometry("hand-block", 2, 2048, 16, 2)  # 4 KiB rows
 ROW = 4096

@@ -14,7 +14,7 @@ pytest.importorskip("torch", reason="the tiny test model is built with transform
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
 from flashsim.layout.registry import make_layout  # noqa: E402
-from flashsim.loader.fio_export import export_fio, parse_iolog, run_fio  # noqa: E402
+from flashsim.validation.fio_export import export_fio, parse_iolog, run_fio  # noqa: E402
 from flashsim.loader.store import build_store  # noqa: E402
 from flashsim.model.checkpoint import load_checkpoint  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402

@@ -7,7 +7,8 @@ from flashsim.errors import InputError
 from flashsim.layout.align import align_merge
 from flashsim.layout.registry import make_layout
 from flashsim.layout.window import run_window
-from flashsim.trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
+from flashsim.geometry import ModelGeometry, NeuronSets
 
 # fp16 rows of 2048 values are 4 KiB: one row = one block, so counts are exact
 BLOCK_GEOM = ModelGeometry("hand-block", 1, 2048, 16, 2)

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from flashsim.loader.buffers import (HUGE_PAGE_BYTES, ReadBuffer, huge_page_bytes,
+from flashsim.io.buffers import (HUGE_PAGE_BYTES, ReadBuffer, huge_page_bytes,
                                      transparent_huge_pages_enabled)
-from flashsim.loader.reader import DirectReader
+from flashsim.io.reader import DirectReader
 
 
 def test_read_buffer_is_aligned_writable_and_huge_where_the_kernel_allows():

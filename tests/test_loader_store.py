@@ -17,8 +17,8 @@ pytest.importorskip("torch", reason="the tiny test model is built with transform
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
 from flashsim.layout.registry import make_layout  # noqa: E402
-from flashsim.loader import reader as reader_mod  # noqa: E402
-from flashsim.loader.reader import DirectReader  # noqa: E402
+from flashsim.io import reader as reader_mod  # noqa: E402
+from flashsim.io.reader import DirectReader  # noqa: E402
 from flashsim.loader.store import WeightStore, build_store, index_path  # noqa: E402
 from flashsim.model.checkpoint import load_checkpoint  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402

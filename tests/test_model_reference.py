@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the train extra (torch) is installed in CI")
 transformers = pytest.importorskip("transformers")
 
-from flashsim.model.bundled import BUNDLED_MODEL_DIR, TEXT_DIR  # noqa: E402
+from flashsim.data import BUNDLED_MODEL_DIR, TEXT_DIR  # noqa: E402
 from flashsim.model.opt import OPTModel  # noqa: E402
 from flashsim.model.tokenizer import load_tokenizer  # noqa: E402
 from opt_builders import build_random_opt  # noqa: E402

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from flashsim.errors import InputError
-from flashsim.loader import aio
-from flashsim.loader import reader as reader_mod
-from flashsim.loader.reader import DirectReader
+from flashsim.io import aio
+from flashsim.io import reader as reader_mod
+from flashsim.io.reader import DirectReader
 
 FILE_BYTES = 8 << 20
 

@@ -46,7 +46,6 @@ def test_every_run_has_one_parquet_file_with_its_config_and_version(smoke):
 
 def test_results_match_the_layout_library_and_the_fixed_host_rates(smoke):
     from flashsim.layout.registry import make_layout
-    from flashsim.sweep.runner import truncate
     from flashsim.trace.format import ActivationTrace
 
     _, outcome = smoke
@@ -54,7 +53,7 @@ def test_results_match_the_layout_library_and_the_fixed_host_rates(smoke):
     row = res[(res["layout"] == "windowed+bundled") & (res["window"] == 2)].iloc[0]
     config = json.loads(pq.read_schema(outcome.out_dir / "runs" / f"{row.name}.parquet")
                         .metadata[b"flashsim"])["config"]
-    trace = truncate(ActivationTrace.load(config["trace_path"]), 6)
+    trace = ActivationTrace.load(config["trace_path"]).head(6)
     # merge_gap: auto (the default) resolved for the run's device and queue depth
     assert config["merge_gap_auto"] and row["merge_gap_bytes"] == config["merge_gap_bytes"]
     plan = make_layout("windowed+bundled", window=2, block_bytes=4096,

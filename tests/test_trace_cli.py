@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from flashsim.cli import main
-from flashsim.trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
+from flashsim.geometry import ModelGeometry, NeuronSets
 
 GEOM = ModelGeometry("hand", n_layers=2, d_model=4, d_ffn=8, dtype_bytes=2)
 
@@ -100,7 +101,7 @@ def test_capture_bad_input_exits_2_and_writes_nothing(capsys, tmp_path):
 
 
 def test_capture_with_the_bundled_model(capsys, tmp_path):
-    from flashsim.model.bundled import TEXT_DIR
+    from flashsim.data import TEXT_DIR
 
     out_path = tmp_path / "short.trace"
     code, out, err = run(capsys, ["trace", "capture", "--prompt-file",

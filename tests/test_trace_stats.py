@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from flashsim.errors import InputError
-from flashsim.trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
+from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.trace.stats import closest_friends, trace_stats, window_stats
 
 GEOM = ModelGeometry("hand", n_layers=2, d_model=4, d_ffn=8, dtype_bytes=2)
@@ -169,7 +170,7 @@ def test_window_increments_agree_with_the_layout_window_cache():
 
 
 def test_bundled_reference_trace_stats_are_sane():
-    from flashsim.model.bundled import REFERENCE_TRACE
+    from flashsim.data import REFERENCE_TRACE
 
     t = ActivationTrace.load(REFERENCE_TRACE)
     assert not t.is_synthetic and t.predicted is not None

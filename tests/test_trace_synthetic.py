@@ -13,7 +13,8 @@ import pytest
 
 from flashsim.cli import main
 from flashsim.errors import InputError
-from flashsim.trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
+from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.trace.stats import trace_stats
 from flashsim.trace.synthetic import (OPT_6_7B_SYNTHETIC, SyntheticRates, paper_opt_6_7b_rates,
                                       parse_geometry, synthetic_trace)
@@ -148,7 +149,7 @@ def test_synth_cli_json(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def real_fit_synth():
-    from flashsim.model.bundled import TRAINING_TRACE
+    from flashsim.data import TRAINING_TRACE
 
     real = ActivationTrace.load(TRAINING_TRACE)
     rates = paper_opt_6_7b_rates(SMALL.n_layers)

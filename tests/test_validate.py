@@ -13,8 +13,9 @@ pytest.importorskip("torch", reason="the tiny test model is built with transform
 
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
-from flashsim.loader.validate import (CALIBRATION_PIECES, calibration_grid, row_stats,  # noqa: E402
-                                      trace_head, validate)
+from flashsim.validation.validate import (CALIBRATION_PIECES, calibration_grid,  # noqa: E402
+                                          row_stats, validate)
+from flashsim.io.reader import open_reader  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402
 from opt_builders import build_random_opt, random_predictors  # noqa: E402
 
@@ -59,7 +60,8 @@ def test_row_stats_by_hand():
 
 
 def test_trace_head_and_grid(model):
-    head = trace_head(model.ref, 3)
+    head = model.ref.head(3)
+    assert head.meta["truncated_to_tokens"] == head.n_tokens
     assert head.n_tokens == model.ref.n_prompt_tokens + 3
     assert head.predicted[1][head.n_tokens - 1].tolist() == \
         model.ref.predicted[1][head.n_tokens - 1].tolist()
@@ -163,7 +165,7 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
 
 def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeypatch):
     from flashsim.layout.registry import make_layout
-    from flashsim.loader import validate as val
+    from flashsim.validation import validate as val
     from flashsim.loader.store import build_store
     from flashsim.model.checkpoint import load_checkpoint
 
@@ -178,7 +180,7 @@ def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeyp
         return real(rd, p, q, tokens)
 
     monkeypatch.setattr(val, "measure_plan", recording)
-    reader = val.open_reader(store.path)
+    reader = open_reader(store.path)
     try:
         monkeypatch.setattr(val, "SWITCH_WARMUP_S", 0.0)
         assert val.warm_up(reader, plan, 4, 1) == val.SWITCH_WARMUP_TOKENS == 2

@@ -21,11 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from flashsim.atomic import atomic_write_text
-from flashsim.cost import simulate
+from flashsim.cost.run import simulate_layout
 from flashsim.cost.compute import ComputeModel
 from flashsim.device import load_params
 from flashsim.device.fit import predict_detail
-from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 from flashsim.trace.synthetic import is_synthetic
 
@@ -85,9 +84,8 @@ def run(trace_path: Path, device_path: Path) -> pd.DataFrame:
     ]
     rows = []
     for row, name, overrides, qd, other_share in configs:
-        layout = make_layout(name, block_bytes=4096, merge_gap_bytes=0, **overrides)
-        plan = layout.plan(trace, which="predicted")
-        _, s = simulate(plan, params, qd, "fast", **io_only)
+        _, s, _ = simulate_layout(name, trace, params, qd, block_bytes=4096, merge_gap_bytes=0,
+                                  **overrides, **io_only)
         extra_bytes = other_share * other
         extra_ms = extra_bytes / (seq_mb_s * 1e6) * 1e3
         gb = (s["bytes_per_token"] + extra_bytes) / 1e9

@@ -24,9 +24,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
-from flashsim.model.bundled import REFERENCE_TRACE, TEXT_DIR, TRAINING_TRACE  # noqa: E402
+from flashsim.data import REFERENCE_TRACE, TEXT_DIR, TRAINING_TRACE  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402
-from flashsim.trace.format import ActivationTrace, NeuronSets  # noqa: E402
+from flashsim.trace.format import ActivationTrace  # noqa: E402
+from flashsim.geometry import NeuronSets
 
 
 def concatenate(traces: list[ActivationTrace], meta: dict) -> ActivationTrace:

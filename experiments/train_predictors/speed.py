@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from flashsim.model.bundled import BUNDLED_PREDICTORS, TEXT_DIR
+from flashsim.data import BUNDLED_PREDICTORS, TEXT_DIR
 from flashsim.model.opt import OPTModel
 from flashsim.model.predictor import PredictorSet
 from flashsim.model.sparse import SparseFFN

@@ -31,7 +31,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
 from flashsim.atomic import atomic_write_text  # noqa: E402
-from flashsim.model.bundled import BUNDLED_MODEL_DIR, TEXT_DIR  # noqa: E402
+from flashsim.data import BUNDLED_MODEL_DIR, TEXT_DIR  # noqa: E402
 from flashsim.model.checkpoint import file_sha256  # noqa: E402
 from flashsim.model.opt import DenseFFN, OPTModel  # noqa: E402
 from flashsim.model.predictor import LayerPredictor, PredictorSet, logit, standardize  # noqa: E402

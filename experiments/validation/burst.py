@@ -5,7 +5,7 @@ Run: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/burs
 import json, os, sys, time
 import numpy as np
 from flashsim.device.calibrate import ensure_data_file
-from flashsim.loader.validate import open_reader
+from flashsim.io.reader import open_reader
 
 path = sys.argv[1] if len(sys.argv) > 1 else "/tmp/flashsim-burst.bin"
 created = ensure_data_file(path, 1 << 30, seed=4)

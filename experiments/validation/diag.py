@@ -8,9 +8,9 @@ import yaml
 
 from flashsim.layout.plan import IOPlan
 from flashsim.layout.registry import make_layout
-from flashsim.loader.reader import DirectReader
+from flashsim.io.reader import DirectReader
 from flashsim.loader.store import WeightStore, store_for
-from flashsim.model.bundled import REFERENCE_TRACE
+from flashsim.data import REFERENCE_TRACE
 from flashsim.model.checkpoint import load_checkpoint
 from flashsim.trace.format import ActivationTrace
 

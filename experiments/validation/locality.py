@@ -8,7 +8,7 @@ profile of a validate --json output). Stop 9: sparse QD 8 plan / random / packed
 import json, sys
 import numpy as np
 from diag import plan_and_store
-from flashsim.loader.reader import DirectReader
+from flashsim.io.reader import DirectReader
 from flashsim.device import make_device
 from flashsim.device.profile import DeviceParams
 

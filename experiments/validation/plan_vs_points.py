@@ -7,7 +7,7 @@ O's fit): plan 0.95, points 0.95-1.14 (see README.md).
 import json, sys
 import numpy as np
 from diag import plan_and_store
-from flashsim.loader.reader import DirectReader
+from flashsim.io.reader import DirectReader
 from flashsim.device import make_device
 from flashsim.device.profile import DeviceParams
 

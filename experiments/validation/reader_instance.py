@@ -7,7 +7,7 @@ LAYOUT QD. Stop 9: sparse QD 8, 8 rounds: fresh / long-lived 1.02 (rounds vary Â
 import sys
 import numpy as np
 from diag import plan_and_store
-from flashsim.loader.reader import DirectReader
+from flashsim.io.reader import DirectReader
 
 layout_name = sys.argv[1]; qd = int(sys.argv[2])
 plan, store = plan_and_store(layout_name)

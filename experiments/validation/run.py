@@ -53,8 +53,8 @@ if __name__ == "__main__":
     print(f"wrote {out}", file=sys.stderr)
     payload = json.loads(buf.getvalue())
     from flashsim.cliutil import table
-    from flashsim.loader.commands import _VALIDATE_COLS
-    cols = _VALIDATE_COLS + [("dispatch_ms_p50", "dispatch ms", ".3f"),
+    from flashsim.validation.commands import VALIDATE_COLUMNS
+    cols = VALIDATE_COLUMNS + [("dispatch_ms_p50", "dispatch ms", ".3f"),
                              ("fio_ms_per_token", "fio ms/tok", ".3f"),
                              ("predicted_stream_ms_per_token", "pred stream", ".3f")]
     print(json.dumps(payload["profile"]["params"]))

@@ -2,7 +2,7 @@
 the merge gap chosen from the device (gap.py)."""
 
 from .compute import ComputeModel, calibrate_compute
-from .gap import (BreakEven, GapChoice, break_even, break_even_gap_bytes, parse_merge_gap,
+from ..device.gap import (BreakEven, GapChoice, break_even, break_even_gap_bytes, parse_merge_gap,
                   resolve_merge_gap)
 from .memcpy import measure_memcpy_bytes_per_s
 from .simulate import simulate

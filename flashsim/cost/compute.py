@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..trace.format import ModelGeometry
+from ..geometry import ModelGeometry
 
 
 @dataclass(frozen=True)

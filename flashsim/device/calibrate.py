@@ -21,8 +21,8 @@ import numpy as np
 
 from ..atomic import atomic_write, check_free_space
 from ..errors import InputError
-from ..loader.buffers import transparent_huge_pages_enabled
-from ..loader.reader import ALIGN_BYTES, DirectReader, mount_of
+from ..io.buffers import transparent_huge_pages_enabled
+from ..io.reader import ALIGN_BYTES, DirectReader, mount_of
 from ..progress import progress
 from .fit import steady_point
 from .profile import DeviceProfile, MeasuredInfo, median_point

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from ..trace.format import ActivationTrace
+from ..geometry import ModelGeometry, NeuronSets
 from .align import align_merge
 from .placement import Placement
 from .plan import IOPlan

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ActivationTrace, ModelGeometry
+from ..trace.format import ActivationTrace
+from ..geometry import ModelGeometry
 from .base import Layout, check_trace, plan_from_ranges
 from .placement import Placement, split_placement
 from .plan import IOPlan

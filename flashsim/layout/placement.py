@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ModelGeometry
+from ..geometry import ModelGeometry
 
 KINDS = ("split", "bundled", "friend")
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ModelGeometry
+from ..geometry import ModelGeometry
 
 
 @dataclass

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
+from ..data import TRAINING_TRACE
 from ..errors import InputError
 from ..trace.format import ActivationTrace
 from .base import Layout
@@ -33,15 +32,6 @@ LAYOUTS: dict[str, tuple[type, dict[str, Any]]] = {
 COMPARE_ORDER = ("naive", "hybrid", "sparse", "windowed", "bundled", "windowed+bundled",
                  "coactivation-friend", "coactivation", "windowed+coactivation-friend",
                  "windowed+coactivation")
-
-REFERENCE_TRACE = "opt-mini-ref.trace"
-TRAIN_TRACE = "opt-mini-train.trace"
-
-
-def bundled_trace_path(name: str) -> Path:
-    """Path of a trace shipped in flashsim/data/traces."""
-    return Path(str(resources.files("flashsim") / "data" / "traces" / name))
-
 
 def layout_names() -> list[str]:
     return list(LAYOUTS)
@@ -76,6 +66,6 @@ def make_layout(name: str, *, train_trace: ActivationTrace | None = None,
     params = {**defaults, **given}
     if factory is CoactivationLayout:
         if train_trace is None:
-            train_trace = ActivationTrace.load(bundled_trace_path(TRAIN_TRACE))
+            train_trace = ActivationTrace.load(TRAINING_TRACE)
         params["train_trace"] = train_trace
     return factory(name=name, **params)

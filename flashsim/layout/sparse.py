@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ActivationTrace, ModelGeometry, NeuronSets
+from ..trace.format import ActivationTrace
+from ..geometry import ModelGeometry, NeuronSets
 from .base import Layout, build_plan, check_trace
 from .placement import Placement, bundled_placement, split_placement
 from .plan import IOPlan

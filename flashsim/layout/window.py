@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import NeuronSets
+from ..geometry import NeuronSets
 
 _NEVER = np.int64(-(1 << 40))
 

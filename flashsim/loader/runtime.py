@@ -29,8 +29,8 @@ from ..layout.align import align_merge
 from ..layout.base import Layout
 from ..layout.naive import NaiveLayout
 from ..layout.placement import Placement
-from ..trace.format import NeuronSets
-from .reader import DirectReader
+from ..geometry import NeuronSets
+from ..io.reader import DirectReader
 from .store import WeightStore, _dtype
 
 _NEVER = np.int64(-(1 << 40))
@@ -152,7 +152,7 @@ class FlashWeightSource:
             raise InputError("generate does not apply a DRAM budget", key="dram_budget_bytes",
                              expected="no --dram-budget")
         self.queue_depth = int(queue_depth)
-        from .validate import open_reader
+        from ..io.reader import open_reader
         self.reader = reader or open_reader(store.path, "auto", allow_page_cache)
         self._own_reader = reader is None
         self.dtype = _dtype(g)
@@ -302,7 +302,7 @@ def generate_from_flash(store_path: str | os.PathLike, layout: Layout, *,
     Same prompt handling, sampling and seed use as `trace.capture.capture_trace`, so the
     tokens equal the in-DRAM sparse decode's.
     """
-    from ..model.bundled import bundled_model_dir, default_predictors_path
+    from ..data import bundled_model_dir, default_predictors_path
     from ..model.checkpoint import load_checkpoint
     from ..model.opt import OPTModel
     from ..model.predictor import PredictorSet, logit

@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..layout.base import Layout
 from ..layout.placement import Placement
 from ..layout.plan import IOPlan
-from ..trace.format import ModelGeometry
+from ..geometry import ModelGeometry
 
 STORE_FORMAT = "flashsim-weight-store"
 STORE_FORMAT_VERSION = 1

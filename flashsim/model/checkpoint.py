@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ModelGeometry
-from .bundled import bundled_model_dir
+from ..geometry import ModelGeometry
+from ..data import bundled_model_dir
 
 _CONVERT_HINT = ("a safetensors checkpoint; convert the pickle once with transformers: "
                  "python -c \"from transformers import OPTForCausalLM as M; "

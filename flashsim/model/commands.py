@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Load the checkpoint (validating every tensor) and describe it."""
-    from .bundled import default_predictors_path
+    from ..data import default_predictors_path
     from .checkpoint import load_checkpoint
     from .predictor import PredictorSet
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ModelGeometry
+from ..geometry import ModelGeometry
 from .checkpoint import Checkpoint, OPTSpec, load_checkpoint
 
 POSITION_OFFSET = 2  # OPT's learned positional embedding is indexed by position + 2

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import InputError
-from ..trace.format import ModelGeometry
+from ..geometry import ModelGeometry
 
 PREDICTOR_FORMAT = "flashsim-predictors"
 PREDICTOR_FORMAT_VERSION = 1

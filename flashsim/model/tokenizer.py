@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .bundled import bundled_model_dir
+from ..data import bundled_model_dir
 
 
 def load_tokenizer(model_dir: str | os.PathLike | None = None):

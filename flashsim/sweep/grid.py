@@ -114,7 +114,7 @@ def _params(path: str, sha256: str) -> Any:
 def _gap(setting: Any, device_path: str, device_sha256: str, queue_depth: int,
          block_bytes: int) -> dict[str, Any]:
     """{merge_gap_bytes, merge_gap_auto} of one run (auto: the device's break-even gap)."""
-    from ..cost.gap import resolve_merge_gap
+    from ..device.gap import resolve_merge_gap
 
     choice = resolve_merge_gap(setting, _params(device_path, device_sha256), queue_depth,
                                block_bytes)

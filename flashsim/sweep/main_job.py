@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from ..cliutil import table, to_jsonable
+from ..cost.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, add_display_units, plot_compare
 from ..errors import InputError
 from ..units import format_size
 from .api import SweepOutcome, default_out, run_sweep
@@ -54,7 +55,6 @@ class MainOutcome:
 def run_main(config: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
              workers: int | None = None, quiet: bool = False) -> MainOutcome:
     """Run the comparison sweep of `config` (default configs/default.yaml); tables + figure."""
-    from ..layout.commands import _TABLE2, _TABLE3, _decorate, plot_compare
 
     path = Path(config) if config is not None else default_config()
     if not path.is_file():
@@ -66,11 +66,11 @@ def run_main(config: str | os.PathLike | None = None, out: str | os.PathLike | N
     ok = outcome.results[outcome.results["status"] == "ok"]
     groups, blocks = [], []
     for keys, frame in _groups(ok):
-        rows = [_decorate(_label(r)) for r in frame.to_dict(orient="records")]
+        rows = [add_display_units(_label(r)) for r in frame.to_dict(orient="records")]
         head = _headline(keys, rows, sweep)
         groups.append({**keys, "headline": head, "rows": rows})
-        blocks += [head, "", "I/O (like the paper's Table 2):", table(rows, _TABLE2), "",
-                   "Per token (like the paper's Table 3):", table(rows, _TABLE3), ""]
+        blocks += [head, "", "I/O (like the paper's Table 2):", table(rows, TABLE2_COLUMNS), "",
+                   "Per token (like the paper's Table 3):", table(rows, TABLE3_COLUMNS), ""]
     if outcome.failed:
         blocks.append(f"{len(outcome.failed)} run(s) failed:")
         blocks += [f"  {f['layout']}: {f['error']}" for f in outcome.failed]

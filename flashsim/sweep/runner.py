@@ -12,39 +12,24 @@ import time
 import traceback
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..cost.compute import ComputeModel
+from ..cost.run import plan_layout, simulate_plan
+from ..device import load_params
+from ..trace.format import ActivationTrace
 
 
 @functools.lru_cache(maxsize=8)
 def _trace(path: str, sha256: str, max_tokens: int | None):
-    from ..trace.format import ActivationTrace
-
     trace = ActivationTrace.load(path)
-    return truncate(trace, max_tokens) if max_tokens else trace
+    return trace.head(max_tokens) if max_tokens else trace
 
 
 @functools.lru_cache(maxsize=8)
 def _params(path: str, sha256: str):
-    from ..device import load_params
-
     return load_params(path)
-
-
-def truncate(trace: Any, max_generated: int) -> Any:
-    """The trace with its prompt and only its first `max_generated` generated tokens."""
-    from ..trace.format import ActivationTrace
-
-    stop = min(trace.n_tokens, trace.n_prompt_tokens + max_generated)
-    if stop == trace.n_tokens:
-        return trace
-    cut = [s.slice_tokens(0, stop) for s in trace.active]
-    pred = [s.slice_tokens(0, stop) for s in trace.predicted] if trace.predicted else None
-    meta = dict(trace.meta, truncated_to_tokens=int(stop))
-    return ActivationTrace(trace.geometry, trace.token_ids[:stop], trace.n_prompt_tokens,
-                           cut, pred, meta)
 
 
 PLAN_KEYS = ("trace_path", "trace_sha256", "max_tokens", "train_trace_path",
@@ -56,17 +41,15 @@ PLAN_KEYS = ("trace_path", "trace_sha256", "max_tokens", "train_trace_path",
 
 @functools.lru_cache(maxsize=4)
 def _plan(key: tuple) -> Any:
-    from ..layout.registry import make_layout
-
     c = dict(zip(PLAN_KEYS, key))
     trace = _trace(c["trace_path"], c["trace_sha256"], c["max_tokens"])
     train = None
     if c["train_trace_path"]:
         train = _trace(c["train_trace_path"], c["train_trace_sha256"], None)
-    layout = make_layout(c["layout"], train_trace=train, block_bytes=c["block_bytes"],
-                         window=c["window"], dram_budget_bytes=c["dram_budget_bytes"],
-                         merge_gap_bytes=c["merge_gap_bytes"])
-    return trace, layout.plan(trace, which=c["neuron_set"])
+    return trace, plan_layout(c["layout"], trace, which=c["neuron_set"], train_trace=train,
+                              block_bytes=c["block_bytes"], window=c["window"],
+                              dram_budget_bytes=c["dram_budget_bytes"],
+                              merge_gap_bytes=c["merge_gap_bytes"])
 
 
 def simulate_config(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -74,24 +57,14 @@ def simulate_config(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any
 
     Plans are cached per process (a few), so a queue-depth or device axis re-plans nothing.
     """
-    from ..cost.compute import ComputeModel
-    from ..cost.simulate import simulate
-
     trace, plan = _plan(tuple(config.get(k) for k in PLAN_KEYS))
     params = _params(config["device_path"], config["device_sha256"])
     compute = ComputeModel(config["compute_fixed_s_per_layer"], config["compute_s_per_neuron"],
                            source="sweep host rates")
-    frame, summary = simulate(plan, params, config["queue_depth"], config["engine"],
-                              memcpy_bytes_per_s=config["memcpy_bytes_per_s"],
-                              compute_model=compute)
-    summary.pop("compute_model", None)
+    frame, summary = simulate_plan(plan, params, config["queue_depth"], config["engine"],
+                                   memcpy_bytes_per_s=config["memcpy_bytes_per_s"],
+                                   compute_model=compute)
     summary["trace_synthetic"] = bool(trace.is_synthetic)
-    summary["layout_params"] = {k: v for k, v in plan.params.items()
-                                if isinstance(v, (int, float, str, bool, type(None)))}
-    windows = plan.meta.get("window_per_token")
-    if windows is not None:
-        summary["window_min"] = int(np.min(windows))
-        summary["window_mean"] = float(np.mean(windows))
     return frame, summary
 
 

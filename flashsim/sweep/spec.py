@@ -42,7 +42,7 @@ def _default_layouts() -> list[str]:
 
 
 def _merge_gap(value: Any) -> Any:
-    from ..cost.gap import parse_merge_gap
+    from ..device.gap import parse_merge_gap
 
     try:
         return parse_merge_gap(value)
@@ -139,7 +139,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def resolve_path(text: str, base: Path) -> Path:
     """`bundled:NAME` → the packaged trace; else relative to the YAML file's folder."""
     if text.startswith(BUNDLED_PREFIX):
-        from ..layout.registry import bundled_trace_path
+        from ..data import bundled_trace_path
 
         return bundled_trace_path(text[len(BUNDLED_PREFIX):])
     path = Path(os.path.expanduser(text))

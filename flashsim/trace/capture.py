@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import progress
-from .format import ActivationTrace, NeuronSets
+from .format import ActivationTrace
+from ..geometry import NeuronSets
 
 
 def capture_trace(model_dir: str | os.PathLike | None = None, prompt_text: str = "",
@@ -30,7 +31,7 @@ def capture_trace(model_dir: str | os.PathLike | None = None, prompt_text: str =
 
     `predictors` defaults to `<model_dir>/predictors.safetensors`; `threshold` to theirs.
     """
-    from ..model.bundled import bundled_model_dir, default_predictors_path
+    from ..data import bundled_model_dir, default_predictors_path
     from ..model.checkpoint import file_sha256, load_checkpoint
     from ..model.opt import OPTModel
     from ..model.predictor import PredictorSet, logit

@@ -31,7 +31,8 @@ from scipy.special import ndtr, ndtri
 
 from ..errors import InputError
 from ..progress import progress
-from .format import ActivationTrace, ModelGeometry, NeuronSets
+from .format import ActivationTrace
+from ..geometry import ModelGeometry, NeuronSets
 from .stats import closest_friends, measured_tokens, trace_stats
 
 OPT_6_7B_SYNTHETIC = ModelGeometry("opt-6.7b-synthetic", n_layers=32, d_model=4096,
@@ -106,7 +107,7 @@ def paper_opt_6_7b_rates(n_layers: int = 32) -> SyntheticRates:
 
 def default_fit_trace_path() -> Path:
     """The bundled real trace used for fitting by default (opt-mini, training text)."""
-    from ..model.bundled import TRAINING_TRACE
+    from ..data import TRAINING_TRACE
 
     return TRAINING_TRACE
 

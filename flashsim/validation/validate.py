@@ -32,35 +32,11 @@ from ..errors import InputError
 from ..layout.plan import IOPlan
 from ..progress import progress
 from ..trace.format import ActivationTrace
-from .reader import DirectReader
-from .store import WeightStore, store_for
+from ..io.reader import DirectReader, open_reader
+from ..loader.store import WeightStore, store_for
 
 CALIBRATION_FILE = "calibration.bin"
 DEFAULT_CALIBRATION_BYTES = 1 << 30
-
-
-def open_reader(path: str | os.PathLike, engine: str = "auto",
-                allow_page_cache: bool = False) -> DirectReader:
-    """A DirectReader; "auto" prefers the native AIO engine (one thread, no per-batch thread
-    hand-off, which costs 50-120 µs per small batch with threads) and falls back to threads."""
-    if engine == "auto":
-        try:
-            return DirectReader(path, allow_page_cache=allow_page_cache, engine="aio")
-        except InputError:
-            engine = "auto"
-    return DirectReader(path, allow_page_cache=allow_page_cache, engine=engine)
-
-
-def trace_head(trace: ActivationTrace, n_generated: int | None) -> ActivationTrace:
-    """The trace cut after its first `n_generated` generated tokens (None: unchanged)."""
-    if n_generated is None or trace.n_prompt_tokens + n_generated >= trace.n_tokens:
-        return trace
-    if n_generated < 1:
-        raise InputError(f"{n_generated} tokens", key="tokens", expected="at least 1 token")
-    stop = trace.n_prompt_tokens + int(n_generated)
-    cut = lambda sets: None if sets is None else [s.slice_tokens(0, stop) for s in sets]  # noqa: E731
-    return ActivationTrace(trace.geometry, trace.token_ids[:stop], trace.n_prompt_tokens,
-                           cut(trace.active), cut(trace.predicted), dict(trace.meta))
 
 
 def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
@@ -289,7 +265,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
     if profile is None and not calibrate:
         raise InputError("no device profile", key="device",
                          expected="--device PROFILE.yaml or --calibrate")
-    trace = trace_head(trace, tokens)
+    trace = trace.head(tokens)
     layouts = [make_layout(n, train_trace=train_trace) for n in layout_names]
     plans = [lay.plan(trace, which=which) for lay in layouts]
     store_path = Path(store)
@@ -336,7 +312,7 @@ def validate(trace: ActivationTrace, layout_names: list[str], qds: list[int], *,
         measured = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
         dispatch = {k: np.zeros((reps, plans[k[0]].n_tokens)) for k in keys}
         for i, q in keys:  # warm-up: threads started, first-touch costs paid, not recorded
-            warm = trace_head(trace, 2)
+            warm = trace.head(2)
             measure_plan(readers[str(stores[i].path)], layouts[i].plan(warm, which=which), q)
         n_tokens = plans[0].n_tokens
         blocks = [range(int(a[0]), int(a[-1]) + 1)

@@ -54,7 +54,7 @@ class BreakEven:
 def _read_us(params: Any, chunk_bytes: int, queue_depth: int) -> float:
     """Steady-state device time per read (µs) of random `chunk_bytes` reads at `queue_depth`:
     chunk / predicted throughput (the model's own prediction, as calibration measures it)."""
-    from ..device.fit import predict_detail
+    from .fit import predict_detail
 
     mb_s = predict_detail(params, int(chunk_bytes), int(queue_depth))["throughput_mb_s"]
     return chunk_bytes / mb_s  # bytes / (MB/s) = µs
@@ -62,7 +62,7 @@ def _read_us(params: Any, chunk_bytes: int, queue_depth: int) -> float:
 
 @functools.lru_cache(maxsize=256)
 def _break_even_cached(params_json: str, queue_depth: int, block_bytes: int) -> BreakEven:
-    from ..device.profile import DeviceParams
+    from .profile import DeviceParams
 
     params = DeviceParams.model_validate_json(params_json)
     small, large = block_bytes, max(LARGE_CHUNK_BYTES, 4 * block_bytes)
@@ -94,7 +94,7 @@ def _check(queue_depth: int, block_bytes: int) -> None:
 def break_even(profile_or_params: Any, queue_depth: int, block_bytes: int) -> BreakEven:
     """The device's per-read cost line at `queue_depth` (from one block and 256 KiB reads)
     and its break-even merge gap; see `break_even_gap_bytes`."""
-    from ..device import load_params
+    from . import load_params
 
     _check(queue_depth, block_bytes)
     params = load_params(profile_or_params)

@@ -409,3 +409,15 @@ class DirectReader:
             if self._main_buffer is not None:
                 self._main_buffer.close()
             self._main_buffer = ReadBuffer(nbytes, self.huge_pages)
+
+
+def open_reader(path: str | os.PathLike, engine: str = "auto",
+                allow_page_cache: bool = False) -> DirectReader:
+    """A DirectReader; "auto" prefers the native AIO engine (one thread, no per-batch thread
+    hand-off, which costs 50-120 µs per small batch with threads) and falls back to threads."""
+    if engine == "auto":
+        try:
+            return DirectReader(path, allow_page_cache=allow_page_cache, engine="aio")
+        except InputError:
+            engine = "auto"
+    return DirectReader(path, allow_page_cache=allow_page_cache, engine=engine)

@@ -9,7 +9,10 @@ from typing import Any
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
 from ..units import format_size, parse_size
-from .registry import COMPARE_ORDER, REFERENCE_TRACE, TRAIN_TRACE, bundled_trace_path, layout_names
+from .run import simulate_layout
+from .tables import TABLE2_COLUMNS, TABLE3_COLUMNS, add_display_units, plot_compare
+from ..data import REFERENCE_TRACE, REFERENCE_TRACE_NAME, TRAINING_TRACE, TRAINING_TRACE_NAME
+from ..layout.registry import COMPARE_ORDER, layout_names
 
 
 def _size(key: str, allow_zero: bool = False):
@@ -19,7 +22,7 @@ def _size(key: str, allow_zero: bool = False):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trace", help=f"activation trace (default: bundled {REFERENCE_TRACE})")
+    p.add_argument("--trace", help=f"activation trace (default: bundled {REFERENCE_TRACE_NAME})")
     p.add_argument("--device", required=True, help="device profile YAML (configs/devices/)")
     p.add_argument("--qd", type=int, default=32, help="reads in flight (default 32)")
     p.add_argument("--engine", choices=("fast", "des"), default="fast",
@@ -27,7 +30,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted",
                    help="neurons that drive the loads (default: predicted)")
     p.add_argument("--train-trace",
-                   help=f"trace the co-activation layouts learn from (default: {TRAIN_TRACE})")
+                   help=f"trace the co-activation layouts learn from (default: {TRAINING_TRACE_NAME})")
     p.add_argument("--block", type=_size("--block"), default=4096,
                    help="read alignment (default 4k)")
     p.add_argument("--memcpy-gb-s", type=float, default=None,
@@ -68,7 +71,7 @@ def register(subparsers: Any) -> None:
 
 def _load_inputs(args: argparse.Namespace):
     """Device parameters and trace; resolves `--merge-gap` into `args.gap` (a GapChoice)."""
-    from ..cost.gap import parse_merge_gap, resolve_merge_gap
+    from ..device.gap import parse_merge_gap, resolve_merge_gap
     from ..device import load_params
     from ..trace.format import ActivationTrace
 
@@ -76,7 +79,7 @@ def _load_inputs(args: argparse.Namespace):
         raise InputError(f"queue depth {args.qd} must be at least 1", key="--qd")
     setting = parse_merge_gap(args.merge_gap, key="--merge-gap")  # before any loading
     params = load_params(Path(args.device))
-    trace = ActivationTrace.load(args.trace or bundled_trace_path(REFERENCE_TRACE))
+    trace = ActivationTrace.load(args.trace or REFERENCE_TRACE)
     args.gap = resolve_merge_gap(setting, params, args.qd, args.block, key="--merge-gap")
     return params, trace
 
@@ -90,20 +93,16 @@ def _train(args: argparse.Namespace, names: list[str]):
 
     if not any(n.startswith(("coactivation", "windowed+coactivation")) for n in names):
         return None
-    return ActivationTrace.load(args.train_trace or bundled_trace_path(TRAIN_TRACE))
+    return ActivationTrace.load(args.train_trace or TRAINING_TRACE)
 
 
 def _run(name: str, args: argparse.Namespace, params, trace, train, **overrides):
-    from ..cost import simulate
-    from .registry import make_layout
-
-    layout = make_layout(name, train_trace=train, block_bytes=args.block,
-                         merge_gap_bytes=args.gap.gap_bytes, **overrides)
-    plan = layout.plan(trace, which=args.which)
     memcpy = args.memcpy_gb_s * 1e9 if args.memcpy_gb_s else None
-    frame, summary = simulate(plan, params, args.qd, args.engine, memcpy_bytes_per_s=memcpy)
+    frame, summary, plan = simulate_layout(
+        name, trace, params, args.qd, engine=args.engine, which=args.which, train_trace=train,
+        memcpy_bytes_per_s=memcpy, block_bytes=args.block, merge_gap_bytes=args.gap.gap_bytes,
+        **overrides)
     summary["params"] = plan.params | {"placement": plan.meta["placement"]}
-    summary.pop("compute_model", None)
     return frame, summary, plan
 
 
@@ -120,15 +119,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     frame, summary, _ = _run(args.layout, args, params, trace, train, window=args.window,
                              dram_budget_bytes=args.dram_budget, chunk_bytes=args.chunk, order_method=args.order_method,
                              hot_threshold=args.hot_threshold)
-    summary = _decorate(summary)
-    summary["trace"] = str(args.trace or REFERENCE_TRACE)
+    summary = add_display_units(summary)
+    summary["trace"] = str(args.trace or REFERENCE_TRACE_NAME)
     summary["device"] = str(args.device)
     summary.update(args.gap.to_dict())
     payload = dict(summary, tokens=frame.to_dict(orient="records"))
     lines = [f"{summary['layout']} on {summary['device']} at QD {args.qd} "
              f"({summary['n_tokens']} tokens, {summary['set']} set, {args.engine} engine)",
              _gap_line(args)]
-    lines.append(table([summary], _TABLE2 + _TABLE3[1:]))
+    lines.append(table([summary], TABLE2_COLUMNS + TABLE3_COLUMNS[1:]))
     if args.tokens:
         lines.append(table(frame.to_dict(orient="records"),
                            [("token", "token", "d"), ("reads", "reads", "d"),
@@ -137,23 +136,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                             ("total_ms", "total ms", ".3f")]))
     emit(args, payload, "\n".join(lines))
     return 0
-
-
-_TABLE2 = [("layout", "layout", "s"), ("dram_resident_mb", "DRAM MB", ".2f"),
-           ("mb_per_token", "MB/token", ".3f"), ("reads_per_token", "reads/token", ".0f"),
-           ("mean_read_kib", "read KiB", ".1f"), ("read_amplification", "ampl", ".2f"),
-           ("throughput_mb_s", "MB/s", ".0f"), ("io_ms_p50", "I/O ms p50", ".3f"),
-           ("io_ms_p99", "p99", ".3f")]
-_TABLE3 = [("layout", "layout", "s"), ("io_ms_p50", "I/O ms", ".3f"),
-           ("mem_ms_p50", "mem ms", ".4f"), ("compute_ms_p50", "compute ms", ".3f"),
-           ("total_ms_p50", "total ms", ".3f"), ("total_ms_p99", "total p99", ".3f")]
-
-
-def _decorate(summary: dict) -> dict:
-    summary["mb_per_token"] = summary["bytes_per_token"] / 1e6
-    summary["dram_resident_mb"] = summary["dram_resident_bytes"] / 1e6
-    summary["mean_read_kib"] = summary["mean_read_bytes"] / 1024
-    return summary
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -169,49 +151,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     train = _train(args, names)
     rows = []
     for name in progress(names, total=len(names), desc="layouts", quiet=args.json):
-        rows.append(_decorate(_run(name, args, params, trace, train)[1]))
+        rows.append(add_display_units(_run(name, args, params, trace, train)[1]))
     g = trace.geometry
     head = (f"{trace.n_tokens - trace.n_prompt_tokens} generated tokens of {g.name} "
             f"(FFN {format_size(g.ffn_bytes)}), {args.which} set, device {args.device}, "
             f"QD {args.qd}, block {format_size(args.block)}")
-    human = "\n".join([head, _gap_line(args), "", "I/O (like the paper's Table 2):", table(rows, _TABLE2), "",
-                       "Per token (like the paper's Table 3):", table(rows, _TABLE3)])
+    human = "\n".join([head, _gap_line(args), "", "I/O (like the paper's Table 2):", table(rows, TABLE2_COLUMNS), "",
+                       "Per token (like the paper's Table 3):", table(rows, TABLE3_COLUMNS)])
     if args.plot:
         plot_compare(rows, args.plot, title=head)
         human += f"\n\nfigure: {args.plot}"
-    emit(args, {"trace": str(args.trace or REFERENCE_TRACE), "device": str(args.device),
+    emit(args, {"trace": str(args.trace or REFERENCE_TRACE_NAME), "device": str(args.device),
                 "queue_depth": args.qd, "set": args.which, **args.gap.to_dict(),
                 "rows": rows, "plot": args.plot}, human)
     return 0
-
-
-def plot_compare(rows: list[dict], path: str, *, title: str = "") -> None:
-    """Two panels: bytes read per token, and I/O + memory + compute ms per token (stacked)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ..figures import figure_format, save_figure
-
-    figure_format(path, key="--plot")  # fail before drawing
-    names = [r["layout"] for r in rows]
-    x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax1.bar(x, [r["mb_per_token"] for r in rows], color="tab:blue")
-    ax1.set_yscale("log")
-    ax1.set_ylabel("MB read per token (log)")
-    bottom = np.zeros(len(rows))
-    for key, label, color in (("io_ms_p50", "I/O", "tab:blue"), ("mem_ms_p50", "memory", "tab:orange"),
-                              ("compute_ms_p50", "compute", "tab:green")):
-        vals = np.array([r[key] for r in rows])
-        ax2.bar(x, vals, bottom=bottom, label=label, color=color)
-        bottom += vals
-    ax2.set_ylabel("ms per token (p50)")
-    ax2.legend()
-    for ax in (ax1, ax2):
-        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
