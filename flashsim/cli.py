@@ -1,7 +1,10 @@
 """`flashsim` command line: a thin shell that parses, calls the API and prints.
 
 Each feature package registers its own sub-commands from its `commands.py`
-(`register(subparsers)`); a command's handler returns an exit code.
+(`register(subparsers)`); a command's handler returns an exit code. Building the parser
+imports every `commands.py`, so they import their package's heavy modules inside the
+handlers: pandas, scipy and numba alone take ~2 s to import, which `flashsim --help` and a
+bad-argument error should not pay.
 """
 
 from __future__ import annotations

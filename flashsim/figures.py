@@ -25,7 +25,9 @@ def figure_format(path: str | os.PathLike, *, key: str | None = None) -> str:
 def new_figure(**kwargs: Any) -> Any:
     """A matplotlib Figure outside pyplot: no backend is chosen or changed, so it renders
     headless in a script and leaves a notebook's inline backend alone."""
-    from matplotlib.figure import Figure  # matplotlib costs ~0.3 s to import: only when drawing
+    from matplotlib.figure import (
+        Figure,  # matplotlib costs ~0.3 s to import: only when drawing
+    )
 
     return Figure(**kwargs)
 

@@ -11,8 +11,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import InputError
-
 
 @dataclass(frozen=True)
 class ModelGeometry:

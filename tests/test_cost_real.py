@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flashsim.cost import ComputeModel, simulate
+from flashsim.cost.compute import ComputeModel
+from flashsim.cost.simulate import simulate
 from flashsim.device.gap import break_even_gap_bytes
 from flashsim.cost.simulate import io_seconds
 from flashsim.data import REFERENCE_TRACE, TRAINING_TRACE

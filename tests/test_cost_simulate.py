@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from flashsim.cli import main
-from flashsim.cost import ComputeModel, simulate
+from flashsim.cost.compute import ComputeModel
+from flashsim.cost.simulate import simulate
 from flashsim.cost.simulate import io_seconds, io_seconds_draws
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace

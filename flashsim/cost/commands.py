@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from ..cliutil import add_json_flag, emit, table
+from ..data import (
+    REFERENCE_TRACE,
+    REFERENCE_TRACE_NAME,
+    TRAINING_TRACE,
+    TRAINING_TRACE_NAME,
+)
 from ..errors import InputError
-from ..units import format_size, parse_size
-from .run import simulate_layout
-from .tables import TABLE2_COLUMNS, TABLE3_COLUMNS, add_display_units, plot_compare
-from ..data import REFERENCE_TRACE, REFERENCE_TRACE_NAME, TRAINING_TRACE, TRAINING_TRACE_NAME
 from ..layout.registry import COMPARE_ORDER, layout_names
+from ..units import format_size, parse_size
+from .tables import TABLE2_COLUMNS, TABLE3_COLUMNS, add_display_units, plot_compare
 
 
 def _size(key: str, allow_zero: bool = False):
@@ -71,8 +75,8 @@ def register(subparsers: Any) -> None:
 
 def _load_inputs(args: argparse.Namespace):
     """Device parameters and trace; resolves `--merge-gap` into `args.gap` (a GapChoice)."""
-    from ..device.gap import parse_merge_gap, resolve_merge_gap
     from ..device import load_params
+    from ..device.gap import parse_merge_gap, resolve_merge_gap
     from ..trace.format import ActivationTrace
 
     if args.qd < 1:
@@ -97,6 +101,8 @@ def _train(args: argparse.Namespace, names: list[str]):
 
 
 def _run(name: str, args: argparse.Namespace, params, trace, train, **overrides):
+    from .run import simulate_layout  # pandas: see cli.py on lazy imports in commands
+
     memcpy = args.memcpy_gb_s * 1e9 if args.memcpy_gb_s else None
     frame, summary, plan = simulate_layout(
         name, trace, params, args.qd, engine=args.engine, which=args.which, train_trace=train,

@@ -20,14 +20,15 @@ once per process per geometry.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..geometry import ModelGeometry
+from ..model.opt import OPTModel
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,12 @@ def calibrate_compute(geometry: ModelGeometry, repeats: int = 30) -> ComputeMode
 
 
 def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: time with whatever BLAS threading numpy has
-        return contextlib.nullcontext()
+    """Time as the decode runs: one BLAS thread (the runtime pins the same)."""
     return threadpool_limits(limits=1, user_api="blas")
 
 
 def _bundled_model_for(geometry: ModelGeometry):
     try:
-        from ..model.opt import OPTModel
-
         model = OPTModel.load()
     except Exception:  # no bundled model (yet), or it cannot be read: use matvecs
         return None

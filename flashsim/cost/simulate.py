@@ -21,8 +21,6 @@ from .compute import ComputeModel, calibrate_compute
 from .memcpy import measure_memcpy_bytes_per_s
 
 
-
-
 def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast") -> np.ndarray:
     """Device makespan per (token, layer), seconds, shape [n_tokens, n_layers]."""
     return io_seconds_draws(plan, profile, queue_depth, 1, engine)[0]

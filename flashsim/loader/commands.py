@@ -9,7 +9,8 @@ from typing import Any
 from ..cliutil import add_json_flag, emit, table
 from ..data import REFERENCE_TRACE
 from ..errors import InputError
-from ..units import format_size, parse_int_list, parse_size
+from ..units import format_size, parse_size
+
 
 def add_layout_args(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--layout", default=default, help=f"layout name (default {default})")

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write, atomic_write_text, check_free_space
+from ..cliutil import to_jsonable
 from ..errors import InputError
+from ..geometry import ModelGeometry
 from ..layout.base import Layout
 from ..layout.placement import Placement
 from ..layout.plan import IOPlan
-from ..geometry import ModelGeometry
 
 STORE_FORMAT = "flashsim-weight-store"
 STORE_FORMAT_VERSION = 1
@@ -213,7 +214,6 @@ def build_store(ckpt: Any, layout: Layout, out: str | os.PathLike, *,
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    from ..cliutil import to_jsonable
     return to_jsonable({k: v for k, v in params.items()})
 
 

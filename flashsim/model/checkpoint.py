@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
+from ..data import bundled_model_dir
 from ..errors import InputError
 from ..geometry import ModelGeometry
-from ..data import bundled_model_dir
 
 _CONVERT_HINT = ("a safetensors checkpoint; convert the pickle once with transformers: "
                  "python -c \"from transformers import OPTForCausalLM as M; "
@@ -166,9 +168,6 @@ def _spec_from_config(config: dict[str, Any], folder: Path) -> OPTSpec:
 
 
 def _read_tensors(folder: Path) -> tuple[dict[str, np.ndarray], list[Path]]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     single = folder / "model.safetensors"
     index = folder / "model.safetensors.index.json"
     if single.is_file():

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save
 
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import InputError
@@ -87,8 +89,6 @@ class PredictorSet:
              report: dict[str, Any] | None = None) -> None:
         """Write weights as safetensors (fp16 by default) and `<stem>.json` (ranks, threshold,
         provenance, and `report`, e.g. training metrics); both atomically."""
-        from safetensors.numpy import save
-
         tensors = {}
         for i, p in enumerate(self.layers):
             for name in ("down_w", "down_b", "up_w", "up_b"):
@@ -105,8 +105,6 @@ class PredictorSet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PredictorSet":
         """Read a predictors.safetensors file; anything else is an InputError naming it."""
-        from safetensors import SafetensorError, safe_open
-
         p = Path(path)
         if not p.is_file():
             raise InputError("predictor file does not exist", file=p,

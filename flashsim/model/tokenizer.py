@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from ..errors import InputError
 from ..data import bundled_model_dir
+from ..errors import InputError
 
 
 def load_tokenizer(model_dir: str | os.PathLike | None = None):
@@ -18,11 +19,6 @@ def load_tokenizer(model_dir: str | os.PathLike | None = None):
     if not path.is_file():
         raise InputError("no tokenizer.json in the model folder", file=folder,
                          expected="a tokenizer.json written by the tokenizers library")
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:  # pragma: no cover - tokenizers is a dependency
-        raise InputError("the 'tokenizers' package is not installed", file=path,
-                         expected="pip install tokenizers") from None
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises its own exception type

@@ -1,6 +1,6 @@
-"""Where the sparse FFN gets its neuron weights from: a small interface, DRAM arrays for now.
+"""Where the sparse FFN gets its neuron weights from: a small interface with a DRAM implementation.
 
-The flash loader (issue 5) implements the same interface, so the sparse decode runs
+The flash loader (`loader.runtime.FlashWeightSource`) implements the same interface, so the sparse decode runs
 unchanged whether a neuron's fc1 row and fc2 column come from memory or from flash.
 """
 

@@ -20,9 +20,10 @@ from ..atomic import atomic_write_text
 from ..cliutil import to_jsonable
 from ..errors import InputError
 from ..progress import progress
-from .executors import EXECUTORS, execute
+from .executors import EXECUTORS, connect_dask, execute
 from .grid import expand
 from .host import host_rates, save_rates
+from .plots import plot_sweep
 from .spec import Sweep, load_sweep
 from .store import ResultStore
 
@@ -71,8 +72,6 @@ def check_executor(executor: str, workers: int | None, scheduler: str | None) ->
                          key="--executor",
                          expected="pip install 'flashsim[dask]' (or --executor local)")
     if executor == "dask" and scheduler is not None:
-        from .executors import connect_dask
-
         connect_dask(scheduler).close()  # unreachable: an error before anything is written
 
 
@@ -115,8 +114,6 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out_dir: str | os.PathLike | Non
               for r in results.to_dict(orient="records") if r["status"] != "ok"]
     figure = None
     if plot and (results["status"] == "ok").any():
-        from .plots import plot_sweep
-
         figure = out / FIGURE
         plot_sweep(results[results["status"] == "ok"], figure, title=f"sweep {sweep.name}")
     return SweepOutcome(out, len(configs), len(done), len(pending), to_jsonable(failed),

@@ -88,8 +88,9 @@ def _result_or_failure(future: Any, config: dict[str, Any]) -> dict[str, Any]:
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a lost worker fails this run, not the sweep
-        from .. import __version__
         import pandas as pd
+
+        from .. import __version__
 
         return {"run_id": config["run_id"], "config": config, "flashsim_version": __version__,
                 "status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split()),

@@ -17,6 +17,9 @@ import json
 from typing import Any
 
 from .. import __version__
+from ..device import load_params
+from ..device.gap import resolve_merge_gap
+from ..layout.registry import LAYOUTS
 from .spec import AXES, Sweep
 
 # spec axis -> run config key
@@ -36,8 +39,6 @@ def run_id(config: dict[str, Any]) -> str:
 
 def takes_window(layout: str) -> bool:
     """True for the windowed+ layouts (the ones with a window and a DRAM budget)."""
-    from ..layout.registry import LAYOUTS
-
     return "window" in LAYOUTS[layout][1]
 
 
@@ -106,16 +107,12 @@ def expand(sweep: Sweep, host: dict[str, dict[str, float]]) -> list[dict[str, An
 
 @functools.lru_cache(maxsize=64)
 def _params(path: str, sha256: str) -> Any:
-    from ..device import load_params
-
     return load_params(path)
 
 
 def _gap(setting: Any, device_path: str, device_sha256: str, queue_depth: int,
          block_bytes: int) -> dict[str, Any]:
     """{merge_gap_bytes, merge_gap_auto} of one run (auto: the device's break-even gap)."""
-    from ..device.gap import resolve_merge_gap
-
     choice = resolve_merge_gap(setting, _params(device_path, device_sha256), queue_depth,
                                block_bytes)
     return {"merge_gap_bytes": choice.gap_bytes, "merge_gap_auto": choice.auto}

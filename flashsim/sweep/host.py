@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..cost.compute import calibrate_compute
+from ..cost.memcpy import measure_memcpy_bytes_per_s
 from ..errors import InputError
 from .grid import geometry_key
 from .spec import Sweep
@@ -26,9 +28,6 @@ def host_rates(sweep: Sweep, out_dir: Path | None
 
     Fixed rates from the sweep's `host:` win; else rates saved in `out_dir`; else measured.
     """
-    from ..cost.compute import calibrate_compute
-    from ..cost.memcpy import measure_memcpy_bytes_per_s
-
     fixed = sweep.spec.host
     saved = load_saved(out_dir) if out_dir is not None else {}
     rates: dict[str, dict[str, float]] = {}

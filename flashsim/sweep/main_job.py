@@ -16,7 +16,12 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from ..cliutil import table, to_jsonable
-from ..cost.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, add_display_units, plot_compare
+from ..cost.tables import (
+    TABLE2_COLUMNS,
+    TABLE3_COLUMNS,
+    add_display_units,
+    plot_compare,
+)
 from ..errors import InputError
 from ..units import format_size
 from .api import SweepOutcome, default_out, run_sweep

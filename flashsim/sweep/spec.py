@@ -18,7 +18,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..config import SizeBytes, StrictModel, load_yaml_model
+from ..data import bundled_trace_path
+from ..device.gap import parse_merge_gap
+from ..device.profile import DeviceProfile
 from ..errors import InputError
+from ..layout.registry import COMPARE_ORDER, layout_names
+from ..trace.format import ActivationTrace
 
 AXES = ("traces", "devices", "layouts", "windows", "queue_depths", "dram_budgets")
 """The sweep axes, in the order runs are expanded."""
@@ -28,22 +33,16 @@ BUNDLED_PREFIX = "bundled:"
 
 
 def _known_layout(name: str) -> str:
-    from ..layout.registry import layout_names
-
     if name not in layout_names():
         raise ValueError(f"unknown layout {name!r} (expected one of {', '.join(layout_names())})")
     return name
 
 
 def _default_layouts() -> list[str]:
-    from ..layout.registry import COMPARE_ORDER
-
     return list(COMPARE_ORDER)
 
 
 def _merge_gap(value: Any) -> Any:
-    from ..device.gap import parse_merge_gap
-
     try:
         return parse_merge_gap(value)
     except InputError as exc:  # pydantic collects ValueErrors only
@@ -139,8 +138,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 def resolve_path(text: str, base: Path) -> Path:
     """`bundled:NAME` → the packaged trace; else relative to the YAML file's folder."""
     if text.startswith(BUNDLED_PREFIX):
-        from ..data import bundled_trace_path
-
         return bundled_trace_path(text[len(BUNDLED_PREFIX):])
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else base / path
@@ -196,8 +193,6 @@ def check_axes(spec: SweepSpec, file: Path) -> None:
 
 
 def _check_devices(sweep: Sweep) -> None:
-    from ..device.profile import DeviceProfile
-
     for i, ref in enumerate(sweep.devices):
         try:
             DeviceProfile.load(ref.path).require_params(ref.path)
@@ -207,8 +202,6 @@ def _check_devices(sweep: Sweep) -> None:
 
 
 def _check_traces(sweep: Sweep) -> None:
-    from ..trace.format import ActivationTrace
-
     refs = [(f"traces.{i}", r) for i, r in enumerate(sweep.traces)]
     if sweep.train_trace is not None:
         refs.append(("train_trace", sweep.train_trace))

@@ -14,10 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import bundled_model_dir, default_predictors_path
 from ..errors import InputError
+from ..geometry import NeuronSets
+from ..model.checkpoint import file_sha256, load_checkpoint
+from ..model.opt import OPTModel
+from ..model.predictor import PredictorSet, logit
+from ..model.sampling import check_top_p, next_token
+from ..model.sparse import SparseFFN
+from ..model.tokenizer import check_request, load_tokenizer, prompt_ids
+from ..model.weights import DRAMWeightSource
 from ..progress import progress
 from .format import ActivationTrace
-from ..geometry import NeuronSets
 
 
 def capture_trace(model_dir: str | os.PathLike | None = None, prompt_text: str = "",
@@ -31,15 +39,6 @@ def capture_trace(model_dir: str | os.PathLike | None = None, prompt_text: str =
 
     `predictors` defaults to `<model_dir>/predictors.safetensors`; `threshold` to theirs.
     """
-    from ..data import bundled_model_dir, default_predictors_path
-    from ..model.checkpoint import file_sha256, load_checkpoint
-    from ..model.opt import OPTModel
-    from ..model.predictor import PredictorSet, logit
-    from ..model.sampling import check_top_p, next_token
-    from ..model.sparse import SparseFFN
-    from ..model.tokenizer import check_request, load_tokenizer, prompt_ids
-    from ..model.weights import DRAMWeightSource
-
     check_request(prompt_text, n_tokens)
     if prompt_tokens is not None and (isinstance(prompt_tokens, bool) or prompt_tokens <= 0):
         raise InputError(f"prompt_tokens {prompt_tokens!r}", key="prompt_tokens",

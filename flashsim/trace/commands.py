@@ -191,8 +191,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     """Generate a synthetic trace fitted to a real one and the paper's rates."""
     from .format import ActivationTrace
-    from .synthetic import (default_fit_trace_path, parse_geometry, paper_opt_6_7b_rates,
-                            synthetic_trace)
+    from .synthetic import (
+        default_fit_trace_path,
+        paper_opt_6_7b_rates,
+        parse_geometry,
+        synthetic_trace,
+    )
 
     geometry = parse_geometry(args.geometry)
     if args.tokens < 2:

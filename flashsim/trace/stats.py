@@ -18,8 +18,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from ..errors import InputError
-from .format import ActivationTrace
 from ..geometry import NeuronSets
+from .format import ActivationTrace
 
 DEFAULT_WINDOWS = tuple(range(1, 9))
 

@@ -29,10 +29,11 @@ from scipy.optimize import minimize
 from scipy.signal import lfilter
 from scipy.special import ndtr, ndtri
 
+from ..data import TRAINING_TRACE
 from ..errors import InputError
+from ..geometry import ModelGeometry, NeuronSets
 from ..progress import progress
 from .format import ActivationTrace
-from ..geometry import ModelGeometry, NeuronSets
 from .stats import closest_friends, measured_tokens, trace_stats
 
 OPT_6_7B_SYNTHETIC = ModelGeometry("opt-6.7b-synthetic", n_layers=32, d_model=4096,
@@ -107,8 +108,6 @@ def paper_opt_6_7b_rates(n_layers: int = 32) -> SyntheticRates:
 
 def default_fit_trace_path() -> Path:
     """The bundled real trace used for fitting by default (opt-mini, training text)."""
-    from ..data import TRAINING_TRACE
-
     return TRAINING_TRACE
 
 
@@ -524,9 +523,7 @@ def opt_6_7b_synthetic_trace(fit_path: str | Path | None = None, n_tokens: int =
                              quiet: bool = True) -> ActivationTrace:
     """The paper_table2 stand-in: OPT-6.7B geometry, paper rates, fitted to a real trace
     (default: the bundled opt-mini training trace). SYNTHETIC."""
-    from .format import ActivationTrace as _Trace
-
-    fit = _Trace.load(fit_path if fit_path is not None else default_fit_trace_path())
+    fit = ActivationTrace.load(fit_path if fit_path is not None else default_fit_trace_path())
     return synthetic_trace(OPT_6_7B_SYNTHETIC, n_tokens, fitted_to=fit,
                            rates=paper_opt_6_7b_rates(OPT_6_7B_SYNTHETIC.n_layers), seed=seed,
                            n_prompt_tokens=n_prompt_tokens, quiet=quiet)
