@@ -1,6 +1,8 @@
-"""Burst vs sustained (validation README, run F): µs a read of back-to-back batches of n random
-reads with the AIO reader, with and without an idle pause, and within a long batch.
-Run: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/burst.py [FILE]
+"""Burst vs sustained: µs a read of back-to-back batches of n random reads with the AIO
+reader, with and without an idle pause, and within a long batch. Answer: a burst is no faster
+than the steady state, an idle pause makes the next short batch slower, and the per-read time
+keeps falling from QD 8 to 32 after saturation (the link's amortization term; LOG.md).
+Run: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/diagnostics/burst.py [FILE]
 (FILE: a 1 GiB random-data file, created if missing and deleted afterwards; ~2 minutes)."""
 import json, os, sys, time
 import numpy as np

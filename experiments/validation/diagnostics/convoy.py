@@ -1,20 +1,19 @@
 """Do the disk's completions come one by one or in groups? Steady random 4 KiB reads at
 QD 1-32 on the sparse store with the native-AIO reader, against the device model fitted in a
-validate --json output (default: the committed results.json).
+validate --json output (default: the committed ../results.json).
 
 A read's finish time is when the reader reaped it; io_getevents returns as soon as one read
 is done, so reads that share a finish time were completed by the disk together. Per QD:
 time per read, the share of completion gaps under 3 µs (1 − 1 / the mean group size) and
 the median latency, measured and modelled.
 
-Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/convoy.py
-[RESULTS.json]. Stop 12 (run V's fit), QD 1 / 2 / 4 / 8 / 32: measured 70.8 / 46.7 / 27.6 /
-19.5 / 13.8 µs a read, gaps under 3 µs 0.00 / 0.50 / 0.75 / 0.87 / 0.97, so the reads of a
-full queue complete together (groups of about QD reads); model 76.1 / 38.2 / 24.3 / 19.6 /
-15.7 µs a read, no gaps under 3 µs: it completes reads one by one. Stop 13 (run Y's fit, a
-link in passes): measured 52.9 / 35.3 / 29.1 / 17.8 / 12.6 µs, the same gaps; model 68.5 /
-38.5 / 22.9 / 18.8 / 12.9 µs, no gaps under 3 µs (a pass's reads are done together, but the
-model reaps them one by one, 4 µs each). See README.md, stops 12 and 13.
+Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python
+experiments/validation/diagnostics/convoy.py [RESULTS.json]. Answer, with the committed fit
+(QD 1 / 2 / 4 / 8 / 32): measured 52.9 / 35.3 / 29.1 / 17.8 / 12.6 µs a read, gaps under
+3 µs 0.00 / 0.50 / 0.75 / 0.87 / 0.97, so the reads of a full queue complete together
+(groups of about QD reads); model 68.5 / 38.5 / 22.9 / 18.8 / 12.9 µs a read, no gaps under
+3 µs (a pass's reads are done together, but the model reaps them one by one, 4 µs each).
+The measurement before the link served in passes, and its model: LOG.md.
 """
 import json
 import sys
@@ -26,7 +25,8 @@ from diag import random_reads
 from flashsim.device import make_device
 from flashsim.device.profile import DeviceParams
 
-results = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("results.json")
+COMMITTED = Path(__file__).resolve().parents[1] / "results.json"
+results = Path(sys.argv[1]) if len(sys.argv) > 1 else COMMITTED
 device = make_device(DeviceParams(**json.loads(results.read_text())["profile"]["params"]))
 read, rng = random_reads("sparse")
 

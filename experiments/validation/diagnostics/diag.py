@@ -1,5 +1,5 @@
-"""Shared by the stop-9 diagnostic scripts: a layout's plan of the reference trace and its
-weight store in the validation study's store folder (built there if missing)."""
+"""Shared by the diagnostic scripts here: a layout's plan of the reference trace and its
+weight store in the validation study's store folder (study.yaml; built there if missing)."""
 
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from flashsim.data import REFERENCE_TRACE
 from flashsim.model.checkpoint import load_checkpoint
 from flashsim.trace.format import ActivationTrace
 
-STUDY = Path(__file__).resolve().parent / "study.yaml"
+STUDY = Path(__file__).resolve().parents[1] / "study.yaml"
 
 
 def plan_and_store(layout_name: str) -> tuple[IOPlan, WeightStore]:

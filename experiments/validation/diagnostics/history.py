@@ -1,11 +1,12 @@
 """Does a read's time depend on what the disk did just before it? One read of each chunk
 size (QD 1) timed after different contexts, interleaved over rounds, on the sparse store.
 
-Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/history.py
-[ROUNDS]. Stop 10 (30 rounds, µs, p50): 1 MiB took 401 after four 1 MiB reads, 426 after
-1 MiB reads back to back, 524 after 256 KiB reads, 575 after small 4 KiB batches and 815
-after 20 ms idle; 256 KiB 170 / 172 / 197 / 209 / 399; 16 KiB 96-102 after any reads and
-300 after idle (see README.md: the device model has no such state).
+Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python
+experiments/validation/diagnostics/history.py [ROUNDS]. Answer (30 rounds, µs, p50): 1 MiB
+took 401 after four 1 MiB reads, 426 after 1 MiB reads back to back, 524 after 256 KiB
+reads, 575 after small 4 KiB batches and 815 after 20 ms idle; 256 KiB 170 / 172 / 197 /
+209 / 399; 16 KiB 96-102 after any reads and 300 after idle. The device model has no such
+state; simulated, it moves the plans' predictions by under 1 % (LOG.md).
 """
 import sys
 import time

@@ -1,9 +1,10 @@
 """Plan batches vs the same read sizes at random or packed offsets: measured vs the model.
 
 Usage (after a validation run built the stores): flock /tmp/flashsim-heavy.lock
-.venv/bin/python experiments/validation/locality.py LAYOUT QD RESULTS.json (the fitted
-profile of a validate --json output). Stop 9: sparse QD 8 plan / random / packed 263 / 263 /
-262 ms over its first 256 batches: no locality effect on this disk.
+.venv/bin/python experiments/validation/diagnostics/locality.py LAYOUT QD RESULTS.json (the
+fitted profile of a validate --json output, e.g. ../results.json). Answer: sparse QD 8
+plan / random / packed 263 / 263 / 262 ms over its first 256 batches: no locality effect on
+this disk (LOG.md).
 """
 import json, sys
 import numpy as np

@@ -1,8 +1,10 @@
 """Plan batches vs calibration-style batches (4 and 16 KiB, 16 and 64 reads, random and
 clustered) at one QD, interleaved over 4 rounds: model / measured for each, with the fitted
-profile of a validate --json output. Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python
-experiments/validation/plan_vs_points.py LAYOUT QD RESULTS.json. Stop 9 (sparse, QD 8, run
-O's fit): plan 0.95, points 0.95-1.14 (see README.md).
+profile of a validate --json output.
+
+Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python
+experiments/validation/diagnostics/plan_vs_points.py LAYOUT QD RESULTS.json. Answer (sparse,
+QD 8, a fit without the link in passes): plan 0.95, points 0.95-1.14 (LOG.md).
 """
 import json, sys
 import numpy as np

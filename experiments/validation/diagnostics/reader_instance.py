@@ -1,8 +1,9 @@
 """The same plan batches through a long-lived reader (slots grown as in validate) and a fresh
 reader per round (as the calibration opens one): does the reader instance matter?
 
-Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/reader_instance.py
-LAYOUT QD. Stop 9: sparse QD 8, 8 rounds: fresh / long-lived 1.02 (rounds vary ±15 %).
+Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python
+experiments/validation/diagnostics/reader_instance.py LAYOUT QD. Answer (sparse QD 8,
+8 rounds, huge-page buffers): fresh / long-lived 1.02, rounds vary ±15 % (LOG.md).
 """
 import sys
 import numpy as np

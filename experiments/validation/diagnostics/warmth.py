@@ -2,14 +2,15 @@
 after four reads of its own size followed by small reads or by a pause (a busy spin),
 interleaved over rounds, on the sparse store.
 
-Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python experiments/validation/warmth.py
-[ROUNDS]. Stop 11 (30 rounds, p50 µs; 1 MiB / 16 KiB): after four 1 MiB reads 359 / 85;
-then one 4 KiB read 361 / 89 (the warm size is the largest recent read, not the last);
-then 8 4 KiB reads 367, 40 of them (5.5 ms) 397, 4 × 40 at QD 8 (2.9 ms) 371; after
-10 × 40 4 KiB reads only (7 ms) 437 / 88; after a 0.3 / 1 / 3 / 10 ms pause 383 / 388 /
-404 / 532 (16 KiB: 90 / 102 / 113 / 180). The warmth fades over milliseconds whether the
-disk is idle or busy with small reads; the full cold cost that day was ~80 µs a MiB (170
-the day before: it drifts too).
+Usage: flock /tmp/flashsim-heavy.lock .venv/bin/python
+experiments/validation/diagnostics/warmth.py [ROUNDS]. Answer (30 rounds, p50 µs; 1 MiB /
+16 KiB): after four 1 MiB reads 359 / 85; then one 4 KiB read 361 / 89 (the warm size is
+the largest recent read, not the last); then 8 4 KiB reads 367, 40 of them (5.5 ms) 397,
+4 × 40 at QD 8 (2.9 ms) 371; after 10 × 40 4 KiB reads only (7 ms) 437 / 88; after a
+0.3 / 1 / 3 / 10 ms pause 383 / 388 / 404 / 532 (16 KiB: 90 / 102 / 113 / 180). The warmth
+fades over milliseconds whether the disk is idle or busy with small reads; the full cold
+cost was ~80 µs a MiB one day and ~170 the day before (it drifts too). Simulated, such a
+state moves the plans' predictions by under 1 %, so the model does not carry it (LOG.md).
 """
 import sys
 import time
