@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from flashsim.errors import InputError
+from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.layout.align import align_merge
 from flashsim.layout.registry import make_layout
 from flashsim.layout.window import run_window
 from flashsim.trace.format import ActivationTrace
-from flashsim.geometry import ModelGeometry, NeuronSets
 
 # fp16 rows of 2048 values are 4 KiB: one row = one block, so counts are exact
 BLOCK_GEOM = ModelGeometry("hand-block", 1, 2048, 16, 2)
@@ -218,3 +218,55 @@ def test_dram_budget_is_shared_by_the_layers():
     assert total.max() <= budget_rows * record
     assert plan.dram_resident_bytes[:, 0].max() >= 10 * record
     assert plan.meta["window_per_token"].min() < 4
+
+
+SPARSE_LAYOUTS = ["sparse", "bundled", "windowed", "windowed+bundled", "coactivation",
+                  "coactivation-friend", "windowed+coactivation", "windowed+coactivation-friend"]
+HAND_2L = ModelGeometry("hand-2l", 2, 2048, 16, 2)
+
+
+def online_reads(layout, trace):
+    """The runtime's path: the residency stepped (token, layer) by (token, layer) as the ids
+    arrive, each batch's reads from `Layout.batch_reads`."""
+    g, first = trace.geometry, trace.n_prompt_tokens
+    placement, residency = layout.placement(g), layout.residency(g)
+    out = {}
+    for t in range(trace.n_tokens):
+        for l in range(g.n_layers):
+            step = residency.step(t, l, trace.predicted[l][t], budgeted=t >= first)
+            if t >= first:
+                out[(t - first, l)] = layout.batch_reads(l, step.new, placement)
+    return out
+
+
+@pytest.mark.parametrize("gap", [0, 65536], ids=["gap0", "gap64k"])
+@pytest.mark.parametrize("name, kwargs", [(n, {}) for n in SPARSE_LAYOUTS]
+                         + [("windowed+bundled", {"dram_budget_bytes": 14 * 2 * ROW})])
+def test_one_batch_at_a_time_reads_what_the_plan_says(name, kwargs, gap):
+    trace = hand_trace([random_sets(1, 30), random_sets(2, 30)], HAND_2L, n_prompt=3)
+    train = hand_trace([random_sets(3, 40), random_sets(4, 40)], HAND_2L, n_prompt=0)
+    layout = make_layout(name, train_trace=train, merge_gap_bytes=gap, **kwargs)
+    plan = layout.plan(trace)
+    online = online_reads(layout, trace)
+    assert len(online) == plan.n_tokens * plan.n_layers
+    for (t, l), (off, length) in online.items():
+        p_off, p_len = plan.batch_reads(t, l)
+        assert off.tolist() == p_off.tolist() and length.tolist() == p_len.tolist()
+    if gap:  # 16 one-block rows: a 64 KiB gap merges reads the gap-0 plan keeps apart
+        assert plan.n_reads < make_layout(name, train_trace=train, **kwargs).plan(trace).n_reads
+
+
+@pytest.mark.parametrize("name", ["naive", "hybrid"])
+def test_dense_layouts_read_their_flash_share_per_batch_and_keep_no_residency(name):
+    layout = make_layout(name, chunk_bytes=32768)
+    trace = hand_trace([[[0], [1], [2]], [[0], [1], [2]]], HAND_2L)
+    plan = layout.plan(trace)
+    placement = layout.placement(HAND_2L)
+    for t in range(plan.n_tokens):
+        for l in range(2):
+            off, length = layout.batch_reads(l, np.array([3]), placement)  # ids do not matter
+            p_off, p_len = plan.batch_reads(t, l)
+            assert off.tolist() == p_off.tolist() and length.tolist() == p_len.tolist()
+    assert layout.dense_ffn and not make_layout("bundled").dense_ffn
+    with pytest.raises(InputError, match="residency"):
+        layout.residency(HAND_2L)

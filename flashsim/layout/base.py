@@ -1,8 +1,11 @@
 """Shared machinery of the layouts: pick the planned tokens, turn loads into an IOPlan.
 
-A layout = a Placement (where bytes sit) + a rule for which neurons each token reads. The
-reads of all (token, layer) batches are built at once with numpy and go through the shared
-`align_merge`, so every layout aligns to the block and merges the same way.
+A layout = a Placement (where bytes sit) + a rule for which neurons each token reads. A
+layout's `read_ranges` is the one derivation of the byte ranges a (token, layer) batch
+needs; `merge_reads` (the shared `align_merge`) aligns them to the block and merges them.
+The plan applies both to all batches at once with numpy (`build_plan`); the flash runtime
+applies them to one batch at a time as the predictor's ids arrive (`Layout.batch_reads`),
+so it reads exactly the plan's bytes.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ActivationTrace
 from ..geometry import ModelGeometry, NeuronSets
+from ..trace.format import ActivationTrace
 from .align import align_merge
 from .placement import Placement
 from .plan import IOPlan
+from .window import Residency
 
 SETS = ("predicted", "active")
 
@@ -25,6 +29,9 @@ class Layout:
     """Base class: `placement(geometry)` says where bytes sit, `plan(trace)` what is read."""
 
     name = "layout"
+    # True: every token reads the layer's whole flash share and multiplies the dense FFN
+    # (no predictor, no per-neuron DRAM residency); False: the sparse decode's layouts.
+    dense_ffn = False
 
     def __init__(self, *, block_bytes: int = 4096, merge_gap_bytes: int = 0,
                  max_read_bytes: int | None = None) -> None:
@@ -50,6 +57,53 @@ class Layout:
              geometry: ModelGeometry | None = None) -> IOPlan:
         raise NotImplementedError
 
+    def read_ranges(self, layer: int, loads: NeuronSets, placement: Placement
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(token, start_bytes, end_bytes) of the byte ranges that bring `loads` of `layer`.
+
+        `token` indexes `loads`; ranges are neither aligned nor merged (see `merge_reads`).
+        """
+        raise NotImplementedError
+
+    def merge_reads(self, batch: np.ndarray, start_bytes: np.ndarray, end_bytes: np.ndarray,
+                    n_batches: int, placement: Placement
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(batch_ptr, offset_bytes, length_bytes): ranges aligned, merged, cut to size."""
+        return align_merge(batch, start_bytes, end_bytes, n_batches=n_batches,
+                           block_bytes=placement.block_bytes, gap_bytes=self.merge_gap_bytes,
+                           max_read_bytes=self.max_read_bytes)
+
+    def batch_reads(self, layer: int, loads: np.ndarray, placement: Placement
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, lengths) of the reads that bring neurons `loads` of one (token, layer).
+
+        The plan's derivation for a single batch: what a runtime issues once it knows the ids.
+        """
+        ids = np.asarray(loads, dtype=np.int32)
+        one = NeuronSets(np.array([0, len(ids)], dtype=np.int64), ids)
+        tok, start, end = self.read_ranges(layer, one, placement)
+        _, offset, length = self.merge_reads(tok, start, end, 1, placement)
+        return offset, length
+
+    def residency(self, geometry: ModelGeometry) -> Residency:
+        """A fresh per-layer DRAM residency (window, budget) as the plan steps it."""
+        raise InputError(f"layout {self.name!r} keeps no per-neuron DRAM residency",
+                         key="layout", expected="a sparse layout")
+
+
+def unit_ranges(layer: int, units: NeuronSets, placement: Placement
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token, start, end) of the neuron records `units` of `layer`: each unit is read at the
+    placement's fc1 offset (and, for split placements, also at its fc2 offset)."""
+    tok = np.repeat(np.arange(len(units), dtype=np.int64), units.counts())
+    ids = units.ids.astype(np.int64)
+    toks, starts = [tok], [placement.fc1_offset_bytes[layer, ids]]
+    if placement.kind == "split":
+        toks.append(tok)
+        starts.append(placement.fc2_offset_bytes[layer, ids])
+    start = np.concatenate(starts)
+    return np.concatenate(toks), start, start + placement.read_unit_bytes
+
 
 def check_trace(trace: ActivationTrace, which: str, geometry: ModelGeometry | None
                 ) -> tuple[list[NeuronSets], np.ndarray]:
@@ -68,31 +122,24 @@ def check_trace(trace: ActivationTrace, which: str, geometry: ModelGeometry | No
 
 
 def build_plan(layout: Layout, trace: ActivationTrace, placement: Placement, tokens: np.ndarray,
-               read_units: list[NeuronSets], neurons_loaded: np.ndarray,
+               loads: list[NeuronSets], neurons_loaded: np.ndarray,
                resident_neurons: np.ndarray, moved_rows: np.ndarray,
                computed_neurons: np.ndarray, *, which: str,
                meta: dict[str, Any] | None = None) -> IOPlan:
-    """IOPlan from the read units (neuron records to read) per layer for the planned tokens.
+    """IOPlan from the neurons to load per layer for the planned tokens.
 
-    `read_units[l]` is a NeuronSets over the planned tokens; each unit i of layer l is read
-    at the placement's fc1 offset (and, for split placements, also at its fc2 offset) for
-    `read_unit_bytes`. Per-(token, layer) counts are [n_tokens, n_layers] arrays.
+    `loads[l]` is a NeuronSets over the planned tokens; `layout.read_ranges` turns each
+    layer's loads into byte ranges. Per-(token, layer) counts are [n_tokens, n_layers] arrays.
     """
-    g = trace.geometry
-    T, L = len(tokens), g.n_layers
-    batches, starts = [], []
-    for l, units in enumerate(read_units):
-        tok = np.repeat(np.arange(T, dtype=np.int64), units.counts())
-        ids = units.ids.astype(np.int64)
-        b = tok * L + l
-        batches.append(b)
-        starts.append(placement.fc1_offset_bytes[l, ids])
-        if placement.kind == "split":
-            batches.append(b)
-            starts.append(placement.fc2_offset_bytes[l, ids])
-    start = np.concatenate(starts)
-    return plan_from_ranges(layout, trace, placement, tokens, np.concatenate(batches), start,
-                            start + placement.read_unit_bytes, neurons_loaded,
+    L = trace.geometry.n_layers
+    batches, starts, ends = [], [], []
+    for l, ld in enumerate(loads):
+        tok, start, end = layout.read_ranges(l, ld, placement)
+        batches.append(tok * L + l)
+        starts.append(start)
+        ends.append(end)
+    return plan_from_ranges(layout, trace, placement, tokens, np.concatenate(batches),
+                            np.concatenate(starts), np.concatenate(ends), neurons_loaded,
                             resident_neurons, moved_rows, computed_neurons, which=which,
                             meta=meta)
 
@@ -106,10 +153,7 @@ def plan_from_ranges(layout: Layout, trace: ActivationTrace, placement: Placemen
     """IOPlan from raw byte ranges per batch (b = token * n_layers + layer), aligned + merged."""
     g = trace.geometry
     T, L = len(tokens), g.n_layers
-    ptr, offset, length = align_merge(
-        batch, start_bytes, end_bytes, n_batches=T * L,
-        block_bytes=placement.block_bytes, gap_bytes=layout.merge_gap_bytes,
-        max_read_bytes=layout.max_read_bytes)
+    ptr, offset, length = layout.merge_reads(batch, start_bytes, end_bytes, T * L, placement)
     record = 2 * g.row_bytes  # one DRAM row = [fc1 row | fc2 col]
     plan_meta = {"set": which, "placement": placement.summary(),
                  "trace_synthetic": trace.is_synthetic, **(meta or {})}

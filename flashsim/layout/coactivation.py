@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ActivationTrace
 from ..geometry import ModelGeometry, NeuronSets
+from ..trace.format import ActivationTrace
 from .placement import Placement, bundled_placement, friend_placement
 from .plan import IOPlan
 from .sparse import SparseLayout

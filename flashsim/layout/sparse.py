@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..trace.format import ActivationTrace
 from ..geometry import ModelGeometry, NeuronSets
-from .base import Layout, build_plan, check_trace
+from ..trace.format import ActivationTrace
+from .base import Layout, build_plan, check_trace, unit_ranges
 from .placement import Placement, bundled_placement, split_placement
 from .plan import IOPlan
-from .window import run_windows
+from .window import Residency, check_window
 
 
 class SparseLayout(Layout):
@@ -31,10 +31,7 @@ class SparseLayout(Layout):
                  dram_budget_bytes: int | None = None, name: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if window is not None and (isinstance(window, bool) or int(window) != window
-                                   or window < 1):
-            raise InputError(f"window {window} must be at least 1 token", key="window",
-                             expected="an integer ≥ 1")
+        window = check_window(window)
         if dram_budget_bytes is not None and dram_budget_bytes <= 0:
             raise InputError(f"DRAM budget {dram_budget_bytes} must be positive",
                              key="dram_budget_bytes")
@@ -42,7 +39,7 @@ class SparseLayout(Layout):
             raise InputError("a DRAM budget needs a window", key="dram_budget_bytes",
                              expected="--window together with --dram-budget")
         self.bundled = bool(bundled)
-        self.window = None if window is None else int(window)
+        self.window = window
         self.dram_budget_bytes = dram_budget_bytes
         default = {(False, False): "sparse", (True, False): "bundled",
                    (False, True): "windowed", (True, True): "windowed+bundled"}
@@ -61,42 +58,32 @@ class SparseLayout(Layout):
         """Which records to read for the neurons to load (identity here; see coactivation)."""
         return loads
 
+    def read_ranges(self, layer: int, loads: NeuronSets, placement: Placement
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The records of the neurons to load, at the placement's offsets."""
+        return unit_ranges(layer, self.read_units(layer, loads, placement), placement)
+
+    def residency(self, geometry: ModelGeometry) -> Residency:
+        """Per-layer DRAM residency: the window (none: nothing kept) and the DRAM budget."""
+        budget_rows = None
+        if self.dram_budget_bytes is not None:
+            budget_rows = int(self.dram_budget_bytes // (2 * geometry.row_bytes))
+        return Residency(geometry.n_layers, geometry.d_ffn, self.window,
+                         budget_rows=budget_rows)
+
     def plan(self, trace: ActivationTrace, *, which: str = "predicted",
              geometry: ModelGeometry | None = None) -> IOPlan:
         """The IOPlan of the generated tokens of `trace`, loading the `which` neuron sets."""
         sets, tokens = check_trace(trace, which, geometry)
         g = trace.geometry
-        placement = self.placement(g)
-        T, L = len(tokens), g.n_layers
-        first = int(tokens[0])
-        loaded = np.zeros((T, L), np.int64)
-        resident = np.zeros((T, L), np.int64)
-        moved = np.zeros((T, L), np.int64)
-        computed = np.zeros((T, L), np.int64)
-        loads: list[NeuronSets] = []
+        results = self.residency(g).replay(sets, int(tokens[0]))
+        loads = [w.loads for w in results]
+        loaded = np.stack([ld.counts() for ld in loads], axis=1)
+        resident = np.stack([w.resident_neurons for w in results], axis=1)
+        moved = np.stack([w.moved_rows for w in results], axis=1)
         meta: dict[str, Any] = {}
-        windows = []
-        budget_rows = None
-        if self.dram_budget_bytes is not None:
-            budget_rows = int(self.dram_budget_bytes // (2 * g.row_bytes))
-        results = None
         if self.window is not None:
-            results = run_windows(sets, g.d_ffn, first, self.window, budget_rows=budget_rows)
-        for l, s in enumerate(sets):
-            if results is None:  # predictor only: read every neuron every token
-                ld = s.slice_tokens(first, trace.n_tokens)
-                n = ld.counts()
-                resident[:, l] = moved[:, l] = computed[:, l] = n
-            else:
-                w = results[l]
-                ld = w.loads
-                resident[:, l] = computed[:, l] = w.resident_neurons
-                moved[:, l] = w.moved_rows
-                windows.append(w.window)
-            loaded[:, l] = ld.counts()
-            loads.append(ld)
-        if windows:
-            meta["window_per_token"] = np.stack(windows, axis=1)
-        units = [self.read_units(l, ld, placement) for l, ld in enumerate(loads)]
-        return build_plan(self, trace, placement, tokens, units, loaded, resident, moved,
-                          computed, which=which, meta=meta)
+            meta["window_per_token"] = np.stack([w.window for w in results], axis=1)
+        # the paper's runtime multiplies every resident row
+        return build_plan(self, trace, self.placement(g), tokens, loads, loaded, resident,
+                          moved, resident.copy(), which=which, meta=meta)

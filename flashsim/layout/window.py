@@ -1,10 +1,11 @@
-"""The windowed DRAM cache of one layer, with the paper's memory management, token by token.
+"""What each layer holds in DRAM, with the paper's memory management, token by token.
 
 Window semantics (paper §3.1): after token t, DRAM holds the neurons used by the last k_t
 tokens, W_t = S_{t-k_t+1} ∪ … ∪ S_t; token t reads only S_t \\ W_{t-1}. Every position of
 the trace goes through the window, the prompt included, but only generated tokens are
 planned: the first generated token starts with the prompt's last k tokens resident, as in
-the paper's runtime, which processes the prompt first.
+the paper's runtime, which processes the prompt first. Without a window nothing is kept
+between tokens: token t reads all of S_t and DRAM holds S_t while it computes.
 
 With a DRAM budget (shared by all layers) the window of a layer shrinks (k_t < k) whenever
 its |W_t| rows would not fit next to what the other layers hold, and it regrows by at most
@@ -14,11 +15,15 @@ Memory management (paper §3.3): a preallocated matrix per layer, one row per re
 neuron. Deleting neurons overwrites their rows with the last rows of the matrix (rows that
 were themselves deleted are just cut off); new rows are appended. `moved_rows` counts the
 rows copied by deletion plus the rows inserted.
+
+`Residency` is the one implementation: the plan replays a whole trace through it
+(`replay`), the flash runtime steps it (token, layer) by (token, layer) as the predictor's
+ids arrive (`step`) and copies its matrix rows as each `WindowStep` says.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +31,40 @@ from ..errors import InputError
 from ..geometry import NeuronSets
 
 _NEVER = np.int64(-(1 << 40))
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class RowMoves:
+    """Deletion by overwrite in one layer's matrix: row dst_rows[i] gets row src_rows[i]."""
+
+    dst_rows: np.ndarray
+    src_rows: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.dst_rows)
+
+
+@dataclass
+class WindowStep:
+    """One (token, layer) step: the neurons to read and how the layer's matrix changes.
+
+    A runtime replays it on its matrix: first `evict` (rows overwritten), then the rows of
+    `new` written from `first_new_row` on. `shrunk` lists, in order, the rows moved in
+    other layers whose windows a DRAM budget shrank to make room.
+    """
+
+    new: np.ndarray  # neurons read: S_t minus W_{t-1}, in the order of the ids given
+    evict: RowMoves
+    first_new_row: int
+    window: int  # k_t (1 without a window: only S_t is held)
+    shrunk: list[tuple[int, RowMoves]] = field(default_factory=list)
+
+    @property
+    def moved_rows(self) -> int:
+        """Rows copied by deletion plus rows inserted."""
+        return self.evict.n_rows + len(self.new)
 
 
 @dataclass
@@ -38,59 +77,83 @@ class WindowResult:
     window: np.ndarray  # int64 [n_planned]: k_t used
 
 
-class LayerWindow:
-    """One layer's window cache and its preallocated matrix, stepped token by token."""
+def check_window(window: int | None) -> int | None:
+    """`window` as an int (None: no window); InputError unless it is at least 1 token."""
+    if window is None:
+        return None
+    if isinstance(window, bool) or int(window) != window or window < 1:
+        raise InputError(f"window {window} must be at least 1 token", key="window",
+                         expected="an integer ≥ 1")
+    return int(window)
 
-    def __init__(self, d_ffn: int, window: int) -> None:
-        if isinstance(window, bool) or int(window) != window or window < 1:
-            raise InputError(f"window {window} must be at least 1 token", key="window",
-                             expected="an integer ≥ 1")
-        self.window = int(window)
+
+class LayerWindow:
+    """One layer's DRAM cache and its preallocated matrix's rows, stepped token by token.
+
+    `window` None keeps nothing between tokens (every token reads its whole set).
+    """
+
+    def __init__(self, d_ffn: int, window: int | None) -> None:
+        self.window = check_window(window)
         self.last_used = np.full(d_ffn, _NEVER, dtype=np.int64)
         self.slot = np.zeros(d_ffn, dtype=np.int64)  # neuron in matrix row r
         self.pos = np.full(d_ffn, -1, dtype=np.int64)  # matrix row of neuron i
         self.n_used = 0
-        self.k_prev = self.window
+        self.k_prev = self.window or 1
         self.last_t = -1
 
     def step(self, t: int, ids: np.ndarray, budget_rows: int | None = None,
-             where: str = "") -> tuple[np.ndarray, int, int]:
-        """Token t uses `ids`: returns (neurons read, rows moved + inserted, window k_t).
+             where: str = "") -> WindowStep:
+        """Token t uses `ids`: what to read and how the matrix changes.
 
         With `budget_rows` the window shrinks so this layer keeps at most that many rows.
         """
-        last_used, slot, pos = self.last_used, self.slot, self.pos
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.window is None:  # every row leaves (none moves), the whole set is read
+            self._evict(self.pos >= 0, np.zeros(len(self.pos), dtype=bool))
+            return self._append(t, ids, ids, RowMoves(_NO_ROWS, _NO_ROWS), 1)
+        last_used = self.last_used
         was_resident = last_used >= t - self.k_prev  # W_{t-1}
         new = ids[~was_resident[ids]]
         last_used[ids] = t
         k = self.window
         if budget_rows is not None:
-            k_max = min(self.window, self.k_prev + 1)
-            age = t - last_used
-            size = np.cumsum(np.bincount(age[age < k_max], minlength=k_max))  # |W_t| for k=1..
-            k = int(np.count_nonzero(size <= budget_rows))
-            if k == 0:
-                raise InputError(f"DRAM budget leaves {max(budget_rows, 0)} rows for the "
-                                 f"{len(ids)} neurons token {t} needs{where}",
-                                 key="dram_budget_bytes",
-                                 expected="a budget that holds at least one token's neurons")
-        n_moved = self._evict(was_resident, last_used >= t - k + 1)
-        # insert: append
-        slot[self.n_used:self.n_used + len(new)] = new
-        pos[new] = np.arange(self.n_used, self.n_used + len(new))
+            k = self._fit(t, len(ids), budget_rows, where)
+        evict = self._evict(was_resident, last_used >= t - k + 1)
+        return self._append(t, ids, new, evict, k)
+
+    def _fit(self, t: int, n_ids: int, budget_rows: int, where: str) -> int:
+        """The longest window (≤ k_prev + 1) whose |W_t| fits in `budget_rows`."""
+        k_max = min(self.window, self.k_prev + 1)
+        age = t - self.last_used
+        size = np.cumsum(np.bincount(age[age < k_max], minlength=k_max))  # |W_t| for k=1..
+        k = int(np.count_nonzero(size <= budget_rows))
+        if k == 0:
+            raise InputError(f"DRAM budget leaves {max(budget_rows, 0)} rows for the "
+                             f"{n_ids} neurons token {t} needs{where}",
+                             key="dram_budget_bytes",
+                             expected="a budget that holds at least one token's neurons")
+        return k
+
+    def _append(self, t: int, ids: np.ndarray, new: np.ndarray, evict: RowMoves,
+                k: int) -> WindowStep:
+        """Insert `new` at the end of the matrix."""
+        first = self.n_used
+        self.slot[first:first + len(new)] = new
+        self.pos[new] = np.arange(first, first + len(new))
         self.n_used += len(new)
         self.k_prev = k
         self.last_t = t
-        return new, n_moved + len(new), k
+        return WindowStep(new, evict, first, k)
 
-    def shrink(self) -> int:
+    def shrink(self) -> RowMoves:
         """Drop the oldest token of the window (k → k - 1) now; returns the rows moved."""
         t, k = self.last_t, self.k_prev - 1
-        moved = self._evict(self.last_used >= t - self.k_prev + 1, self.last_used >= t - k + 1)
+        moves = self._evict(self.last_used >= t - self.k_prev + 1, self.last_used >= t - k + 1)
         self.k_prev = k
-        return moved
+        return moves
 
-    def _evict(self, was_resident: np.ndarray, is_resident: np.ndarray) -> int:
+    def _evict(self, was_resident: np.ndarray, is_resident: np.ndarray) -> RowMoves:
         """Delete rows leaving the window: holes below the new end get the last rows."""
         slot, pos = self.slot, self.pos
         dropped = np.flatnonzero(was_resident & ~is_resident)
@@ -99,65 +162,105 @@ class LayerWindow:
         holes = holes[holes < cut]
         tail = slot[cut:self.n_used]
         movers = tail[is_resident[tail]]
+        src = pos[movers]
         slot[holes] = movers
         pos[movers] = holes
         pos[dropped] = -1
         self.n_used = cut
-        return len(holes)
+        return RowMoves(holes, src)
+
+
+class Residency:
+    """What every layer of the FFN holds in DRAM (a window per layer and a shared budget)."""
+
+    def __init__(self, n_layers: int, d_ffn: int, window: int | None, *,
+                 budget_rows: int | None = None) -> None:
+        if budget_rows is not None and window is None:
+            raise InputError("a DRAM budget needs a window", key="dram_budget_bytes",
+                             expected="--window together with --dram-budget")
+        self.window = check_window(window)
+        self.budget_rows = budget_rows
+        self.layers = [LayerWindow(d_ffn, window) for _ in range(n_layers)]
+
+    def rows_of(self, layer: int, ids: np.ndarray) -> np.ndarray:
+        """Matrix row of each of `ids` in `layer` (-1: not resident)."""
+        return self.layers[layer].pos[ids]
+
+    def step(self, t: int, layer: int, ids: np.ndarray, *, budgeted: bool = True
+             ) -> WindowStep:
+        """Layer `layer` of token t uses `ids` (the budget holds only where `budgeted`).
+
+        With a budget, layer l may keep what the other layers do not hold at that moment
+        (layers < l already at t, layers > l still at t - 1); when its own set does not fit,
+        the other layers' biggest windows are shrunk first (their oldest token dropped).
+        """
+        budget, shrunk = None, []
+        if self.budget_rows is not None and budgeted:
+            others = [j for j in range(len(self.layers)) if j != layer]
+            held = sum(self.layers[j].n_used for j in others)
+            while self.budget_rows - held < len(ids):  # make room: shrink the biggest window
+                can = [j for j in others if self.layers[j].k_prev > 1]
+                if not can:
+                    break
+                j = max(can, key=lambda j: self.layers[j].n_used)
+                shrunk.append((j, self.layers[j].shrink()))
+                held = sum(self.layers[j].n_used for j in others)
+            budget = self.budget_rows - held
+        step = self.layers[layer].step(t, ids, budget, f" in layer {layer}")
+        step.shrunk = shrunk
+        return step
+
+    def replay(self, sets: list[NeuronSets], first_token: int) -> list[WindowResult]:
+        """Every layer's sets (all trace positions) through the residency, token by token.
+
+        Positions before `first_token` (the prompt) warm the caches without the budget (a
+        token's first set, e.g. after BOS, can be far larger) and are not reported.
+        """
+        n = len(sets[0]) if sets else 0
+        n_out = max(n - first_token, 0)
+        if self.window is None:  # nothing kept: each token reads its set, holds only it
+            out = []
+            for s in sets:
+                n_set = s.counts()[first_token:].astype(np.int64)
+                out.append(WindowResult(s.slice_tokens(first_token, n), n_set, n_set.copy(),
+                                        np.ones(n_out, dtype=np.int64)))
+            return out
+        loads: list[list[np.ndarray]] = [[] for _ in sets]
+        resident, moved, k_used = (np.zeros((len(sets), n_out), dtype=np.int64)
+                                   for _ in range(3))
+        for t in range(n):
+            i = t - first_token
+            for l, s in enumerate(sets):
+                step = self.step(t, l, s.ids[s.ptr[t]:s.ptr[t + 1]], budgeted=i >= 0)
+                if i >= 0:
+                    loads[l].append(step.new)
+                    k_used[l, i] = step.window
+                    moved[l, i] += step.moved_rows
+                    for j, moves in step.shrunk:
+                        moved[j, i] += moves.n_rows
+            if i >= 0:  # after the whole token (later layers may have shrunk earlier ones)
+                resident[:, i] = [w.n_used for w in self.layers]
+        return [WindowResult(_sets_of(loads[l], n_out), resident[l], moved[l], k_used[l])
+                for l in range(len(sets))]
+
+
+def _sets_of(arrays: list[np.ndarray], n_tokens: int) -> NeuronSets:
+    """NeuronSets of one array of ids per token."""
+    counts = np.array([len(a) for a in arrays], dtype=np.int64)
+    ptr = np.zeros(n_tokens + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    ids = np.concatenate(arrays).astype(np.int32) if arrays else np.zeros(0, np.int32)
+    return NeuronSets(ptr, ids)
 
 
 def run_windows(sets: list[NeuronSets], d_ffn: int, first_token: int, window: int, *,
                 budget_rows: int | None = None) -> list[WindowResult]:
     """Replay every layer's sets (all trace positions) through a window of `window` tokens.
 
-    Positions before `first_token` (the prompt) warm the caches and are not reported.
-    `budget_rows` is shared by all layers and holds for every generated token: when layer l
-    of token t is processed, it may keep what the other layers do not hold at that moment
-    (layers < l already at t, layers > l still at t - 1), so the total never exceeds the
-    budget. When its own set does not fit, the other layers' biggest windows are shrunk
-    first (their oldest token dropped, the moves counted for them); InputError when even
-    windows of one token do not fit. The prompt is warmed
-    without the budget (a token's first set, e.g. after BOS, can be far larger); the first
-    generated token then shrinks the windows to fit.
+    `budget_rows` is shared by all layers and holds for every generated token (see
+    `Residency.step`); InputError when even windows of one token do not fit.
     """
-    caches = [LayerWindow(d_ffn, window) for _ in sets]
-    n = len(sets[0]) if sets else 0
-    n_out = max(n - first_token, 0)
-    loads: list[list[np.ndarray]] = [[] for _ in sets]
-    resident = np.zeros((len(sets), n_out), dtype=np.int64)
-    moved = np.zeros((len(sets), n_out), dtype=np.int64)
-    k_used = np.zeros((len(sets), n_out), dtype=np.int64)
-    for t in range(n):
-        for l, (s, cache) in enumerate(zip(sets, caches)):
-            ids = s.ids[s.ptr[t]:s.ptr[t + 1]]
-            budget = None
-            if budget_rows is not None and t >= first_token:
-                others = [j for j in range(len(caches)) if j != l]
-                held = sum(caches[j].n_used for j in others)
-                while budget_rows - held < len(ids):  # make room: shrink the biggest window
-                    can = [j for j in others if caches[j].k_prev > 1]
-                    if not can:
-                        break
-                    j = max(can, key=lambda j: caches[j].n_used)
-                    moved[j, t - first_token] += caches[j].shrink()
-                    held = sum(caches[j].n_used for j in others)
-                budget = budget_rows - held
-            new, n_moved, k = cache.step(t, ids, budget, f" in layer {l}")
-            if t >= first_token:
-                i = t - first_token
-                loads[l].append(new)
-                k_used[l, i] = k
-                moved[l, i] += n_moved
-        if t >= first_token:  # after the whole token (later layers may have shrunk earlier ones)
-            resident[:, t - first_token] = [c.n_used for c in caches]
-    out = []
-    for l in range(len(sets)):
-        counts = np.array([len(a) for a in loads[l]], dtype=np.int64)
-        ptr = np.zeros(n_out + 1, dtype=np.int64)
-        np.cumsum(counts, out=ptr[1:])
-        ids = np.concatenate(loads[l]).astype(np.int32) if loads[l] else np.zeros(0, np.int32)
-        out.append(WindowResult(NeuronSets(ptr, ids), resident[l], moved[l], k_used[l]))
-    return out
+    return Residency(len(sets), d_ffn, window, budget_rows=budget_rows).replay(sets, first_token)
 
 
 def run_window(sets: NeuronSets, d_ffn: int, first_token: int, window: int, *,
