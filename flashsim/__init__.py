@@ -71,6 +71,8 @@ _API: dict[str, str] = {
     "generate_from_flash": ".loader.runtime",
     "FlashWeightSource": ".loader.runtime",
     "validate": ".validation.validate",
+    "run_validation": ".validation.validate",
+    "ValidationSpec": ".validation.spec",
     "export_fio": ".validation.fio_export",
     "run_sweep": ".sweep.api",
     "SweepOutcome": ".sweep.api",

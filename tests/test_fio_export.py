@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="the tiny test model is built with transformers")
+pytestmark = pytest.mark.disk  # builds stores on this disk; fio reads them with O_DIRECT
 
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
 from flashsim.layout.registry import make_layout  # noqa: E402
-from flashsim.validation.fio_export import export_fio, parse_iolog, run_fio  # noqa: E402
 from flashsim.loader.store import build_store  # noqa: E402
 from flashsim.model.checkpoint import load_checkpoint  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402
+from flashsim.validation.fio_export import export_fio, parse_iolog, run_fio  # noqa: E402
 from opt_builders import build_random_opt, random_predictors  # noqa: E402
 
 TEXT = ("The interpreter reads a line of input, evaluates it and prints the result. "

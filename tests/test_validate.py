@@ -1,4 +1,5 @@
-"""Validation: the statistics by hand; a small real run gives every column; bad input."""
+"""Validation on the real disk: a small real run gives every column, the CLI, bad input,
+a calibrated run, the warm-up before each block."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="the tiny test model is built with transformers")
+pytestmark = pytest.mark.disk  # real O_DIRECT reads of stores built on this disk
 
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
-from flashsim.validation.validate import (CALIBRATION_PIECES, calibration_grid,  # noqa: E402
-                                          row_stats, validate)
 from flashsim.io.reader import open_reader  # noqa: E402
+from flashsim.layout.registry import make_layout  # noqa: E402
+from flashsim.loader.store import build_store  # noqa: E402
+from flashsim.model.checkpoint import load_checkpoint  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402
+from flashsim.validation import measure  # noqa: E402
+from flashsim.validation.calibration import calibration_grid  # noqa: E402
+from flashsim.validation.spec import CALIBRATION_PIECES  # noqa: E402
+from flashsim.validation.validate import validate  # noqa: E402
 from opt_builders import build_random_opt, random_predictors  # noqa: E402
 
 TEXT = ("The interpreter reads a line of input, evaluates it and prints the result. "
@@ -39,33 +46,12 @@ def model(tmp_path_factory):
     return namedtuple("M", "root folder ref train")(root, folder, ref, train)
 
 
-def test_row_stats_by_hand():
-    measured = np.array([[1.0, 2.0, 4.0, 10.0],
-                         [1.2, 2.0, 4.0, 10.0],
-                         [0.8, 2.2, 4.0, 10.0]]) * 1e-3
-    predicted = np.array([1.1, 2.0, 5.0, 10.0]) * 1e-3
-    row = row_stats(measured, predicted)
-    # median measured per token: 1, 2, 4, 10 ms → errors 10, 0, 25, 0 % → median 5 %
-    assert row["error_p50_pct"] == pytest.approx(5.0)
-    assert row["measured_io_ms_p50"] == pytest.approx(3.0)
-    assert row["predicted_io_ms_p50"] == pytest.approx(3.5)
-    assert row["ratio"] == pytest.approx(3.5 / 3.0)
-    # leave-one-out: token 0 → |1-1|/1, |1.2-0.9|/0.9, |0.8-1.1|/1.1; token 1 → 0, 0, 0.1/2;
-    # tokens 2, 3 → 0. Median of the 12 deviations is 0.
-    assert row["noise_p50_pct"] == pytest.approx(0.0)
-    m99 = np.percentile([1, 2, 4, 10], 99)
-    p99 = np.percentile([1.1, 2, 5, 10], 99)
-    assert row["error_p99_pct"] == pytest.approx(abs(p99 - m99) / m99 * 100)
-    assert row_stats(measured[:1], predicted)["noise_p50_pct"] is None
-
-
 def test_trace_head_and_grid(model):
     head = model.ref.head(3)
     assert head.meta["truncated_to_tokens"] == head.n_tokens
     assert head.n_tokens == model.ref.n_prompt_tokens + 3
     assert head.predicted[1][head.n_tokens - 1].tolist() == \
         model.ref.predicted[1][head.n_tokens - 1].tolist()
-    from flashsim.layout.registry import make_layout
     plans = [make_layout("bundled").plan(model.ref), make_layout("naive").plan(model.ref)]
     chunks = calibration_grid(plans, [1, 8])
     assert chunks[0] == 4096 and all(c & (c - 1) == 0 for c in chunks)
@@ -125,10 +111,6 @@ def test_validate_bad_input_is_one_line(model, tmp_path, capsys, extra, message)
 
 
 def test_store_file_of_another_layout_is_refused(model, tmp_path):
-    from flashsim.layout.registry import make_layout
-    from flashsim.loader.store import build_store
-    from flashsim.model.checkpoint import load_checkpoint
-
     s = build_store(load_checkpoint(model.folder), make_layout("sparse"), tmp_path / "s.ffn")
     with pytest.raises(InputError, match="placement"):
         validate(model.ref, ["bundled"], [1], store=s.path, profile=PROFILE, reps=1, tokens=2)
@@ -164,41 +146,27 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
 
 
 def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeypatch):
-    from flashsim.layout.registry import make_layout
-    from flashsim.validation import validate as val
-    from flashsim.loader.store import build_store
-    from flashsim.model.checkpoint import load_checkpoint
-
     layout = make_layout("bundled")
     store = build_store(load_checkpoint(model.folder), layout, tmp_path / "b.ffn")
     plan = layout.plan(model.ref)
     calls = []
-    real = val.measure_plan
+    real = measure.measure_plan
 
     def recording(rd, p, q, tokens=None):
         calls.append(list(tokens))
         return real(rd, p, q, tokens)
 
-    monkeypatch.setattr(val, "measure_plan", recording)
+    monkeypatch.setattr(measure, "measure_plan", recording)
     reader = open_reader(store.path)
     try:
-        monkeypatch.setattr(val, "SWITCH_WARMUP_S", 0.0)
-        assert val.warm_up(reader, plan, 4, 1) == val.SWITCH_WARMUP_TOKENS == 2
+        monkeypatch.setattr(measure, "SWITCH_WARMUP_S", 0.0)
+        assert measure.warm_up(reader, plan, 4, 1) == measure.SWITCH_WARMUP_TOKENS == 2
         # the tokens just before the block, wrapping around the plan's start
         assert calls == [[0], [plan.n_tokens - 1]]
         calls.clear()
-        monkeypatch.setattr(val, "SWITCH_WARMUP_S", 60.0)  # never reached: capped at every token
-        assert val.warm_up(reader, plan, 4, 3) == plan.n_tokens
+        # never reached: capped at every token
+        monkeypatch.setattr(measure, "SWITCH_WARMUP_S", 60.0)
+        assert measure.warm_up(reader, plan, 4, 3) == plan.n_tokens
         assert sorted(t for c in calls for t in c) == list(range(plan.n_tokens))
     finally:
         reader.close()
-
-
-def test_row_stats_takes_the_median_of_the_simulator_draws():
-    measured = np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]]) * 1e-3
-    draws = np.array([[1.0, 3.0, 4.0], [2.0, 2.0, 4.0], [1.2, 2.2, 8.0]]) * 1e-3
-    row = row_stats(measured, draws)
-    # per-token medians of the draws: 1.2, 2.2, 4 ms → errors 20, 10, 0 % → median 10 %
-    assert row["error_p50_pct"] == pytest.approx(10.0)
-    assert row["predicted_io_ms_p50"] == pytest.approx(2.2)
-    assert row == row_stats(measured, np.median(draws, axis=0))

@@ -12,6 +12,8 @@ import yaml
 
 from flashsim.atomic import atomic_write_text
 from flashsim.cli import main
+from flashsim.cliutil import table
+from flashsim.validation.commands import VALIDATE_COLUMNS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,8 +54,6 @@ if __name__ == "__main__":
     atomic_write_text(out, buf.getvalue())  # read by notebooks/validation.ipynb
     print(f"wrote {out}", file=sys.stderr)
     payload = json.loads(buf.getvalue())
-    from flashsim.cliutil import table
-    from flashsim.validation.commands import VALIDATE_COLUMNS
     cols = VALIDATE_COLUMNS + [("dispatch_ms_p50", "dispatch ms", ".3f"),
                              ("fio_ms_per_token", "fio ms/tok", ".3f"),
                              ("predicted_stream_ms_per_token", "pred stream", ".3f")]

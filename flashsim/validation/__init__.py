@@ -1,1 +1,2 @@
-"""Validation against the real disk: replay IOPlans with the reader, predict them with the device model, report; fio export."""
+"""Validation against the real disk: replay IOPlans with the reader, predict them with the
+device model, report; fio export."""

@@ -10,7 +10,12 @@ from typing import Any
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
 from ..loader.commands import add_layout_args, load_trace, make_layout_from_args
+from ..loader.store import WeightStore
+from ..trace.format import ActivationTrace
 from ..units import format_size, parse_int_list, parse_size
+from .fio_export import export_fio
+from .report import write_report
+from .rows import meets_goal
 
 DEFAULT_VALIDATE_LAYOUTS = "naive,sparse,windowed,bundled,windowed+bundled,coactivation"
 
@@ -40,7 +45,7 @@ def register(subparsers: Any) -> None:
                      help="seconds per calibration point and repetition (default 0.5)")
     val.add_argument("--calibration-pieces", type=int, default=None,
                      help="measure each calibration point in this many shorter pieces per "
-                          "repetition, dealt out apart (default: validate.CALIBRATION_PIECES, 4)")
+                          "repetition, dealt out apart (default: spec.CALIBRATION_PIECES, 4)")
     val.add_argument("--calibration-batch-reads", default="1,4,16,64",
                      help="short-batch calibration points: batches of these many reads at "
                           "the plans' QDs, read like a plan's batch (default 1,4,16,64; "
@@ -51,7 +56,11 @@ def register(subparsers: Any) -> None:
                      help="DirectReader engine for the real runs and the calibration "
                           "(auto: native AIO where available, else threads)")
     val.add_argument("--with-fio", action="store_true", help="also replay each plan with fio")
-    val.add_argument("--engine", choices=("fast", "des"), default="fast")
+    val.add_argument("--model-engine", choices=("fast", "des"), default="fast",
+                     help="device model that predicts: numba fast path (default) or the "
+                          "SimPy reference")
+    val.add_argument("--engine", dest="model_engine", choices=("fast", "des"),
+                     default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     val.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted")
     val.add_argument("--train-trace", help="trace the co-activation layouts learn from")
     val.add_argument("--report", help="write a figure (.png) or a page (.html)")
@@ -83,8 +92,9 @@ VALIDATE_COLUMNS = [("layout", "layout", "s"), ("queue_depth", "QD", "d"),
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..trace.format import ActivationTrace
-    from ..validation.validate import CALIBRATION_PIECES, meets_goal, validate
+    # validate pulls in the device fit (scipy.optimize) and numba: ~2.3 s measured with
+    # -X importtime, which every other command's start-up would pay at the top
+    from .validate import validate
 
     names = [n.strip() for n in args.layouts.split(",") if n.strip()]
     qds = parse_int_list(args.qd, key="--qd")
@@ -100,16 +110,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         parse_int_list(args.calibration_batch_reads, key="--calibration-batch-reads")
     trace = load_trace(args.trace)
     train = ActivationTrace.load(args.train_trace) if args.train_trace else None
+    pieces = {} if args.calibration_pieces is None else \
+        {"calibration_pieces": args.calibration_pieces}
     result = validate(trace, names, qds, store=args.store, model_dir=args.model,
                       profile=args.device, calibrate=args.calibrate, reps=args.reps,
-                      tokens=args.tokens, engine=args.engine, with_fio=args.with_fio,
-                      train_trace=train, which=args.which,
+                      tokens=args.tokens, model_engine=args.model_engine,
+                      with_fio=args.with_fio, train_trace=train, which=args.which,
                       calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
                       calibration_duration_s=args.calibration_duration, quick_fit=args.quick_fit,
-                      calibration_pieces=CALIBRATION_PIECES if args.calibration_pieces is None
-                      else args.calibration_pieces,
                       reader_engine=args.reader_engine, calibration_batch_reads=batch_reads,
-                      allow_page_cache=args.allow_page_cache, quiet=args.json)
+                      allow_page_cache=args.allow_page_cache, quiet=args.json, **pieces)
     for row in result.rows:
         row["meets_goal"] = meets_goal(row)
     cols = list(VALIDATE_COLUMNS)
@@ -117,7 +127,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         cols += [("fio_ms_per_token", "fio ms/tok", ".3f"),
                  ("predicted_stream_ms_per_token", "pred stream", ".3f")]
     if args.report:
-        from ..validation.report import write_report
         write_report(result, args.report)
     info = result.info
     head = (f"{info['tokens']} tokens of {info['model']}, {info['reps']} reps, "
@@ -130,9 +139,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_export_fio(args: argparse.Namespace) -> int:
-    from ..validation.fio_export import export_fio
-    from ..loader.store import WeightStore
-
     layout = make_layout_from_args(args)
     trace = load_trace(args.trace)
     plan = layout.plan(trace)

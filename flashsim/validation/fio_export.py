@@ -3,7 +3,7 @@
 The iolog lists the plan's reads in plan order (token by token, layer by layer), each as
 `<file> read <offset> <length>`; the job replays it with `replay_no_stall=1` (as fast as
 possible, order kept), `direct=1` and `iodepth` = QD. fio has no barrier between batches, so
-it measures the plan as one stream of reads at that QD; `validate.io_seconds_stream` is the
+it measures the plan as one stream of reads at that QD; `predict.io_seconds_stream` is the
 simulator's number for the same thing.
 """
 
@@ -26,7 +26,15 @@ IOLOG_HEADER = "fio version 2 iolog"
 
 
 def fio_available() -> bool:
+    """True when the `fio` binary is on PATH."""
     return shutil.which("fio") is not None
+
+
+def require_fio() -> None:
+    """InputError (with how to install it) unless fio is on PATH."""
+    if not fio_available():
+        raise InputError("fio is not installed", key="--with-fio",
+                         expected="fio on PATH (apt-get install fio)")
 
 
 def iolog_text(plan: IOPlan, target: str, repeat: int = 1) -> str:

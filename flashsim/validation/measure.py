@@ -1,0 +1,132 @@
+"""The real side of a validation run: every (token, layer) batch of a plan read with the
+`DirectReader` (O_DIRECT, exactly QD reads in flight), its makespan recorded; a token's
+measured I/O time is the sum over its layers (layer l's reads start after layer l-1's)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..io.reader import DirectReader, open_reader
+from ..layout.plan import IOPlan
+from ..loader.store import WeightStore
+from ..progress import progress
+from .schedule import RowKey, Slot
+from .setup import Setup
+from .spec import ValidationSpec
+
+SWITCH_WARMUP_TOKENS = 2
+"""At least this many tokens are read untimed before each block (see `warm_up`)."""
+SWITCH_WARMUP_S = 0.02
+"""...and at least this long: the disk's back end is slower for a while after a switch (or
+any pause) and speeds up again as it is kept busy. Measured on naive after sparse blocks:
+after 2 warm-up tokens (3 ms) a block's first timed tokens were still 8-15 % slower than
+its later ones, which put naive's p99 at 1.31x its p50; after 20 ms the position effect
+was gone and the p99 was 1.14x the p50."""
+
+
+def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
+                 tokens: range | list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Measured makespan (s) of every (token, layer) batch of `plan` (or of its `tokens`)
+    and the time its first read waited to be issued, both of shape [tokens, n_layers]."""
+    tokens = range(plan.n_tokens) if tokens is None else tokens
+    n_layers = plan.n_layers
+    out = np.zeros((len(tokens), n_layers))
+    first = np.zeros((len(tokens), n_layers))
+    ptr, off, length = plan.batch_ptr, plan.offset_bytes, plan.length_bytes
+    for row, t in enumerate(tokens):
+        for layer in range(n_layers):
+            b = t * n_layers + layer
+            lo, hi = ptr[b], ptr[b + 1]
+            if hi > lo:
+                times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
+                out[row, layer] = times.makespan_s
+                first[row, layer] = times.start_s.min()
+    return out, first
+
+
+def warm_up(reader: DirectReader, plan: IOPlan, queue_depth: int, start: int) -> int:
+    """Read the tokens before `start` untimed (start − 1, start − 2, …, wrapping) for at least
+    SWITCH_WARMUP_TOKENS tokens and SWITCH_WARMUP_S seconds; return how many were read.
+
+    A block follows another row or a calibration part (another QD, file or reader): the
+    first token after such a switch is 35 % slower, and the slowdown fades only with the
+    row's own reading (SWITCH_WARMUP_S), so it must not be charged to the block."""
+    t0 = time.perf_counter()
+    k = 0
+    while k < SWITCH_WARMUP_TOKENS or (time.perf_counter() - t0 < SWITCH_WARMUP_S
+                                       and k < plan.n_tokens):
+        k += 1
+        measure_plan(reader, plan, queue_depth, [(start - k) % plan.n_tokens])
+    return k
+
+
+@dataclass
+class Measured:
+    """Per row, [reps, n_tokens] seconds: the I/O time and the first reads' issue waits."""
+
+    io_s: dict[RowKey, np.ndarray]
+    dispatch_s: dict[RowKey, np.ndarray]
+    o_direct: bool
+    reader_engine: str
+    """The engine the readers used (what `auto` became)."""
+    stores: list[str]
+
+
+def open_readers(stores: list[WeightStore], reader_engine: str,
+                 allow_page_cache: bool) -> dict[str, DirectReader]:
+    """One reader per distinct store file, keyed by its path."""
+    readers: dict[str, DirectReader] = {}
+    try:
+        for s in stores:
+            if str(s.path) not in readers:
+                readers[str(s.path)] = open_reader(s.path, reader_engine, allow_page_cache)
+    except BaseException:
+        close_readers(readers)
+        raise
+    return readers
+
+
+def close_readers(readers: dict[str, DirectReader]) -> None:
+    for reader in readers.values():
+        reader.close()
+
+
+def first_touch(readers: dict[str, DirectReader], setup: Setup, which: str) -> None:
+    """Read two tokens of every row, not recorded: threads started, first-touch costs paid."""
+    warm = setup.trace.head(2)
+    for i, q in setup.keys:
+        plan = setup.layouts[i].plan(warm, which=which)
+        measure_plan(readers[str(setup.stores[i].path)], plan, q)
+
+
+BeforeBlock = Callable[[Slot, str], None]
+"""Called before each slot's block with the slot and the readers' engine (the calibration)."""
+
+
+def measure_rows(spec: ValidationSpec, setup: Setup, slots: list[Slot],
+                 before_block: BeforeBlock | None = None) -> Measured:
+    """Read every slot's block in order (each after `before_block` and a `warm_up`)."""
+    readers = open_readers(setup.stores, spec.reader_engine, spec.allow_page_cache)
+    try:
+        engine = next(iter(readers.values())).engine
+        shape = {k: (spec.reps, setup.plans[k[0]].n_tokens) for k in setup.keys}
+        io_s = {k: np.zeros(shape[k]) for k in setup.keys}
+        dispatch_s = {k: np.zeros(shape[k]) for k in setup.keys}
+        first_touch(readers, setup, spec.which)
+        for slot in progress(slots, total=len(slots), desc="validate", quiet=spec.quiet):
+            if before_block is not None:
+                before_block(slot, engine)
+            i, q = slot.key
+            reader, block = readers[str(setup.stores[i].path)], slot.tokens
+            warm_up(reader, setup.plans[i], q, block.start)
+            m, d = measure_plan(reader, setup.plans[i], q, block)
+            io_s[slot.key][slot.rep, block.start:block.stop] = m.sum(axis=1)
+            dispatch_s[slot.key][slot.rep, block.start:block.stop] = d.sum(axis=1)
+        o_direct = all(r.o_direct for r in readers.values())
+        return Measured(io_s, dispatch_s, o_direct, engine, sorted(readers))
+    finally:
+        close_readers(readers)

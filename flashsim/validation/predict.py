@@ -1,0 +1,42 @@
+"""The model side of a validation run: the device model's per-token I/O time of each plan, as
+many simulator passes as the real run had repetitions, each with its own per-read draws of
+the model's command and transfer spreads (`cost.simulate.io_seconds_draws`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..cost.simulate import io_seconds_draws
+from ..device import load_params, make_device
+from ..device.profile import DeviceParams
+from ..layout.plan import IOPlan
+from .spec import ValidationSpec, profile_source
+
+
+def given_profile(spec: ValidationSpec) -> tuple[DeviceParams, dict[str, Any]]:
+    """The parameters of the profile the spec names, and what the report says about it."""
+    params = load_params(spec.profile)
+    return params, {"calibrated": False, "source": profile_source(spec.profile),
+                    "params": params.model_dump()}
+
+
+def predict_token_s(plan: IOPlan, params: DeviceParams, queue_depth: int, draws: int,
+                    model_engine: str = "fast") -> np.ndarray:
+    """Predicted I/O seconds per (draw, token): layers one after another, as measured."""
+    return io_seconds_draws(plan, params, queue_depth, draws, model_engine).sum(axis=2)
+
+
+def io_seconds_stream(plan: IOPlan, params: Any, queue_depth: int,
+                      model_engine: str = "fast") -> float:
+    """Predicted time of the whole plan as one stream at `queue_depth` (no layer barriers).
+
+    What a fio replay of the plan's iolog measures (fio cannot wait between batches).
+    """
+    if plan.n_reads == 0:
+        return 0.0
+    device = make_device(params, model_engine)
+    ptr = np.array([0, plan.n_reads], np.int64)
+    return float(np.asarray(device.run_batches(plan.offset_bytes, plan.length_bytes, ptr,
+                                               queue_depth))[0])
