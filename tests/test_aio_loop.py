@@ -12,7 +12,8 @@ from flashsim.io.reader import DirectReader
 
 FILE_BYTES = 4 << 20
 
-pytestmark = pytest.mark.skipif(not aio.available(), reason="no native AIO here")
+pytestmark = [pytest.mark.disk,
+              pytest.mark.skipif(not aio.available(), reason="no native AIO here")]
 
 
 @pytest.fixture(scope="module")

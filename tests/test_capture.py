@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch
 pytest.importorskip("torch", reason="the train extra (torch) is installed in CI")
 
+from flashsim.data import BUNDLED_MODEL_DIR, BUNDLED_PREDICTORS, REFERENCE_TRACE, TRAINING_TRACE  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
-from flashsim.data import (BUNDLED_MODEL_DIR, BUNDLED_PREDICTORS, REFERENCE_TRACE,  # noqa: E402
-                                    TRAINING_TRACE)
 from flashsim.model.checkpoint import file_sha256, load_checkpoint  # noqa: E402
 from flashsim.model.opt import DenseFFN, OPTModel  # noqa: E402
 from flashsim.model.tokenizer import load_tokenizer  # noqa: E402

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from flashsim.cost.compute import ComputeModel
-from flashsim.cost.simulate import simulate
-from flashsim.device.gap import break_even_gap_bytes
-from flashsim.cost.simulate import io_seconds
+from flashsim.cost.simulate import io_seconds, simulate
 from flashsim.data import REFERENCE_TRACE, TRAINING_TRACE
+from flashsim.device.gap import break_even_gap_bytes
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
@@ -35,6 +34,7 @@ def _io_ms(trace, name, which, merge_gap_bytes=0):
         "io_ms_mean"]
 
 
+@pytest.mark.slow
 def test_layout_ordering_in_io_time_per_token(ref):
     names = ("naive", "sparse", "windowed", "windowed+bundled")
     active = {name: _io_ms(ref, name, "active") for name in names}
@@ -69,6 +69,7 @@ def test_windowing_never_reads_a_resident_neuron_on_the_real_trace(ref):
     assert plan.neurons_loaded.sum() < 0.5 * sum(p.sum() for p in predicted)
 
 
+@pytest.mark.slow
 def test_coactivation_trained_on_the_other_trace_loads_the_same_neurons(ref, train):
     bundled = make_layout("windowed+bundled").plan(ref)
     coact = make_layout("windowed+coactivation", train_trace=train).plan(ref)

@@ -7,11 +7,10 @@ import pytest
 
 from flashsim.cli import main
 from flashsim.cost.compute import ComputeModel
-from flashsim.cost.simulate import simulate
-from flashsim.cost.simulate import io_seconds, io_seconds_draws
+from flashsim.cost.simulate import io_seconds, io_seconds_draws, simulate
+from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
-from flashsim.geometry import ModelGeometry, NeuronSets
 
 G = ModelGeometry("hand-block", 2, 2048, 16, 2)  # 4 KiB rows
 ROW = 4096

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.layout.coactivation import closest_friends, friend_read_units, seriate
 from flashsim.layout.placement import bundled_placement
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
-from flashsim.geometry import ModelGeometry, NeuronSets
 
 G = ModelGeometry("hand-block", 1, 2048, 16, 2)  # 4 KiB rows: 8 KiB bundled records
 REC = 8192

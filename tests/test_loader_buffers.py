@@ -1,9 +1,14 @@
 """Read buffers: huge-page aligned, pre-faulted, slots that never straddle a huge page."""
 
 import numpy as np
+import pytest
 
-from flashsim.io.buffers import (HUGE_PAGE_BYTES, ReadBuffer, huge_page_bytes,
-                                     transparent_huge_pages_enabled)
+from flashsim.io.buffers import (
+    HUGE_PAGE_BYTES,
+    ReadBuffer,
+    huge_page_bytes,
+    transparent_huge_pages_enabled,
+)
 from flashsim.io.reader import DirectReader
 
 
@@ -23,6 +28,7 @@ def test_read_buffer_is_aligned_writable_and_huge_where_the_kernel_allows():
     small.close()
 
 
+@pytest.mark.disk
 def test_slot_buffers_never_straddle_a_huge_page(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 8 << 20, np.uint8).tobytes())
@@ -36,6 +42,7 @@ def test_slot_buffers_never_straddle_a_huge_page(tmp_path):
             assert np.all(addr % HUGE_PAGE_BYTES + stride <= HUGE_PAGE_BYTES)
 
 
+@pytest.mark.disk
 def test_reader_without_huge_pages_reads_the_same_bytes(tmp_path):
     path = tmp_path / "g.bin"
     payload = np.random.default_rng(1).integers(0, 256, 4 << 20, np.uint8)

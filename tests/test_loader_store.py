@@ -12,13 +12,14 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch
 pytest.importorskip("torch", reason="the tiny test model is built with transformers")
 
 from flashsim.cli import main  # noqa: E402
 from flashsim.errors import InputError  # noqa: E402
-from flashsim.layout.registry import make_layout  # noqa: E402
 from flashsim.io import reader as reader_mod  # noqa: E402
 from flashsim.io.reader import DirectReader  # noqa: E402
+from flashsim.layout.registry import make_layout  # noqa: E402
 from flashsim.loader.store import WeightStore, build_store, index_path  # noqa: E402
 from flashsim.model.checkpoint import load_checkpoint  # noqa: E402
 from flashsim.trace.capture import capture_trace  # noqa: E402
@@ -57,6 +58,7 @@ def expected_file(placement, ckpt) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.disk
 @pytest.mark.parametrize("name", LAYOUTS)
 def test_store_file_and_plan_reads_are_exact(model, tmp_path, name):
     layout = make_layout(name, train_trace=model.train)
@@ -86,6 +88,7 @@ def test_store_file_and_plan_reads_are_exact(model, tmp_path, name):
                 assert hashlib.sha256(got).digest() == hashlib.sha256(expect).digest()
 
 
+@pytest.mark.disk
 def test_every_predicted_neuron_of_a_sparse_plan_is_in_its_reads(model, tmp_path):
     layout = make_layout("windowed+bundled")
     build_store(model.ckpt, layout, tmp_path / "w.ffn")
@@ -108,6 +111,7 @@ def test_every_predicted_neuron_of_a_sparse_plan_is_in_its_reads(model, tmp_path
             model.ckpt.layers[1].fc2_t[i].astype(np.float16).tobytes()
 
 
+@pytest.mark.disk
 def test_bad_reads_in_a_plan_are_rejected_before_any_io(model, tmp_path, monkeypatch):
     layout = make_layout("bundled")
     store = build_store(model.ckpt, layout, tmp_path / "w.ffn")

@@ -8,12 +8,17 @@ from pathlib import Path
 import pytest
 
 from flashsim.cli import main
-from flashsim.device.gap import (LARGE_CHUNK_BYTES, break_even, break_even_gap_bytes,
-                               parse_merge_gap, resolve_merge_gap)
+from flashsim.device.gap import (
+    LARGE_CHUNK_BYTES,
+    break_even,
+    break_even_gap_bytes,
+    parse_merge_gap,
+    resolve_merge_gap,
+)
 from flashsim.device.profile import DeviceParams
 from flashsim.errors import InputError
-from flashsim.trace.format import ActivationTrace
 from flashsim.geometry import ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
 from sweep_fixtures import smoke_dict, write_yaml
 
 LOCAL = Path(__file__).resolve().parents[1] / "configs" / "devices" / "local-virtio.yaml"

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch
 pytest.importorskip("torch", reason="the train extra (torch) is installed in CI")
 
 from flashsim.cli import main  # noqa: E402

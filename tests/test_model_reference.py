@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch", reason="the train extra (torch) is installed in CI")
 transformers = pytest.importorskip("transformers")
 

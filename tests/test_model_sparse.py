@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch
 pytest.importorskip("torch", reason="the train extra (torch) is installed in CI")
 
 from flashsim.errors import InputError  # noqa: E402
@@ -82,7 +83,8 @@ def test_sparse_ffn_equals_direct_arrays(model, preds):
     """One FFN call through the DRAM source = fc2[:, ids] relu(fc1[ids] x + b1[ids]) + b2."""
     rng = np.random.default_rng(0)
     d = model.spec.d_model
-    resid, x = rng.normal(size=(1, d)).astype(np.float32), rng.normal(size=(1, d)).astype(np.float32)
+    resid = rng.normal(size=(1, d)).astype(np.float32)
+    x = rng.normal(size=(1, d)).astype(np.float32)
     ffn = SparseFFN(preds, DRAMWeightSource.from_checkpoint(model.ckpt), record=True)
     out = ffn(1, resid, x)
     ids = np.flatnonzero(ffn.records[1].mask[0])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.notebook
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -47,6 +48,7 @@ def test_notebook_committed_without_outputs(path: Path) -> None:
             assert cell.execution_count is None, f"{path.name}: a code cell has an execution count"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path: Path, kernel_name: str) -> None:
     nb = nbformat.read(path, as_version=4)

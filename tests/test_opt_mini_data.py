@@ -1,34 +1,21 @@
-"""The bundled opt-mini model and its held-out text: loadable, fp16, ReLU, as the card says, never trained on."""
+"""The bundled opt-mini model and its held-out text: loadable, fp16, ReLU, as the card says,
+never trained on."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import flashsim
+from flashsim.data import BUNDLED_MODEL_DIR as MODEL
+from flashsim.data import TEXT_DIR as TEXT
+from flashsim.model import corpus
 
-DATA = Path(flashsim.__file__).parent / "data"
-MODEL = DATA / "opt-mini"
-TEXT = DATA / "text"
-REPO = Path(__file__).resolve().parents[1]
 HELDOUT_FILES = ("heldout-eval.txt", "heldout-prompts.txt", "heldout-train-trace.txt")
-
-
-def _corpus_module():
-    spec = importlib.util.spec_from_file_location(
-        "opt_mini_corpus", REPO / "experiments/train_opt_mini/corpus.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +63,8 @@ def test_geometry_matches_card_and_tensors(config):
     pre = "model.decoder."
     assert tensors[pre + "embed_tokens.weight"].shape == (card["vocab_size"], card["d_model"])
     # learned positions carry OPT's offset of 2
-    assert tensors[pre + "embed_positions.weight"].shape == (card["max_positions"] + 2, card["d_model"])
+    positions = tensors[pre + "embed_positions.weight"]
+    assert positions.shape == (card["max_positions"] + 2, card["d_model"])
     for l in range(card["n_layers"]):
         assert tensors[f"{pre}layers.{l}.fc1.weight"].shape == (card["d_ffn"], card["d_model"])
         assert tensors[f"{pre}layers.{l}.fc2.weight"].shape == (card["d_model"], card["d_ffn"])
@@ -84,6 +72,7 @@ def test_geometry_matches_card_and_tensors(config):
     assert (MODEL / "model.safetensors").stat().st_size < 10 * 2**20
 
 
+@pytest.mark.torch
 def test_loads_with_transformers_and_matches_shipped_metrics():
     import torch
     from tokenizers import Tokenizer
@@ -133,7 +122,6 @@ def test_tokenizer_round_trips_heldout_text(config):
 
 
 def test_heldout_files_are_heldout_by_the_split_function(manifest):
-    corpus = _corpus_module()
     assert manifest["split_salt"] == corpus.SPLIT_SALT
     roles = {}
     for name in HELDOUT_FILES:
@@ -153,10 +141,12 @@ def test_heldout_files_are_heldout_by_the_split_function(manifest):
     assert 0.02 < n_held / (n_held + manifest["n_train_files"]) < 0.08
 
 
-@pytest.mark.skipif(not Path("/usr/share/doc/python3.11/html/_sources").is_dir(),
-                    reason="Debian package python3.11-doc is not installed (apt-get install python3.11-doc)")
+@pytest.mark.slow
+@pytest.mark.apt
+@pytest.mark.skipif(not corpus.DOC_ROOT.is_dir(),
+                    reason="Debian package python3.11-doc is not installed "
+                           "(apt-get install python3.11-doc)")
 def test_heldout_text_is_absent_from_training_text(manifest):
-    corpus = _corpus_module()
     groups = corpus.split_documents(corpus.load_documents())
     train_text = "\n".join(d.text for d in groups["train"])
     for name in HELDOUT_FILES:

@@ -11,6 +11,8 @@ from flashsim.io import aio
 from flashsim.io import reader as reader_mod
 from flashsim.io.reader import DirectReader
 
+pytestmark = pytest.mark.disk
+
 FILE_BYTES = 8 << 20
 
 

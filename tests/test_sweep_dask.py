@@ -8,6 +8,7 @@ import pytest
 from flashsim.sweep.api import run_sweep
 from sweep_fixtures import comparable, smoke_dict, write_yaml
 
+pytestmark = pytest.mark.dask
 pytest.importorskip("distributed", reason="the dask extra is installed in CI")
 
 

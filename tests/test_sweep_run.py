@@ -140,6 +140,7 @@ def uninterrupted(tmp_path_factory):
     return run_sweep(spec, folder / "out", workers=1, quiet=True, plot=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, workers", [(signal.SIGKILL, 2), (signal.SIGINT, 1)])
 def test_interrupted_sweep_resumes_without_losing_runs(tmp_path, sig, workers, uninterrupted):
     spec = write_yaml(tmp_path, smoke_dict(**LONG))

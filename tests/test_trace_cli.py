@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from flashsim.cli import main
-from flashsim.trace.format import ActivationTrace
 from flashsim.geometry import ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
 
 GEOM = ModelGeometry("hand", n_layers=2, d_model=4, d_ffn=8, dtype_bytes=2)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from flashsim.errors import InputError
-from flashsim.trace.format import ActivationTrace
 from flashsim.geometry import ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
 
 GEOM = ModelGeometry("hand", n_layers=2, d_model=8, d_ffn=16, dtype_bytes=2)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from flashsim.errors import InputError
-from flashsim.trace.format import ActivationTrace
 from flashsim.geometry import ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
 from flashsim.trace.stats import closest_friends, trace_stats, window_stats
 
 GEOM = ModelGeometry("hand", n_layers=2, d_model=4, d_ffn=8, dtype_bytes=2)

@@ -13,11 +13,16 @@ import pytest
 
 from flashsim.cli import main
 from flashsim.errors import InputError
-from flashsim.trace.format import ActivationTrace
 from flashsim.geometry import ModelGeometry, NeuronSets
+from flashsim.trace.format import ActivationTrace
 from flashsim.trace.stats import trace_stats
-from flashsim.trace.synthetic import (OPT_6_7B_SYNTHETIC, SyntheticRates, paper_opt_6_7b_rates,
-                                      parse_geometry, synthetic_trace)
+from flashsim.trace.synthetic import (
+    OPT_6_7B_SYNTHETIC,
+    SyntheticRates,
+    paper_opt_6_7b_rates,
+    parse_geometry,
+    synthetic_trace,
+)
 
 SMALL = ModelGeometry("small-synthetic", n_layers=6, d_model=64, d_ffn=2048, dtype_bytes=2)
 
@@ -157,6 +162,7 @@ def real_fit_synth():
                                         n_prompt_tokens=60)
 
 
+@pytest.mark.slow
 def test_fitted_to_the_bundled_real_trace_hits_targets(real_fit_synth):
     real, rates, tr = real_fit_synth
     assert not real.is_synthetic and tr.is_synthetic
@@ -172,6 +178,7 @@ def test_fitted_to_the_bundled_real_trace_hits_targets(real_fit_synth):
     assert fit["trace"] == "opt-mini" and fit["n_tokens_measured"] > 1000
 
 
+@pytest.mark.slow
 def test_real_structure_carries_over(real_fit_synth):
     _, _, tr = real_fit_synth
     real, ach = tr.meta["fit"]["real"], tr.meta["achieved"]
