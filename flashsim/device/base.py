@@ -22,11 +22,11 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    it begins at max(start, unit free), spends the read's command latency (time to first
    byte), then moves its share of the bytes at `unit_bandwidth_mb_s`. The command latency
    of read i is `command_latency_us` × command_factor(i, offset, length,
-   `command_latency_spread`) (i = its index in the whole run / run_batches call): mean `command_latency_us`, Weibull-distributed (real flash
-   reads vary: a busy die, read retries, garbage collection, a shared back end; the
-   variation makes queues form before the units are saturated, so throughput approaches
-   its cap gradually with queue depth), the same for every unit the read touches;
-   spread 0 = every read alike.
+   `command_latency_spread`) (i = its index in the whole run / run_batches call): mean
+   `command_latency_us`, Weibull-distributed (real flash reads vary: a busy die, read
+   retries, garbage collection, a shared back end; the variation makes queues form before
+   the units are saturated, so throughput approaches its cap gradually with queue depth),
+   the same for every unit the read touches; spread 0 = every read alike.
 3. link: when the read's first byte is ready (earliest unit begin + command latency) it
    takes the shared link, a FIFO server, for (wake + `link_overhead_us` / (1 +
    `link_amortization_per_read` × (reads in flight − 1)) + length /
@@ -42,10 +42,10 @@ The model (both engines implement exactly this; des.py is the SimPy reference):
    an ideal device). The amortization term (default 0) is its opposite: a back end that
    serves the requests waiting on its queue in one pass (one notification, one interrupt)
    spends less command processing per read the more reads are in flight, so a virtual
-   disk's per-read time keeps falling with queue depth (validation run F, issue 5).
+   disk's per-read time keeps falling with queue depth.
    transfer_factor is a per-read Weibull multiplier of mean 1 like the command factor (but
    drawn apart from it): large reads on a real disk vary too (1 MiB at QD 1: p99 / p50 =
-   1.43 measured, issue 5), and a token's tail follows from its reads' spread; 0 = none.
+   1.43 measured), and a token's tail follows from its reads' spread; 0 = none.
 3'. link in passes (`link_passes`; replaces step 3): the link is a back end that serves the
    reads waiting on it in one pass, and completes them together (a virtual disk: its I/O
    thread drains the queue, one interrupt reaps them all; validation measured that a full
@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,7 +99,8 @@ class DeviceRun:
         return self.finish_s - self.start_s
 
 
-def check_reads(offsets: object, lengths: object, queue_depth: int) -> tuple[np.ndarray, np.ndarray]:
+def check_reads(offsets: object, lengths: object,
+                queue_depth: int) -> tuple[np.ndarray, np.ndarray]:
     """int64 arrays of offsets and lengths; InputError on negative, empty or mismatched reads."""
     off = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
     length = np.ascontiguousarray(lengths, dtype=np.int64).reshape(-1)
@@ -121,9 +123,12 @@ def check_batch_ptr(batch_ptr: object, n_reads: int) -> np.ndarray:
     return ptr
 
 
-@dataclass(frozen=True)
-class ModelConstants:
-    """DeviceParams in the units the engines compute with (seconds, bytes per second)."""
+class ModelConstants(NamedTuple):
+    """DeviceParams in the units the engines compute with (seconds, bytes per second).
+
+    A NamedTuple of plain ints, floats and a bool, so the numba kernel takes it as one
+    argument (its fields compile to scalars, as separate arguments would).
+    """
 
     host_s: float
     command_s: float
@@ -148,7 +153,7 @@ class ModelConstants:
     pass_s: float = 0.0
 
     @classmethod
-    def from_params(cls, params: DeviceParams) -> "ModelConstants":
+    def from_params(cls, params: DeviceParams) -> ModelConstants:
         return cls(host_s=params.host_overhead_us * 1e-6,
                    command_s=params.command_latency_us * 1e-6,
                    n_units=int(params.n_units),

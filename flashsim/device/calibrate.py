@@ -25,7 +25,7 @@ from ..io.buffers import transparent_huge_pages_enabled
 from ..io.reader import ALIGN_BYTES, DirectReader, mount_of
 from ..progress import progress
 from .fit import steady_point
-from .profile import DeviceProfile, MeasuredInfo, median_point
+from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
@@ -191,6 +191,11 @@ def batch_grid(chunks, qds, batch_reads, pattern: str = "random"
     return sorted(set(out))
 
 
+GridKey = tuple[int, int, int | None, str]
+"""A point of the calibration grid: (chunk bytes, queue depth, reads per batch or None for
+a steady-state point, pattern)."""
+
+
 def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
               qds=DEFAULT_QDS, duration_s: float = 1.5, warmup_s: float = 0.3,
               repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
@@ -211,74 +216,117 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     `clustered_reads` adds batches of reads to every other chunk from a random start (reads
     near one another: what tells striping apart), at the batch QDs above 1.
     """
+    _check_settings(chunks, repeats, duration_s, warmup_s, (*batch_reads, *clustered_reads))
+    created = ensure_data_file(path, size_bytes, seed=seed)
+    rng = np.random.default_rng(seed)
+    grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds),
+                            batch_reads, clustered_reads, os.path.getsize(path))
+    rounds = _rounds(grid, repeats, rng, grid_part)
+    if grid_part is not None and not rounds:
+        return None
+    batch_s = duration_s / 2 if batch_duration_s is None else batch_duration_s
+    t_begin = time.perf_counter()
+    with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
+        results = _measure_rounds(reader, grid, rounds, duration_s=duration_s,
+                                  warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet)
+    total_s = time.perf_counter() - t_begin
+    points = _points(results, one_per_measurement=grid_part is not None)
+    if not points:
+        return None
+    info = _measured_info(reader, path, bool(batch_reads), created=created,
+                          duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
+                          total_s=total_s)
+    if grid_part is not None:  # a part may hold too few points to fit: checked when merged
+        return DeviceProfile.model_construct(name=name, description=description, measured=info,
+                                             points=points)
+    return DeviceProfile(name=name, description=description, measured=info, points=points)
+
+
+def _check_settings(chunks, repeats: int, duration_s: float, warmup_s: float,
+                    batch_sizes) -> None:
+    """InputError on settings calibration cannot run with."""
     if repeats < 1 or duration_s <= 0 or warmup_s < 0:
         raise InputError("repeats must be ≥ 1, duration > 0 and warm-up ≥ 0", key="repeats")
     for c in chunks:
         if c % ALIGN_BYTES:
             raise InputError(f"chunk {c} is not a multiple of {ALIGN_BYTES} bytes", key="chunks")
-    if any(isinstance(n, bool) or int(n) < 1 for n in (*batch_reads, *clustered_reads)):
-        raise InputError(f"batch sizes {list(batch_reads)}", key="batch_reads",
+    if any(isinstance(n, bool) or int(n) < 1 for n in batch_sizes):
+        raise InputError(f"batch sizes {list(batch_sizes)}", key="batch_reads",
                          expected="integers ≥ 1")
-    created = ensure_data_file(path, size_bytes, seed=seed)
-    rng = np.random.default_rng(seed)
-    grid = [(c, q, None, "random") for c in chunks for q in qds]
-    bqds = list(qds if batch_qds is None else batch_qds)
-    grid += batch_grid(chunks, bqds, batch_reads)
-    file_bytes = os.path.getsize(path)  # clustered batches need room for 2n chunks
-    grid += [g for g in batch_grid(chunks, [q for q in bqds if q > 1], clustered_reads,
+
+
+def _grid(chunks, qds, batch_qds, batch_reads, clustered_reads,
+                     file_bytes: int) -> list[GridKey]:
+    """Every point to measure: steady-state chunk × QD, then the random short batches, then
+    the clustered ones (at batch QDs above 1, where the file has room for 2n chunks)."""
+    grid: list[GridKey] = [(c, q, None, "random") for c in chunks for q in qds]
+    grid += batch_grid(chunks, batch_qds, batch_reads)
+    grid += [g for g in batch_grid(chunks, [q for q in batch_qds if q > 1], clustered_reads,
                                    "clustered") if file_bytes // g[0] >= 2 * g[2]]
-    batch_s = duration_s / 2 if batch_duration_s is None else batch_duration_s
-    results: dict[tuple, list[dict[str, float]]] = {g: [] for g in grid}
-    # each round visits the grid in its own random order, so a history effect of the
-    # disk (a burst budget, a cache, drift) lands on every point alike, not on the last QDs
+    return grid
+
+
+def _rounds(grid: list[GridKey], repeats: int, rng: np.random.Generator,
+            grid_part: tuple[int, int] | None) -> list[tuple[int, GridKey]]:
+    """(round, point) in measuring order; with `grid_part` = (j, k) every k-th from the j-th.
+
+    Each round visits the grid in its own random order, so a history effect of the disk (a
+    burst budget, a cache, drift) lands on every point alike, not on the last QDs.
+    """
     rounds = [(r, grid[j]) for r in range(repeats) for j in rng.permutation(len(grid))]
     if grid_part is not None:
         part, parts = grid_part
         rounds = [x for i, x in enumerate(rounds) if i % parts == part]
-        if not rounds:
-            return None
-    t_begin = time.perf_counter()
-    with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
-        o_direct = reader.o_direct
-        engine = reader.engine
-        for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
-            chunk, qd, n, pattern = key
-            if n is None:
-                got = measure_point(reader, chunk, qd, duration_s=duration_s,
-                                    warmup_s=warmup_s, rng=rng)
-            else:
-                got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng,
-                                          pattern=pattern)
-            results[key].append(got)
-        file_bytes = reader.file_bytes
-    total_s = time.perf_counter() - t_begin
-    if grid_part is None:
-        points = [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
-                  for (chunk, qd, n, pattern), reps in results.items() if reps]
-    else:  # one point per measurement: the caller takes the medians over all parts' points
-        points = [median_point(chunk, qd, [rep], batch_reads=n, pattern=pattern)
-                  for (chunk, qd, n, pattern), reps in results.items() for rep in reps]
-    if not points:
-        return None
-    where = describe_location(path)
-    info = MeasuredInfo(
-        method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[engine]}) into "
+    return rounds
+
+
+def _measure_rounds(reader: DirectReader, grid: list[GridKey],
+                    rounds: list[tuple[int, GridKey]], *, duration_s: float, warmup_s: float,
+                    batch_s: float, rng: np.random.Generator,
+                    quiet: bool) -> dict[GridKey, list[dict[str, float]]]:
+    """Measure the rounds in order: every point's repeats."""
+    results: dict[GridKey, list[dict[str, float]]] = {g: [] for g in grid}
+    for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
+        chunk, qd, n, pattern = key
+        if n is None:
+            got = measure_point(reader, chunk, qd, duration_s=duration_s, warmup_s=warmup_s,
+                                rng=rng)
+        else:
+            got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng,
+                                      pattern=pattern)
+        results[key].append(got)
+    return results
+
+
+def _points(results: dict[GridKey, list[dict[str, float]]],
+            one_per_measurement: bool) -> list[DevicePoint]:
+    """The median of each measured point's repeats, or (for a grid part, whose caller takes
+    the medians over all parts' points) one point per measurement."""
+    if not one_per_measurement:
+        return [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
+                for (chunk, qd, n, pattern), reps in results.items() if reps]
+    return [median_point(chunk, qd, [rep], batch_reads=n, pattern=pattern)
+            for (chunk, qd, n, pattern), reps in results.items() for rep in reps]
+
+
+def _measured_info(reader: DirectReader, path: str | os.PathLike, with_batches: bool, *,
+                   created: bool, duration_s: float, warmup_s: float, repeats: int,
+                   total_s: float) -> MeasuredInfo:
+    """The profile's `measured` section: method, where, when, and how long."""
+    return MeasuredInfo(
+        method=f"flashsim calibrate: DirectReader ({_ENGINE_WORDS[reader.engine]}) into "
                + ("huge-page-backed buffers" if transparent_huge_pages_enabled() else
                   "4 KiB-page buffers (transparent huge pages off)")
                + ", random chunk-aligned offsets over the whole file, closed loop"
                + ("; short-batch points: median makespan of back-to-back batches of n reads "
-                  "(read_batch, as validate reads a plan)" if batch_reads else "")
+                  "(read_batch, as validate reads a plan)" if with_batches else "")
                + "; value = median of repeats run in rounds over the grid, each round in "
                  "random order",
-        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        o_direct=o_direct, file_path=os.fspath(path), file_bytes=file_bytes,
+        date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        o_direct=reader.o_direct, file_path=os.fspath(path), file_bytes=reader.file_bytes,
         point_duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
         total_duration_s=round(total_s, 1),
         notes=("data file created for this run" if created else "existing data file reused")
-        + ("" if o_direct else "; O_DIRECT unavailable: reads went through the page cache "
-                               "(--allow-page-cache)"),
-        **where)
-    if grid_part is not None:  # a part may hold too few points to fit: checked when merged
-        return DeviceProfile.model_construct(name=name, description=description, measured=info,
-                                             points=points)
-    return DeviceProfile(name=name, description=description, measured=info, points=points)
+        + ("" if reader.o_direct else "; O_DIRECT unavailable: reads went through the page "
+                                      "cache (--allow-page-cache)"),
+        **describe_location(path))

@@ -1,10 +1,16 @@
 """The reference device model in SimPy: host workers → flash units → shared link.
 
+One read's path (base.py gives the model): a worker process (`_Batch.worker`) picks the
+read and runs its submit on the host CPUs (`_HostCpus`); the read claims its flash units
+(`_FlashUnits`) for its issue time; at its first byte it takes the link (`_Link`, FIFO) or
+joins the back end's next pass (`_PassLink`); when the device is done the worker reaps it
+on the host CPUs and picks the next read.
+
 The process structure is built for speed: one SimPy process per host worker (not per read)
 and two timeouts per read. Flash units and the link are FIFO servers kept as "free at"
 times: a read claims a server when its event is processed, in event order, which is what a
 `simpy.Resource` of capacity 1 with FIFO queueing does, without an event per stripe (a 1 MiB
-read is one reservation per unit it touches, not 256 events). See base.py for the model.
+read is one reservation per unit it touches, not 256 events).
 """
 
 from __future__ import annotations
@@ -12,15 +18,25 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from .base import (DeviceRun, ModelConstants, check_batch_ptr, check_reads, command_factor,
-                   REAP, SUBMIT, host_claim, transfer_factor, unit_shares)
+from .base import (
+    REAP,
+    SUBMIT,
+    DeviceRun,
+    ModelConstants,
+    check_batch_ptr,
+    check_reads,
+    command_factor,
+    host_claim,
+    transfer_factor,
+    unit_shares,
+)
 from .profile import DeviceParams, load_params
 
 
 class FlashDevice:
     """SimPy discrete-event flash device; `run` one batch, `run_batches` many on an idle device."""
 
-    def __init__(self, params: "DeviceParams | dict") -> None:
+    def __init__(self, params: DeviceParams | dict) -> None:
         self.params = load_params(params)
         self._k = ModelConstants.from_params(self.params)
 
@@ -44,105 +60,164 @@ class FlashDevice:
 
     def _simulate(self, off: np.ndarray, length: np.ndarray, queue_depth: int,
                   first_index: int = 0) -> DeviceRun:
-        """One batch; read i is read first_index + i of the whole call (for its command factor)."""
-        k = self._k
+        """One batch; read i is read first_index + i of the whole call (for its factors)."""
         n = len(off)
-        start = np.zeros(n)
-        finish = np.zeros(n)
         if n == 0:
-            return DeviceRun(start, finish, 0.0)
-        env = simpy.Environment()
-        unit_free = [0.0] * k.n_units
-        cpu_free = [0.0] * k.host_cpus  # empty: every worker has its own host CPU
-        cpu_kind = [0] * k.host_cpus  # kind of each CPU's last job (0: none yet)
-        state = {"next": 0, "link_free": 0.0, "in_flight": 0, "pass": None}
-        offsets = off.tolist()
-        lengths = length.tolist()
-
-        def worker():
-            arrive = k.batch_start_s  # previous read reaped (first read: the batch start cost)
-            while True:
-                i = state["next"]
-                if i >= n:
-                    return
-                state["next"] = i + 1
-                state["in_flight"] += 1
-                now = env.now
-                t_issue = host_claim(cpu_free, arrive if arrive > now else now, k.host_s,
-                                     SUBMIT, cpu_kind, k.call_s)
-                start[i] = t_issue
-                # flash units: FIFO servers, claimed in pick order for the issue time (base.py)
-                first_begin = float("inf")
-                flash_end = 0.0
-                command_s = k.command_s * command_factor(first_index + i, offsets[i], lengths[i],
-                                                       k.command_spread, k.command_inv_gamma)
-                for unit, nbytes in unit_shares(offsets[i], lengths[i], k.stripe_bytes,
-                                                k.n_units):
-                    begin = unit_free[unit] if unit_free[unit] > t_issue else t_issue
-                    done = begin + command_s + nbytes / k.unit_bytes_per_s
-                    unit_free[unit] = done
-                    if begin < first_begin:
-                        first_begin = begin
-                    if done > flash_end:
-                        flash_end = done
-                if k.passes:  # the read joins the back end's queue when it is issued
-                    yield env.timeout(t_issue - now)
-                    done = yield from join_pass(i, flash_end)
-                else:
-                    yield env.timeout((first_begin + command_s) - now)
-                    done = take_link(i, flash_end)
-                yield env.timeout(done - env.now)
-                state["in_flight"] -= 1
-                # host completion (reaping) on the shared host CPUs
-                arrive = host_claim(cpu_free, env.now, k.completion_s, REAP, cpu_kind,
-                                    k.call_s)
-                finish[i] = arrive
-                if cpu_free:  # shared CPUs: the next submit queues from the reap's end
-                    yield env.timeout(arrive - env.now)
-
-        def link_time(i, wake):
-            """Read i's time on the link: wake-up, overhead and bytes, slowed by congestion."""
-            overhead = k.link_overhead_s / (1.0 + k.amortization * (state["in_flight"] - 1))
-            bytes_s = lengths[i] / k.link_bytes_per_s * transfer_factor(
-                first_index + i, offsets[i], lengths[i], k.transfer_spread,
-                k.transfer_inv_gamma)
-            return (wake + overhead + bytes_s) * (1.0 + k.congestion * (state["in_flight"] - 1))
-
-        def take_link(i, flash_end):
-            """Take the FIFO link at the read's first byte (now), cut-through with the units;
-            the read's done time."""
-            now = env.now
-            if state["link_free"] > now:  # busy link: the read joins the back end's run
-                link_begin, wake = state["link_free"], 0.0
-            else:  # idle link: the back end must be woken first
-                link_begin, wake = now, k.wakeup_s
-            state["link_free"] = link_begin + link_time(i, wake)
-            return (flash_end if flash_end > state["link_free"] else state["link_free"]) \
-                + k.transport_s
-
-        def join_pass(i, flash_end):
-            """Join the open pass (or open one); wait for its close; the read's done time."""
-            now = env.now
-            pas = state["pass"]
-            if pas is None:
-                begin = state["link_free"] if state["link_free"] > now else now + k.wakeup_s
-                pas = state["pass"] = {"cost": k.pass_s, "close": env.event()}
-                env.timeout(begin - now).callbacks.append(lambda _, p=pas: pass_begin(p))
-            pas["cost"] += link_time(i, 0.0)
-            end = yield pas["close"]
-            return (flash_end if flash_end > end else end) + k.transport_s
-
-        def pass_begin(pas):
-            """Begin the pass now if every host CPU is idle, else put it off until they are."""
-            busy = max(cpu_free) if cpu_free else 0.0
-            if busy > env.now:
-                env.timeout(busy - env.now).callbacks.append(lambda _: pass_begin(pas))
-                return
-            state["pass"] = None
-            state["link_free"] = env.now + pas["cost"]
-            pas["close"].succeed(state["link_free"])
-
+            return DeviceRun(np.zeros(0), np.zeros(0), 0.0)
+        batch = _Batch(self._k, off.tolist(), length.tolist(), first_index)
         for _ in range(min(queue_depth, n)):
-            env.process(worker())
-        env.run()
-        return DeviceRun(start, finish, float(finish.max()))
+            batch.env.process(batch.worker())
+        batch.env.run()
+        return DeviceRun(batch.start, batch.finish, float(batch.finish.max()))
+
+
+class _HostCpus:
+    """The shared host CPUs, FIFO servers of submit and reap jobs (base.py step 0); none
+    shared (host_cpus = 0): every worker runs its jobs on its own CPU, without waiting."""
+
+    def __init__(self, k: ModelConstants) -> None:
+        self.free_s = [0.0] * k.host_cpus
+        self.last_kind = [0] * k.host_cpus  # kind of each CPU's last job (0: none yet)
+        self.call_s = k.call_s
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.free_s)
+
+    def run(self, arrive_s: float, cost_s: float, kind: int) -> float:
+        """Run a job arriving at `arrive_s` (plus its system call, if any); its end time."""
+        return host_claim(self.free_s, arrive_s, cost_s, kind, self.last_kind, self.call_s)
+
+    def busy_until(self) -> float:
+        """When the last shared CPU frees (0 with unshared CPUs)."""
+        return max(self.free_s) if self.free_s else 0.0
+
+
+class _FlashUnits:
+    """The flash units, FIFO servers that each move their share of a read (base.py step 2)."""
+
+    def __init__(self, k: ModelConstants) -> None:
+        self.k = k
+        self.free_s = [0.0] * k.n_units
+
+    def claim(self, read_index: int, offset: int, length: int,
+              t_issue: float) -> tuple[float, float]:
+        """Claim every unit the read touches, for its issue time: (first byte, last unit done)."""
+        k = self.k
+        command_s = k.command_s * command_factor(read_index, offset, length, k.command_spread,
+                                                 k.command_inv_gamma)
+        first_begin = float("inf")
+        flash_end = 0.0
+        for unit, nbytes in unit_shares(offset, length, k.stripe_bytes, k.n_units):
+            begin = self.free_s[unit] if self.free_s[unit] > t_issue else t_issue
+            done = begin + command_s + nbytes / k.unit_bytes_per_s
+            self.free_s[unit] = done
+            if begin < first_begin:
+                first_begin = begin
+            if done > flash_end:
+                flash_end = done
+        return first_begin + command_s, flash_end
+
+
+def _link_time_s(k: ModelConstants, read_index: int, offset: int, length: int,
+                in_flight: int, wake_s: float) -> float:
+    """A read's time on the link: wake-up, overhead and bytes, slowed by congestion."""
+    overhead = k.link_overhead_s / (1.0 + k.amortization * (in_flight - 1))
+    bytes_s = length / k.link_bytes_per_s * transfer_factor(
+        read_index, offset, length, k.transfer_spread, k.transfer_inv_gamma)
+    return (wake_s + overhead + bytes_s) * (1.0 + k.congestion * (in_flight - 1))
+
+
+class _Link:
+    """The shared link, one FIFO server, cut-through with the units (base.py step 3)."""
+
+    def __init__(self, k: ModelConstants) -> None:
+        self.k = k
+        self.free_s = 0.0
+
+    def take(self, now: float, read_index: int, offset: int, length: int, in_flight: int,
+             flash_end: float) -> float:
+        """Take the link at the read's first byte (`now`); the read's done time at the device."""
+        if self.free_s > now:  # busy link: the read joins the back end's run
+            begin, wake = self.free_s, 0.0
+        else:  # idle link: the back end must be woken first
+            begin, wake = now, self.k.wakeup_s
+        self.free_s = begin + _link_time_s(self.k, read_index, offset, length, in_flight, wake)
+        return (flash_end if flash_end > self.free_s else self.free_s) + self.k.transport_s
+
+
+class _PassLink:
+    """The link serving in passes (base.py step 3'): reads join the open pass when issued;
+    a pass begins when the host CPUs are idle and completes its reads together."""
+
+    def __init__(self, env: simpy.Environment, k: ModelConstants, host: _HostCpus) -> None:
+        self.env, self.k, self.host = env, k, host
+        self.free_s = 0.0
+        self.open: dict | None = None
+
+    def join(self, cost_s: float, flash_end: float):
+        """Join the open pass (or open one) at its cost; wait for its close; the done time."""
+        env, k = self.env, self.k
+        pas = self.open
+        if pas is None:
+            begin = self.free_s if self.free_s > env.now else env.now + k.wakeup_s
+            pas = self.open = {"cost": k.pass_s, "close": env.event()}
+            env.timeout(begin - env.now).callbacks.append(lambda _, p=pas: self._begin(p))
+        pas["cost"] += cost_s
+        end = yield pas["close"]
+        return (flash_end if flash_end > end else end) + k.transport_s
+
+    def _begin(self, pas: dict) -> None:
+        """Begin the pass now if every host CPU is idle, else put it off until they are."""
+        env = self.env
+        busy = self.host.busy_until()
+        if busy > env.now:
+            env.timeout(busy - env.now).callbacks.append(lambda _: self._begin(pas))
+            return
+        self.open = None
+        self.free_s = env.now + pas["cost"]
+        pas["close"].succeed(self.free_s)
+
+
+class _Batch:
+    """One batch's simulation: the reads, the device's servers and the workers' progress."""
+
+    def __init__(self, k: ModelConstants, offsets: list[int], lengths: list[int],
+                 first_index: int) -> None:
+        self.k, self.offsets, self.lengths, self.first_index = k, offsets, lengths, first_index
+        self.env = simpy.Environment()
+        self.host = _HostCpus(k)
+        self.units = _FlashUnits(k)
+        self.link = _PassLink(self.env, k, self.host) if k.passes else _Link(k)
+        self.start = np.zeros(len(offsets))
+        self.finish = np.zeros(len(offsets))
+        self.next = 0  # the next read a worker picks
+        self.in_flight = 0  # picked and not done at the device
+
+    def worker(self):
+        """A host worker: submit a read, wait for the device, reap it; then the next read."""
+        env, k, host = self.env, self.k, self.host
+        arrive = k.batch_start_s  # previous read reaped (first read: the batch start cost)
+        while self.next < len(self.offsets):
+            i = self.next
+            self.next += 1
+            self.in_flight += 1
+            now = env.now
+            t_issue = host.run(arrive if arrive > now else now, k.host_s, SUBMIT)
+            self.start[i] = t_issue
+            offset, length, index = self.offsets[i], self.lengths[i], self.first_index + i
+            first_byte, flash_end = self.units.claim(index, offset, length, t_issue)
+            if k.passes:  # the read joins the back end's queue when it is issued
+                yield env.timeout(t_issue - now)
+                cost_s = _link_time_s(k, index, offset, length, self.in_flight, 0.0)
+                done = yield from self.link.join(cost_s, flash_end)
+            else:
+                yield env.timeout(first_byte - now)
+                done = self.link.take(env.now, index, offset, length, self.in_flight,
+                                      flash_end)
+            yield env.timeout(done - env.now)
+            self.in_flight -= 1
+            arrive = host.run(env.now, k.completion_s, REAP)  # the reap, on the host CPUs
+            self.finish[i] = arrive
+            if host.shared:  # shared CPUs: the next submit queues from the reap's end
+                yield env.timeout(arrive - env.now)

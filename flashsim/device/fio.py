@@ -22,7 +22,8 @@ from .profile import DeviceProfile, MeasuredInfo, median_point
 
 def _load_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise InputError("file does not exist", file=path, expected="a fio --output-format=json file")
+        raise InputError("file does not exist", file=path,
+                         expected="a fio --output-format=json file")
     text = path.read_text(errors="replace")
     start = text.find("{")  # fio may print warnings before the JSON
     try:
@@ -41,7 +42,8 @@ def _option(job: dict, glob: dict, name: str) -> Any:
 
 
 def job_point(job: dict, glob: dict, *, file: Path) -> dict[str, Any]:
-    """(bs, iodepth, throughput, latencies) of one fio job; InputError if it is not a direct randread."""
+    """(bs, iodepth, throughput, latencies) of one fio job; InputError unless it is a direct
+    randread."""
     key = f"jobs.{job.get('jobname', '?')}"
     rw = _option(job, glob, "rw") or _option(job, glob, "readwrite")
     if rw != "randread":
@@ -101,7 +103,7 @@ def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
     durations = [r["runtime_s"] for reps in groups.values() for r in reps]
     info = MeasuredInfo(
         method="fio randread, direct=1, one job per chunk × iodepth; value = median of repeats",
-        date=(_dt.datetime.fromtimestamp(min(stamps), _dt.timezone.utc).isoformat(timespec="seconds")
+        date=(_dt.datetime.fromtimestamp(min(stamps), _dt.UTC).isoformat(timespec="seconds")
               if stamps else None),
         block_device=(", ".join(sorted(disks)) + " (fio disk_util)") if disks else None,
         file_path=", ".join(sorted(files)) if files else None,

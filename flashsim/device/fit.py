@@ -205,7 +205,7 @@ _PASS = _CONT.index("link_pass_us")
 BATCH_WEIGHT = 3.0
 """Weight of a short-batch point's log error in the fit, relative to a steady-state value:
 short batches are what a plan's (token, layer) batches are, and with weight 1 the fit traded
-them for the steady-state latencies (validation run D of experiments/validation)."""
+them for the steady-state latencies."""
 _TOLERATED = math.log(1.12)
 """Errors beyond ±12% get a heavy extra residual: close to minimax, every point in reach."""
 _PENALTY = 30.0
@@ -216,7 +216,7 @@ HOST_MODES = ((0, False), (1, False), (1, True))
 """(host_cpus, link_passes) tried by a full fit (with enough points): each worker its own CPU;
 one shared CPU (a single submitting thread; it fits flashsim's own AIO reader: worst 25.0%
 against 26.7% unshared); one shared CPU with a link serving in passes that wait for it (the
-lock-step a virtual disk showed, issue 5). Quick fits try the first only, to stay fast."""
+lock-step a virtual disk showed). Quick fits try the first only, to stay fast."""
 
 
 class _Form(NamedTuple):
@@ -267,7 +267,7 @@ def _residuals(x: np.ndarray, form: _Form, points: list[DevicePoint],
 
 def _minimax_polish(x: np.ndarray, form: _Form, points: list[DevicePoint],
                     max_evals: int, batch_weight: float = BATCH_WEIGHT) -> np.ndarray:
-    """Nelder–Mead on worst |log error| + 0.2 × median: the issue's bound is on every point,
+    """Nelder–Mead on worst |log error| + 0.2 × median: the accuracy bound is on every point,
     and least squares trades a few bad points for many good ones."""
     lo, hi = _bounds(form)
 

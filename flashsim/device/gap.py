@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from ..errors import InputError
 from ..units import format_size, parse_size
+from .profile import DeviceParams, load_params
 
 AUTO = "auto"
 """The merge gap setting that asks for the device's break-even gap."""
@@ -29,7 +30,7 @@ to a 16-64 KiB stripe sit on one unit) average out, yet below where a fast devic
 time bends towards its link cap (~1 MiB on m1max-paper). On the bundled profiles the
 break-even moves by < 5% at QD >= 8 between 128 KiB and 256 KiB."""
 
-MergeGapSetting = Union[Literal["auto"], int]
+MergeGapSetting = Literal["auto"] | int
 """`"auto"` or a gap in bytes (0 = paper-literal: only touching reads merge)."""
 
 
@@ -54,7 +55,7 @@ class BreakEven:
 def _read_us(params: Any, chunk_bytes: int, queue_depth: int) -> float:
     """Steady-state device time per read (µs) of random `chunk_bytes` reads at `queue_depth`:
     chunk / predicted throughput (the model's own prediction, as calibration measures it)."""
-    from .fit import predict_detail
+    from .fit import predict_detail  # scipy and numba, 0.6-0.9 s: not for parsing a setting
 
     mb_s = predict_detail(params, int(chunk_bytes), int(queue_depth))["throughput_mb_s"]
     return chunk_bytes / mb_s  # bytes / (MB/s) = µs
@@ -62,8 +63,6 @@ def _read_us(params: Any, chunk_bytes: int, queue_depth: int) -> float:
 
 @functools.lru_cache(maxsize=256)
 def _break_even_cached(params_json: str, queue_depth: int, block_bytes: int) -> BreakEven:
-    from .profile import DeviceParams
-
     params = DeviceParams.model_validate_json(params_json)
     small, large = block_bytes, max(LARGE_CHUNK_BYTES, 4 * block_bytes)
     t_small = _read_us(params, small, queue_depth)
@@ -94,8 +93,6 @@ def _check(queue_depth: int, block_bytes: int) -> None:
 def break_even(profile_or_params: Any, queue_depth: int, block_bytes: int) -> BreakEven:
     """The device's per-read cost line at `queue_depth` (from one block and 256 KiB reads)
     and its break-even merge gap; see `break_even_gap_bytes`."""
-    from . import load_params
-
     _check(queue_depth, block_bytes)
     params = load_params(profile_or_params)
     return _break_even_cached(params.model_dump_json(), int(queue_depth), int(block_bytes))

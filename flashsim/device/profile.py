@@ -8,7 +8,8 @@ file and the key.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -29,7 +30,8 @@ class DeviceParams(StrictModel):
 
     host_overhead_us: float = Field(ge=0.0, description="host software time per read, before it "
                                                          "is issued (not in its latency)")
-    command_latency_us: float = Field(ge=0.0, description="time a flash unit spends before its first byte")
+    command_latency_us: float = Field(ge=0.0, description="time a flash unit spends before its "
+                                                           "first byte")
     command_latency_spread: float = Field(
         default=0.0, ge=0.0, le=4.0,
         description="read-to-read variation of the command latency: factor E^spread / "
@@ -151,7 +153,7 @@ class DevicePoint(StrictModel):
     note: str | None = None
 
     @model_validator(mode="after")
-    def _batch_has_makespan(self) -> "DevicePoint":
+    def _batch_has_makespan(self) -> DevicePoint:
         if (self.batch_reads is None) != (self.batch_makespan_us is None):
             raise ValueError("batch_reads and batch_makespan_us go together (a short-batch "
                              "point needs both, a steady-state point neither)")
@@ -220,7 +222,7 @@ class DeviceProfile(StrictModel):
     fit: FitInfo | None = None
 
     @model_validator(mode="after")
-    def _enough_points(self) -> "DeviceProfile":
+    def _enough_points(self) -> DeviceProfile:
         keys = {(p.chunk_bytes, p.queue_depth, p.pattern) for p in self.points
                 if p.batch_reads is None}
         if len(keys) < MIN_POINTS_TO_FIT:
@@ -229,12 +231,12 @@ class DeviceProfile(StrictModel):
         return self
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "DeviceProfile":
+    def load(cls, path: str | os.PathLike) -> DeviceProfile:
         """Read and validate a profile YAML file (InputError naming file and key on bad input)."""
         return load_yaml_model(path, cls)
 
     @classmethod
-    def from_dict(cls, data: dict, *, file: str | os.PathLike | None = None) -> "DeviceProfile":
+    def from_dict(cls, data: dict, *, file: str | os.PathLike | None = None) -> DeviceProfile:
         """Validate an in-memory mapping (same errors as `load`)."""
         return validate_model(data, cls, file=file)
 
@@ -268,7 +270,7 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
-def load_params(source: "DeviceProfile | DeviceParams | dict | str | os.PathLike") -> DeviceParams:
+def load_params(source: DeviceProfile | DeviceParams | dict | str | os.PathLike) -> DeviceParams:
     """DeviceParams from a profile, a params object, a mapping or a profile path."""
     if isinstance(source, DeviceParams):
         return source

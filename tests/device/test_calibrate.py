@@ -1,4 +1,5 @@
-"""Calibration smoke run on a temp file, fio JSON import, and the fit itself."""
+"""Calibration: a smoke run on a temp file, short-batch and clustered points, grid parts, and
+fio JSON import."""
 
 import copy
 import json
@@ -13,14 +14,13 @@ import pytest
 from flashsim.cli import main
 from flashsim.device.calibrate import ensure_data_file
 from flashsim.device.fio import profile_from_fio
-from flashsim.device.fit import (fit_params, point_errors, predict_batch_makespan_us,
-                                 predict_detail)
-from flashsim.device.profile import DeviceParams, DevicePoint, DeviceProfile
+from flashsim.device.profile import DevicePoint, DeviceProfile
 from flashsim.errors import InputError
 
-FIO_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices" / "fio-local-virtio"
+FIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "devices" / "fio-local-virtio"
 
 
+@pytest.mark.disk
 def test_calibrate_smoke_on_a_temp_file(tmp_path, capsys):
     data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
     code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
@@ -43,6 +43,7 @@ def test_calibrate_smoke_on_a_temp_file(tmp_path, capsys):
     assert profile.measured.block_device and profile.measured.host
 
 
+@pytest.mark.disk
 def test_calibrate_with_short_batch_points(tmp_path, capsys):
     data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
     code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
@@ -76,6 +77,7 @@ def test_existing_smaller_file_is_not_overwritten(tmp_path):
     assert small.read_bytes() == b"x" * 4096
 
 
+@pytest.mark.disk
 def test_calibrate_refuses_tmpfs_without_flag(tmp_path, capsys):
     if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
         pytest.skip("no /dev/shm")
@@ -90,6 +92,63 @@ def test_calibrate_refuses_tmpfs_without_flag(tmp_path, capsys):
         assert not (tmp_path / "x.yaml").exists()
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_batch_grid_cuts_queue_depth_to_batch_size_and_caps_bytes():
+    from flashsim.device.calibrate import batch_grid
+    got = batch_grid([4096, 1 << 20], [1, 8, 32], [1, 4, 16, 64])
+    assert got == sorted((*k, "random") for k in [
+        (4096, 1, 1), (4096, 1, 4), (4096, 4, 4), (4096, 1, 16), (4096, 8, 16), (4096, 16, 16),
+        (4096, 1, 64), (4096, 8, 64), (4096, 32, 64), (1 << 20, 1, 1), (1 << 20, 1, 4),
+        (1 << 20, 4, 4)])
+    assert batch_grid([4096], [8], [16], "clustered") == [(4096, 8, 16, "clustered")]
+
+
+def test_clustered_batches_are_near_but_never_contiguous():
+    from flashsim.device.fit import batch_workload
+    off, length, ptr = batch_workload(16384, 8, "clustered", 64)
+    assert len(ptr) == 9 and np.all(length == 16384)
+    for b in range(8):
+        o = off[ptr[b]:ptr[b + 1]]
+        assert np.all(np.diff(o) == 2 * 16384)  # every other chunk: near, with gaps
+    with pytest.raises(ValueError, match="short-batch"):
+        DevicePoint(chunk_bytes=4096, queue_depth=8, throughput_mb_s=1.0, pattern="clustered")
+
+
+@pytest.mark.disk
+def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
+    """Parts j of k of one round (same seed) measure every point exactly once together."""
+    from flashsim.device.calibrate import calibrate
+
+    data = tmp_path / "data.bin"
+    kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
+              warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(1, 8))
+    whole = calibrate(data, **kw)
+    keys = lambda prof: [(p.chunk_bytes, p.queue_depth, p.batch_reads or 0, p.pattern)  # noqa: E731
+                         for p in prof.points]
+    parts = [calibrate(data, grid_part=(j, 5), **kw) for j in range(5)]
+    dealt = [k for prof in parts if prof is not None for k in keys(prof)]
+    assert len(dealt) == len(set(dealt)) == len(whole.points) == 10
+    assert sorted(dealt) == sorted(keys(whole))
+    # more parts than points: the surplus parts are empty
+    assert sum(calibrate(data, grid_part=(j, 12), **kw) is None for j in range(12)) == 2
+
+
+@pytest.mark.disk
+def test_grid_parts_keep_one_point_per_measurement(tmp_path):
+    """With repeats, parts hold each measurement as its own point (a part that measures a
+    point twice holds it twice), so a caller's median is over every measurement."""
+    from collections import Counter
+
+    from flashsim.device.calibrate import calibrate
+
+    data = tmp_path / "data.bin"
+    kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
+              warmup_s=0.0, repeats=3, seed=5, quiet=True)
+    parts = [calibrate(data, grid_part=(j, 2), **kw) for j in range(2)]
+    counts = Counter((p.chunk_bytes, p.queue_depth) for prof in parts for p in prof.points)
+    assert counts == {(c, q): 3 for c in (4096, 65536) for q in (1, 4)}
+    assert all(p.repeats == 1 for prof in parts for p in prof.points)
 
 
 def _fio_rounds():
@@ -136,6 +195,8 @@ def test_fio_import_rejects_other_workloads(tmp_path, capsys, option, value, wor
     assert not (tmp_path / "p.yaml").exists()
 
 
+@pytest.mark.disk
+@pytest.mark.apt
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio not installed")
 def test_fio_import_of_a_fresh_run(tmp_path):
     data = tmp_path / "d.bin"
@@ -152,119 +213,3 @@ def test_fio_import_of_a_fresh_run(tmp_path):
     assert sorted((p.chunk_bytes, p.queue_depth) for p in profile.points) == [
         (4096, 1), (4096, 4), (16384, 1), (16384, 4)]
     assert all(p.throughput_mb_s > 0 and p.latency_mean_us > 0 for p in profile.points)
-
-
-def test_fit_recovers_a_model_generated_curve():
-    """SYNTHETIC points from known parameters: the fit must reproduce them closely."""
-    truth = DeviceParams(host_overhead_us=3, command_latency_us=60, n_units=8,
-                         unit_bandwidth_mb_s=300, link_bandwidth_mb_s=1800, stripe_bytes="64k")
-    points = []
-    for chunk in (4096, 32768, 262144):
-        for qd in (1, 8, 32):
-            d = predict_detail(truth, chunk, qd)
-            points.append(DevicePoint(chunk_bytes=chunk, queue_depth=qd, source="assumption",
-                                      throughput_mb_s=d["throughput_mb_s"],
-                                      latency_mean_us=d["latency_mean_us"]))
-    fitted = fit_params(points, quick=True)
-    errors = point_errors(fitted, points)
-    worst = max(max(abs(e.throughput_error_pct), abs(e.latency_error_pct)) for e in errors)
-    assert worst < 5.0
-    assert fitted.link_bandwidth_mb_s == pytest.approx(1800, rel=0.1)
-
-
-def test_fit_needs_enough_points():
-    pts = [DevicePoint(chunk_bytes=4096, queue_depth=q, throughput_mb_s=10.0) for q in (1, 2, 1)]
-    with pytest.raises(InputError, match="too few"):
-        fit_params(pts)
-
-
-def test_fit_recovers_a_batch_start_cost_from_short_batch_points():
-    """SYNTHETIC points from known parameters with a 40 µs batch start cost: steady-state
-    points cannot see it (a pure shift of every batch), short-batch points pin it down."""
-    truth = DeviceParams(host_overhead_us=3, command_latency_us=60, n_units=8,
-                         unit_bandwidth_mb_s=300, link_bandwidth_mb_s=1800, stripe_bytes="64k",
-                         batch_start_us=40.0)
-    points = []
-    grid = [(c, q) for c in (4096, 32768) for q in (1, 4, 8, 32)] + [(262144, 1), (262144, 32)]
-    for chunk, qd in grid:  # 10 steady-state points: enough for the full parameter set
-        d = predict_detail(truth, chunk, qd)
-        points.append(DevicePoint(chunk_bytes=chunk, queue_depth=qd, source="assumption",
-                                  throughput_mb_s=d["throughput_mb_s"],
-                                  latency_mean_us=d["latency_mean_us"]))
-    for n, qd in ((1, 1), (16, 8)):
-        # by hand, a batch of one 4 KiB read: start 40 + host 3 + command 60 + 4096 B at
-        # 300 MB/s (13.65 µs) = 116.65 µs
-        m = predict_batch_makespan_us(truth, 4096, qd, n)
-        points.append(DevicePoint(chunk_bytes=4096, queue_depth=qd, source="assumption",
-                                  batch_reads=n, batch_makespan_us=m,
-                                  throughput_mb_s=n * 4096 / m))
-    assert points[-2].batch_makespan_us == pytest.approx(40 + 3 + 60 + 4096 / 300, rel=1e-9)
-    fitted = fit_params(points, quick=True)
-    assert fitted.batch_start_us == pytest.approx(40.0, rel=0.15)
-    errors = point_errors(fitted, points)
-    assert [e.batch_reads for e in errors[-2:]] == [1, 16]
-    assert max(abs(e.throughput_error_pct) for e in errors) < 8.0
-    # without the short-batch points nothing can see the start cost: it stays 0
-    assert fit_params(points[:-2], quick=True).batch_start_us == 0.0
-
-
-def test_short_batch_points_need_their_makespan_and_old_points_load():
-    with pytest.raises(ValueError, match="go together"):
-        DevicePoint(chunk_bytes=4096, queue_depth=1, throughput_mb_s=10.0, batch_reads=4)
-    p = DevicePoint(chunk_bytes="4k", queue_depth=2, throughput_mb_s=10.0)
-    assert p.batch_reads is None and p.batch_makespan_us is None
-
-
-def test_batch_grid_cuts_queue_depth_to_batch_size_and_caps_bytes():
-    from flashsim.device.calibrate import batch_grid
-    got = batch_grid([4096, 1 << 20], [1, 8, 32], [1, 4, 16, 64])
-    assert got == sorted((*k, "random") for k in [
-        (4096, 1, 1), (4096, 1, 4), (4096, 4, 4), (4096, 1, 16), (4096, 8, 16), (4096, 16, 16),
-        (4096, 1, 64), (4096, 8, 64), (4096, 32, 64), (1 << 20, 1, 1), (1 << 20, 1, 4),
-        (1 << 20, 4, 4)])
-    assert batch_grid([4096], [8], [16], "clustered") == [(4096, 8, 16, "clustered")]
-
-
-def test_clustered_batches_are_near_but_never_contiguous():
-    from flashsim.device.fit import batch_workload
-    off, length, ptr = batch_workload(16384, 8, "clustered", 64)
-    assert len(ptr) == 9 and np.all(length == 16384)
-    for b in range(8):
-        o = off[ptr[b]:ptr[b + 1]]
-        assert np.all(np.diff(o) == 2 * 16384)  # every other chunk: near, with gaps
-    with pytest.raises(ValueError, match="short-batch"):
-        DevicePoint(chunk_bytes=4096, queue_depth=8, throughput_mb_s=1.0, pattern="clustered")
-
-
-def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
-    """Parts j of k of one round (same seed) measure every point exactly once together."""
-    from flashsim.device.calibrate import calibrate
-
-    data = tmp_path / "data.bin"
-    kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
-              warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(1, 8))
-    whole = calibrate(data, **kw)
-    keys = lambda prof: [(p.chunk_bytes, p.queue_depth, p.batch_reads or 0, p.pattern)  # noqa: E731
-                         for p in prof.points]
-    parts = [calibrate(data, grid_part=(j, 5), **kw) for j in range(5)]
-    dealt = [k for prof in parts if prof is not None for k in keys(prof)]
-    assert len(dealt) == len(set(dealt)) == len(whole.points) == 10
-    assert sorted(dealt) == sorted(keys(whole))
-    # more parts than points: the surplus parts are empty
-    assert sum(calibrate(data, grid_part=(j, 12), **kw) is None for j in range(12)) == 2
-
-
-def test_grid_parts_keep_one_point_per_measurement(tmp_path):
-    """With repeats, parts hold each measurement as its own point (a part that measures a
-    point twice holds it twice), so a caller's median is over every measurement."""
-    from collections import Counter
-
-    from flashsim.device.calibrate import calibrate
-
-    data = tmp_path / "data.bin"
-    kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
-              warmup_s=0.0, repeats=3, seed=5, quiet=True)
-    parts = [calibrate(data, grid_part=(j, 2), **kw) for j in range(2)]
-    counts = Counter((p.chunk_bytes, p.queue_depth) for prof in parts for p in prof.points)
-    assert counts == {(c, q): 3 for c in (4096, 65536) for q in (1, 4)}
-    assert all(p.repeats == 1 for prof in parts for p in prof.points)

@@ -1,0 +1,108 @@
+"""The numba fast path replays the SimPy reference: the same makespans and per-read times
+with every model term switched on."""
+
+import numpy as np
+import pytest
+
+from device_cases import (
+    AMORTIZED,
+    BATCH_START,
+    CALLS,
+    CALLS_TWO_CPUS,
+    CONGESTED,
+    ONE_CPU,
+    PARAMS,
+    PASSES,
+    SHARED_HOST,
+    SPREAD,
+    SPREAD_BASE,
+    TWO_CPUS,
+    mixed_batches,
+    random_reads,
+)
+from flashsim.device.des import FlashDevice
+from flashsim.device.fast import FastDevice
+
+
+@pytest.mark.parametrize("qd", [1, 4, 32, 64])
+@pytest.mark.parametrize("params", [PARAMS, CONGESTED, SHARED_HOST, TWO_CPUS, BATCH_START, CALLS,
+                                    CALLS_TWO_CPUS],
+                         ids=["plain", "congested", "one-host-cpu", "two-host-cpus",
+                              "batch-start", "host-calls", "host-calls-two-cpus"])
+def test_fast_path_matches_simpy_within_one_percent(qd, params):
+    rng = np.random.default_rng(qd)
+    off, length, ptr = mixed_batches(rng, 12)
+    des = FlashDevice(params).run_batches(off, length, ptr, qd)
+    fast = FastDevice(params).run_batches(off, length, ptr, qd)
+    assert np.all(des > 0)
+    assert np.max(np.abs(fast - des) / des) <= 0.01
+    # and per read, on one batch
+    a = FlashDevice(params).run(off[:ptr[3]], length[:ptr[3]], qd)
+    b = FastDevice(params).run(off[:ptr[3]], length[:ptr[3]], qd)
+    assert np.max(np.abs(a.finish_s - b.finish_s)) <= 0.01 * a.makespan_s
+
+
+@pytest.mark.parametrize("qd", [2, 8, 32])
+def test_fast_path_matches_simpy_with_amortization(qd):
+    params = AMORTIZED.model_copy(update={
+        "link_amortization_per_read": 0.07, "n_units": 5, "stripe_bytes": 16384,
+        "host_cpus": 1, "host_completion_us": 2.0, "link_wakeup_us": 6.0,
+        "link_congestion_per_read": 0.002, "transport_latency_us": 3.0,
+        "command_latency_spread": 0.8, "host_call_us": 4.0, "batch_start_us": 15.0})
+    rng = np.random.default_rng(qd)
+    sizes = rng.integers(1, 70, size=10)
+    ptr = np.concatenate([[0], np.cumsum(sizes)])
+    off = rng.integers(0, 1 << 18, size=ptr[-1]) * 4096
+    length = rng.choice([4096, 16384, 65536], size=ptr[-1])
+    des = FlashDevice(params).run_batches(off, length, ptr, qd)
+    fast = FastDevice(params).run_batches(off, length, ptr, qd)
+    assert np.all(des > 0)
+    assert fast == pytest.approx(des, rel=1e-9)
+    a = FlashDevice(params).run(off[:ptr[2]], length[:ptr[2]], qd)
+    b = FastDevice(params).run(off[:ptr[2]], length[:ptr[2]], qd)
+    assert b.finish_s == pytest.approx(a.finish_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("qd", [1, 8, 32])
+def test_fast_path_matches_simpy_with_transfer_spread(qd):
+    off, length = random_reads(400, qd)
+    ptr = np.array([0, 1, 40, 41, 200, 400])
+    des = FlashDevice(SPREAD).run_batches(off, length, ptr, qd)
+    fast = FastDevice(SPREAD).run_batches(off, length, ptr, qd)
+    assert fast == pytest.approx(des, rel=1e-9)
+    plain = FastDevice(SPREAD_BASE).run_batches(off, length, ptr, qd)
+    assert not np.allclose(fast, plain)  # the spread changes the answer
+
+
+PASS_SETS = [
+    ONE_CPU.model_copy(update={"command_latency_us": 12.0, "command_latency_spread": 0.8,
+                               "unit_bandwidth_mb_s": 300.0, "n_units": 4, "stripe_bytes": 16384,
+                               "link_bandwidth_mb_s": 1500.0, "link_overhead_us": 3.0,
+                               "link_wakeup_us": 7.0, "host_call_us": 4.0,
+                               "batch_start_us": 25.0, "link_transfer_spread": 0.3,
+                               "transport_latency_us": 2.0}),
+    PASSES.model_copy(update={"link_congestion_per_read": 0.01, "link_amortization_per_read": 0.2,
+                              "link_overhead_us": 9.0, "unit_bandwidth_mb_s": 500.0,
+                              "n_units": 3, "stripe_bytes": 65536}),
+    PASSES.model_copy(update={"host_cpus": 2, "host_call_us": 3.0, "link_wakeup_us": 20.0,
+                              "unit_bandwidth_mb_s": 800.0, "n_units": 2,
+                              "link_bandwidth_mb_s": 900.0}),
+]
+
+
+@pytest.mark.parametrize("qd", [1, 3, 8, 32])
+@pytest.mark.parametrize("params", PASS_SETS, ids=["one-cpu", "unshared", "two-cpus"])
+def test_fast_path_equals_simpy_with_passes(qd, params):
+    rng = np.random.default_rng(qd)
+    n = 300
+    off = rng.integers(0, 4096, size=n) * 4096
+    length = rng.choice([4096, 12288, 65536, 1 << 20], size=n)
+    ptr = np.array([0, 1, 40, 40, 170, n])
+    des = FlashDevice(params).run_batches(off, length, ptr, qd)
+    fast = FastDevice(params).run_batches(off, length, ptr, qd)
+    assert np.all(des[[0, 1, 3, 4]] > 0)
+    np.testing.assert_allclose(fast, des, rtol=1e-12, atol=0)
+    a = FlashDevice(params).run(off, length, qd)
+    b = FastDevice(params).run(off, length, qd)
+    np.testing.assert_allclose(b.finish_s, a.finish_s, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(b.start_s, a.start_s, rtol=1e-12, atol=0)
