@@ -28,7 +28,8 @@ def _size_validator(value: Any) -> int:
     try:
         return parse_size(value)
     except InputError as exc:  # pydantic collects ValueErrors only
-        raise ValueError(exc.problem + (f" (expected {exc.expected})" if exc.expected else ""))
+        raise ValueError(exc.problem + (f" (expected {exc.expected})" if exc.expected else "")) \
+            from None
 
 
 SizeBytes = Annotated[int, BeforeValidator(_size_validator)]

@@ -6,8 +6,9 @@ they live below both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class ModelGeometry:
         return {"name": self.name, "n_layers": self.n_layers, "d_model": self.d_model,
                 "d_ffn": self.d_ffn, "dtype_bytes": self.dtype_bytes}
 
-    def mismatch(self, other: "ModelGeometry") -> str | None:
+    def mismatch(self, other: ModelGeometry) -> str | None:
         """A short description of how `other` differs (the name is not compared), or None."""
         diffs = [f"{k} {getattr(self, k)} vs {getattr(other, k)}"
                  for k in ("n_layers", "d_model", "d_ffn", "dtype_bytes")
@@ -74,20 +75,20 @@ class NeuronSets:
         return mask
 
     @classmethod
-    def from_mask(cls, mask: np.ndarray) -> "NeuronSets":
+    def from_mask(cls, mask: np.ndarray) -> NeuronSets:
         rows, cols = np.nonzero(mask)  # row-major: sorted by token, then id
         ptr = np.zeros(mask.shape[0] + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=ptr[1:])
         return cls(ptr, cols.astype(np.int32))
 
     @classmethod
-    def from_lists(cls, sets: Iterable[Sequence[int] | np.ndarray]) -> "NeuronSets":
+    def from_lists(cls, sets: Iterable[Sequence[int] | np.ndarray]) -> NeuronSets:
         arrays = [np.unique(np.asarray(s, dtype=np.int32)) for s in sets]
         ptr = np.zeros(len(arrays) + 1, dtype=np.int64)
         np.cumsum([len(a) for a in arrays], out=ptr[1:])
         ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int32)
         return cls(ptr, ids.astype(np.int32))
 
-    def slice_tokens(self, start: int, stop: int) -> "NeuronSets":
+    def slice_tokens(self, start: int, stop: int) -> NeuronSets:
         ptr = self.ptr[start:stop + 1]
         return NeuronSets(ptr - ptr[0], self.ids[ptr[0]:ptr[-1]].copy())

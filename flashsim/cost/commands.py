@@ -123,8 +123,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     params, trace = _load_inputs(args)
     train = _train(args, [args.layout])
     frame, summary, _ = _run(args.layout, args, params, trace, train, window=args.window,
-                             dram_budget_bytes=args.dram_budget, chunk_bytes=args.chunk, order_method=args.order_method,
-                             hot_threshold=args.hot_threshold)
+                             dram_budget_bytes=args.dram_budget, chunk_bytes=args.chunk,
+                             order_method=args.order_method, hot_threshold=args.hot_threshold)
     summary = add_display_units(summary)
     summary["trace"] = str(args.trace or REFERENCE_TRACE_NAME)
     summary["device"] = str(args.device)
@@ -162,7 +162,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     head = (f"{trace.n_tokens - trace.n_prompt_tokens} generated tokens of {g.name} "
             f"(FFN {format_size(g.ffn_bytes)}), {args.which} set, device {args.device}, "
             f"QD {args.qd}, block {format_size(args.block)}")
-    human = "\n".join([head, _gap_line(args), "", "I/O (like the paper's Table 2):", table(rows, TABLE2_COLUMNS), "",
+    human = "\n".join([head, _gap_line(args), "",
+                       "I/O (like the paper's Table 2):", table(rows, TABLE2_COLUMNS), "",
                        "Per token (like the paper's Table 3):", table(rows, TABLE3_COLUMNS)])
     if args.plot:
         plot_compare(rows, args.plot, title=head)

@@ -58,7 +58,7 @@ def _best_time_s(fn, repeats: int) -> float:
     return best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def calibrate_compute(geometry: ModelGeometry, repeats: int = 30) -> ComputeModel:
     """The real OPT decode step when the bundled model matches `geometry`, else matvecs."""
     model = _bundled_model_for(geometry)

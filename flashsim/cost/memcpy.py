@@ -18,7 +18,7 @@ ROWS_PER_COPY = 256
 REPEATS = 30
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measure_memcpy_bytes_per_s(record_bytes: int, seed: int = 0) -> float:
     """Bytes/s of numpy row copies of `record_bytes` rows (median of repeated trials; cached)."""
     width = max(record_bytes // 4, 1)

@@ -172,7 +172,8 @@ class AioContext:
         self.fd = -1  # the Python loop rewrites its iocbs' fd
         code, where, res = aio_loop.call(
             self.loop, self.nums, self.ctx.value, fd, off, length, addresses, by_read, qd,
-            self.first_group, self.submit_group, self.iocb_words, self.ptr_words, self.event_words, starts, finishes)
+            self.first_group, self.submit_group, self.iocb_words, self.ptr_words,
+            self.event_words, starts, finishes)
         if code == aio_loop.READ_FAILED:
             if res < 0:
                 raise OSError(-res, f"read at offset {off[where]}: {os.strerror(-res)}")

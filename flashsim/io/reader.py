@@ -252,7 +252,7 @@ class DirectReader:
             finally:
                 buf.close()
 
-    def __enter__(self) -> "DirectReader":
+    def __enter__(self) -> DirectReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -88,7 +88,7 @@ class IOPlan:
         useful = int(self.useful_bytes.sum())
         return float(self.length_bytes.sum()) / useful if useful else float("nan")
 
-    def head(self, n_tokens: int) -> "IOPlan":
+    def head(self, n_tokens: int) -> IOPlan:
         """The plan of its first `n_tokens` planned tokens (e.g. a quick check on a few)."""
         n = max(0, min(int(n_tokens), self.n_tokens))
         ptr = self.batch_ptr[:n * self.n_layers + 1]

@@ -102,7 +102,7 @@ class WeightStore:
         return ModelGeometry(**self.index["model"]["geometry"])
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "WeightStore":
+    def open(cls, path: str | os.PathLike) -> WeightStore:
         """Read and check the index and the data file size; InputError on any mismatch."""
         p = Path(path)
         idx = index_path(p)

@@ -83,7 +83,7 @@ class OPTModel:
         self.dense_ffn = DenseFFN(ckpt)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike | None = None) -> "OPTModel":
+    def load(cls, model_dir: str | os.PathLike | None = None) -> OPTModel:
         """Load a checkpoint folder (None: the bundled opt-mini)."""
         return cls(load_checkpoint(model_dir))
 

@@ -103,7 +103,7 @@ class PredictorSet:
         atomic_write_text(Path(path).with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PredictorSet":
+    def load(cls, path: str | os.PathLike) -> PredictorSet:
         """Read a predictors.safetensors file; anything else is an InputError naming it."""
         p = Path(path)
         if not p.is_file():

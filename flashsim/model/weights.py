@@ -39,7 +39,7 @@ class DRAMWeightSource:
         self._fc2_b = [np.ascontiguousarray(a, np.float32) for a in fc2_b]
 
     @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint) -> "DRAMWeightSource":
+    def from_checkpoint(cls, ckpt: Checkpoint) -> DRAMWeightSource:
         """Share the checkpoint's fp32 arrays (no copy)."""
         return cls([l.fc1_w for l in ckpt.layers], [l.fc1_b for l in ckpt.layers],
                    [l.fc2_t for l in ckpt.layers], [l.fc2_b for l in ckpt.layers])

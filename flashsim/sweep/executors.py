@@ -10,8 +10,9 @@ at the same paths.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import InputError
 from .runner import run_one

@@ -2,9 +2,10 @@
 
 A sweep names values on six axes (traces, devices, layouts, windows, queue depths, DRAM
 budgets) plus fixed settings (among them `merge_gap`: `auto`, the device's break-even gap
-resolved per run from its device and queue depth, or a size; 0 = paper-literal). Axes listed under `grid:` are crossed; the other axes are
-zipped (equal lengths, or length 1 = fixed). Every problem is a one-line InputError naming
-the YAML file and the key path, raised before any output is written.
+resolved per run from its device and queue depth, or a size; 0 = paper-literal). Axes listed
+under `grid:` are crossed; the other axes are zipped (equal lengths, or length 1 = fixed).
+Every problem is a one-line InputError naming the YAML file and the key path, raised before
+any output is written.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class HostRates(StrictModel):
     compute_ns_per_neuron: float | None = Field(default=None, ge=0.0)
 
     @model_validator(mode="after")
-    def _compute_pair(self) -> "HostRates":
+    def _compute_pair(self) -> HostRates:
         if (self.compute_fixed_us_per_layer is None) != (self.compute_ns_per_neuron is None):
             raise ValueError("give both compute_fixed_us_per_layer and compute_ns_per_neuron, "
                              "or neither (then compute is calibrated on this machine)")

@@ -71,7 +71,7 @@ class ActivationTrace:
         raise InputError(f"unknown neuron set {which!r}", key="which",
                          expected="'active' or 'predicted'")
 
-    def head(self, n_generated: int | None) -> "ActivationTrace":
+    def head(self, n_generated: int | None) -> ActivationTrace:
         """The trace with its prompt and only its first `n_generated` generated tokens.
 
         None, or at least as many as the trace has, returns the trace itself; a cut trace
@@ -128,7 +128,7 @@ class ActivationTrace:
             handle.write(buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ActivationTrace":
+    def load(cls, path: str | os.PathLike) -> ActivationTrace:
         """Read a trace; a missing, corrupt, foreign or other-version file is an InputError."""
         p = Path(path)
         if not p.is_file():

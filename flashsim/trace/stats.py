@@ -11,8 +11,9 @@ cache holds the union of tokens t-k+1 .. t (the resident set).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix

@@ -20,9 +20,10 @@ persistence P(active at t+1 | active at t) matches the real trace's (at its own 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
