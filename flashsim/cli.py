@@ -9,10 +9,13 @@ bad-argument error should not pay.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 
+from . import __version__
 from .cliutil import OneLineParser
 from .errors import InputError
 
@@ -32,6 +35,7 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="flashsim",
         description="Flash-storage cost model for LLM inference with FFN weights on flash.")
+    parser.add_argument("--version", action="version", version=f"flashsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=OneLineParser)
     for name in COMMAND_MODULES:
@@ -41,18 +45,35 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: exit 2 with one line on bad input, the handler's code otherwise."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point: exit 2 with one line on bad input (also from a value's parser), 1 with a
+    short message on a bug, quietly on a closed pipe, else the handler's code."""
     try:
-        code = args.func(args)
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
     except InputError as exc:
         sys.stderr.write(f"flashsim: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("flashsim: interrupted\n")
         return 130
-    return int(code or 0)
+    except BrokenPipeError:
+        return _closed_pipe()
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, not a traceback
+        if os.environ.get("FLASHSIM_TRACEBACK"):
+            raise
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        sys.stderr.write(f"flashsim: internal error: {text} (a bug: please report it with the "
+                         "command line; FLASHSIM_TRACEBACK=1 shows the traceback)\n")
+        return 1
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (`flashsim ... | head`): exit quietly, and keep
+    Python from complaining again when it flushes stdout at exit."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":
