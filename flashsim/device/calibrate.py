@@ -22,13 +22,22 @@ import numpy as np
 from ..atomic import atomic_write, check_free_space
 from ..errors import InputError
 from ..io.buffers import transparent_huge_pages_enabled
-from ..io.reader import ALIGN_BYTES, DirectReader, mount_of
+from ..io.reader import ALIGN_BYTES, DirectReader, is_block_device, mount_of, readable_bytes
 from ..progress import progress
-from .fit import steady_point
+from ..units import format_size, parse_size
+from .crossval import CV_FOLDS
+from .fit import fit_profile, steady_point
 from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_DURATION_S = 0.4
+DEFAULT_WARMUP_S = 0.1
+DEFAULT_REPEATS = 5
+"""The standard calibration: 8 chunks × 7 QDs in 5 rounds of 0.4 s a point (after 0.1 s of
+warm-up), about 2.5 min of reads; fitted and cross-validated, under 5 min in all. A shared
+disk drifts 15–30 % over minutes: rounds in random order average that, a longer point does
+not; 0.4 s still holds some 500 reads of 1 MiB at QD 1."""
 _WRITE_BLOCK = 64 << 20
 _ENGINE_WORDS = {"aio": "native Linux AIO, queue_depth reads in flight from one thread",
                  "threads": "os.preadv from queue_depth threads"}
@@ -44,7 +53,7 @@ def ensure_data_file(path: str | os.PathLike, size_bytes: int, *, seed: int | No
     if size_bytes % ALIGN_BYTES:
         raise InputError(f"size {size_bytes} is not a multiple of {ALIGN_BYTES}", key="size")
     if p.exists():
-        have = p.stat().st_size
+        have = readable_bytes(p)
         if have < size_bytes:
             raise InputError(f"existing file has {have} bytes, fewer than --size {size_bytes}",
                              file=p, expected="a larger file, a smaller --size or a new path")
@@ -110,11 +119,12 @@ def block_device_info(device: str) -> str | None:
 
 def describe_location(path: str | os.PathLike) -> dict[str, str | None]:
     """Host, file system and block device of `path`, for a profile's `measured` section."""
-    m = mount_of(path)
+    # a block device read directly (e.g. /dev/zram0) has no file system: its node is on devtmpfs
+    m = {} if is_block_device(path) else mount_of(path)
     fs = f"{m['type']} on {m['device']} at {m['mount_point']} ({m['options']})" if m else None
     return {"host": f"{socket.gethostname()} ({platform.platform()}, {os.cpu_count()} CPUs)",
             "file_system": fs,
-            "block_device": block_device_info(m["device"]) if m else None}
+            "block_device": block_device_info(m["device"] if m else os.fspath(path))}
 
 
 def _run_for(reader: DirectReader, chunk: int, qd: int, seconds: float, rate_per_s: float,
@@ -197,13 +207,19 @@ a steady-state point, pattern)."""
 
 
 def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
-              qds=DEFAULT_QDS, duration_s: float = 1.5, warmup_s: float = 0.3,
-              repeats: int = 5, allow_page_cache: bool = False, name: str = "device",
+              qds=DEFAULT_QDS, duration_s: float = DEFAULT_DURATION_S,
+              warmup_s: float = DEFAULT_WARMUP_S, repeats: int = DEFAULT_REPEATS,
+              allow_page_cache: bool = False, name: str = "device",
               description: str = "", seed: int = 0, quiet: bool = False,
               engine: str = "auto", batch_reads=(), batch_qds=None,
               batch_duration_s: float | None = None, clustered_reads=(),
-              grid_part: tuple[int, int] | None = None) -> DeviceProfile | None:
-    """Measure every chunk × QD point `repeats` times (in rounds); a profile without a fit.
+              grid_part: tuple[int, int] | None = None, holdout=(), fit: bool = False,
+              cv_folds: int = CV_FOLDS) -> DeviceProfile | None:
+    """Measure every chunk × QD point `repeats` times (in rounds); a profile, fitted with
+    `fit` (and cross-validated over `cv_folds` folds, 0 = not).
+
+    `holdout`: (chunk, QD) pairs off the grid, measured in the same rounds but never
+    fitted (the profile's `holdout_points`): the model's error between grid points.
 
     `grid_part` = (j, k): measure only part j of k of each round (its random order dealt out
     round-robin; the same `seed` gives the same parts), so a caller can spread one round
@@ -217,10 +233,12 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     near one another: what tells striping apart), at the batch QDs above 1.
     """
     _check_settings(chunks, repeats, duration_s, warmup_s, (*batch_reads, *clustered_reads))
+    holdout = check_holdout(holdout, chunks, qds)
     created = ensure_data_file(path, size_bytes, seed=seed)
     rng = np.random.default_rng(seed)
     grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds),
-                            batch_reads, clustered_reads, os.path.getsize(path))
+                            batch_reads, clustered_reads, readable_bytes(path))
+    grid += [(c, q, None, "random") for c, q in holdout]
     rounds = _rounds(grid, repeats, rng, grid_part)
     if grid_part is not None and not rounds:
         return None
@@ -231,6 +249,9 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                                   warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet)
     total_s = time.perf_counter() - t_begin
     points = _points(results, one_per_measurement=grid_part is not None)
+    held = [p for p in points if (p.chunk_bytes, p.queue_depth) in holdout
+            and p.batch_reads is None]
+    points = [p for p in points if p not in held]
     if not points:
         return None
     info = _measured_info(reader, path, bool(batch_reads), created=created,
@@ -238,8 +259,42 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                           total_s=total_s)
     if grid_part is not None:  # a part may hold too few points to fit: checked when merged
         return DeviceProfile.model_construct(name=name, description=description, measured=info,
-                                             points=points)
-    return DeviceProfile(name=name, description=description, measured=info, points=points)
+                                             points=points, holdout_points=held)
+    profile = DeviceProfile(name=name, description=description, measured=info, points=points,
+                            holdout_points=held)
+    return fit_profile(profile, cv_folds=cv_folds, quiet=quiet) if fit else profile
+
+
+def parse_holdout(text: str, *, key: str = "--holdout") -> list[tuple[int, int]]:
+    """`12k/3,48k/12` (or `12kx3`) → [(12288, 3), (49152, 12)]: chunk/QD pairs."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        parts = item.replace("x", "/").split("/") if item else []
+        if len(parts) != 2 or not parts[1].strip().isdigit():
+            raise InputError(f"{item!r} is not a chunk/QD pair", key=key,
+                             expected="CHUNK/QD pairs like 12k/3,48k/12")
+        out.append((parse_size(parts[0].strip(), key=key), int(parts[1])))
+    return out
+
+
+def check_holdout(holdout, chunks, qds, *, key: str = "holdout") -> list[tuple[int, int]]:
+    """The holdout pairs, each once; InputError for one the grid measures (the fit would
+    see it), a chunk not a multiple of the alignment, or a QD below 1."""
+    out = []
+    for chunk, qd in holdout:
+        chunk, qd = int(chunk), int(qd)
+        if chunk <= 0 or chunk % ALIGN_BYTES or qd < 1:
+            raise InputError(f"holdout point {chunk}/{qd}", key=key,
+                             expected=f"a chunk that is a multiple of {ALIGN_BYTES} bytes and "
+                                      "a queue depth ≥ 1")
+        if chunk in chunks and qd in qds:
+            raise InputError(f"holdout point {format_size(chunk)}/{qd} is on the calibration "
+                             "grid, so the fit would see it", key=key,
+                             expected="a chunk/QD pair off the grid (a chunk or a QD the grid "
+                                      "does not measure)")
+        if (chunk, qd) not in out:
+            out.append((chunk, qd))
+    return out
 
 
 def _check_settings(chunks, repeats: int, duration_s: float, warmup_s: float,
@@ -323,6 +378,9 @@ def _measured_info(reader: DirectReader, path: str | os.PathLike, with_batches: 
                + "; value = median of repeats run in rounds over the grid, each round in "
                  "random order",
         date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        # the reader's buffers are madvised for huge pages; the kernel grants them unless off
+        buffers=("hugepage" if reader.huge_pages and transparent_huge_pages_enabled()
+                 else "4k-pages"),
         o_direct=reader.o_direct, file_path=os.fspath(path), file_bytes=reader.file_bytes,
         point_duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
         total_duration_s=round(total_s, 1),

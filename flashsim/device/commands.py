@@ -14,8 +14,10 @@ from typing import Any
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
 from ..units import format_size, parse_int_list, parse_size, parse_size_list
+from .check_commands import register_check
 from .fio import profile_from_fio
 from .profile import DeviceProfile
+from .testbed_commands import register_testbed
 
 
 def register(subparsers: Any) -> None:
@@ -29,9 +31,9 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--chunks", default=None,
                      help="chunk sizes (default 4k,8k,16k,32k,64k,128k,256k,1m)")
     cal.add_argument("--qd", default=None, help="queue depths (default 1,2,4,8,16,32,64)")
-    cal.add_argument("--duration", type=float, default=1.5, help="seconds per point (default 1.5)")
-    cal.add_argument("--warmup", type=float, default=0.3,
-                     help="warm-up seconds per point, excluded (default 0.3)")
+    cal.add_argument("--duration", type=float, default=0.4, help="seconds per point (default 0.4)")
+    cal.add_argument("--warmup", type=float, default=0.1,
+                     help="warm-up seconds per point, excluded (default 0.1)")
     cal.add_argument("--repeats", type=int, default=5,
                      help="rounds over the grid; each point is the median (default 5)")
     cal.add_argument("--allow-page-cache", action="store_true",
@@ -47,10 +49,15 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
     cal.add_argument("--description", default="", help="profile description")
     cal.add_argument("--no-fit", action="store_true", help="store the points only")
+    cal.add_argument("--holdout", default=None, metavar="CHUNK/QD,...",
+                     help="also measure these points off the grid (e.g. 12k/3,48k/12) in the "
+                          "same rounds; the fit never sees them, their error is reported")
+    _add_cv_flag(cal, 8)
     add_json_flag(cal)
     cal.set_defaults(func=cmd_calibrate)
 
-    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show")
+    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show, "
+                                               "check; real test devices: testbed")
     sub = dev.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND",
                              parser_class=type(dev))
     pr = sub.add_parser("predict", help="predicted throughput and latency at a chunk × QD point")
@@ -64,6 +71,7 @@ def register(subparsers: Any) -> None:
     ft = sub.add_parser("fit", help="(re)fit a profile's model parameters to its points")
     ft.add_argument("--profile", required=True, help="device profile YAML")
     ft.add_argument("--out", default=None, help="where to write (default: in place)")
+    _add_cv_flag(ft, 0)
     add_json_flag(ft)
     ft.set_defaults(func=cmd_fit)
 
@@ -72,12 +80,76 @@ def register(subparsers: Any) -> None:
     add_json_flag(sh)
     sh.set_defaults(func=cmd_show)
 
+    register_testbed(sub)
+    register_check(sub)
+
+
+def _add_cv_flag(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument("--cv-folds", type=int, default=default, metavar="K",
+                        help="k-fold cross-validation of the fit: each fold refitted without "
+                             f"its points predicts them; 0 = none (default {default})")
+
+
+_FIT_KEYS = ("median_abs_error_pct", "worst_abs_error_pct", "duration_s", "cv_folds",
+             "cv_median_abs_error_pct", "cv_worst_abs_error_pct", "cv_duration_s",
+             "holdout_median_abs_error_pct", "holdout_worst_abs_error_pct")
+
 
 def _fit_summary(profile) -> dict[str, Any]:
+    fit = profile.fit.model_dump() if profile.fit else {}
     return {"name": profile.name, "n_points": len(profile.points),
+            "n_holdout_points": len(profile.holdout_points),
             "params": profile.params.model_dump() if profile.params else None,
-            "median_abs_error_pct": profile.fit.median_abs_error_pct if profile.fit else None,
-            "worst_abs_error_pct": profile.fit.worst_abs_error_pct if profile.fit else None}
+            **{k: fit.get(k) for k in _FIT_KEYS}}
+
+
+def _fit_lines(profile) -> str:
+    """The fit's errors in words: in sample, cross-validated, at the holdout points."""
+    f = profile.fit
+    if f is None:
+        return ""
+    text = (f"fit: median |error| {f.median_abs_error_pct:.1f}%, worst "
+            f"{f.worst_abs_error_pct:.1f}%")
+    if f.cv_folds:
+        text += (f"\n{f.cv_folds}-fold cross-validated: median |error| "
+                 f"{f.cv_median_abs_error_pct:.1f}%, worst {f.cv_worst_abs_error_pct:.1f}%")
+    if f.holdout_median_abs_error_pct is not None:
+        text += (f"\nholdout ({len(profile.holdout_points)} points, never fitted): median "
+                 f"|error| {f.holdout_median_abs_error_pct:.1f}%, worst "
+                 f"{f.holdout_worst_abs_error_pct:.1f}%")
+    return text
+
+
+def _check_cv_folds(args: argparse.Namespace) -> None:
+    if args.cv_folds < 0 or args.cv_folds == 1:
+        raise InputError(f"{args.cv_folds} folds", key="--cv-folds",
+                         expected="0 (no cross-validation) or k ≥ 2")
+
+
+def _calibration_profile(args: argparse.Namespace, name: str) -> DeviceProfile:
+    """The points: imported from fio JSON, or measured (with the holdout points)."""
+    if args.from_fio:
+        if args.holdout:
+            raise InputError("--holdout points are measured; fio outputs have none",
+                             key="--holdout", expected="--holdout without --from-fio")
+        return profile_from_fio(args.from_fio, name=name, description=args.description)
+    from .calibrate import DEFAULT_CHUNKS, DEFAULT_QDS, calibrate, check_holdout, parse_holdout
+    if not args.file:
+        raise InputError("--file is required unless --from-fio is given", key="--file")
+    chunks = parse_size_list(args.chunks, key="--chunks") if args.chunks else DEFAULT_CHUNKS
+    qds = parse_int_list(args.qd, key="--qd") if args.qd else DEFAULT_QDS
+    if len(set(chunks)) * len(set(qds)) < 4 and not args.no_fit:
+        raise InputError("a grid of fewer than 4 points cannot be fitted", key="--chunks",
+                         expected="more chunks or queue depths, or --no-fit")
+    holdout = (check_holdout(parse_holdout(args.holdout), chunks, qds, key="--holdout")
+               if args.holdout else [])
+    return calibrate(args.file, size_bytes=parse_size(args.size, key="--size"),
+                     chunks=chunks, qds=qds, duration_s=args.duration,
+                     warmup_s=args.warmup, repeats=args.repeats,
+                     allow_page_cache=args.allow_page_cache, name=name,
+                     description=args.description, quiet=args.json, engine=args.engine,
+                     batch_reads=parse_int_list(args.batch_reads, key="--batch-reads")
+                     if args.batch_reads else (), holdout=holdout)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -86,42 +158,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.exists():
         raise InputError("folder does not exist", file=out.parent, key="--out")
-    name = args.name or out.stem
-    if args.from_fio:
-        profile = profile_from_fio(args.from_fio, name=name, description=args.description)
-    else:
-        from .calibrate import DEFAULT_CHUNKS, DEFAULT_QDS, calibrate
-        if not args.file:
-            raise InputError("--file is required unless --from-fio is given", key="--file")
-        chunks = parse_size_list(args.chunks, key="--chunks") if args.chunks else DEFAULT_CHUNKS
-        qds = parse_int_list(args.qd, key="--qd") if args.qd else DEFAULT_QDS
-        if len(set(chunks)) * len(set(qds)) < 4 and not args.no_fit:
-            raise InputError("a grid of fewer than 4 points cannot be fitted", key="--chunks",
-                             expected="more chunks or queue depths, or --no-fit")
-        profile = calibrate(args.file, size_bytes=parse_size(args.size, key="--size"),
-                            chunks=chunks, qds=qds, duration_s=args.duration,
-                            warmup_s=args.warmup, repeats=args.repeats,
-                            allow_page_cache=args.allow_page_cache, name=name,
-                            description=args.description, quiet=args.json,
-                            engine=args.engine,
-                            batch_reads=parse_int_list(args.batch_reads, key="--batch-reads")
-                            if args.batch_reads else ())
+    _check_cv_folds(args)
+    profile = _calibration_profile(args, args.name or out.stem)
     if not args.no_fit:
-        profile = fit_profile(profile)
+        profile = fit_profile(profile, cv_folds=args.cv_folds, quiet=args.json)
     profile.save(out)
     payload = {"profile": str(out), "o_direct": profile.measured.o_direct,
                **_fit_summary(profile),
-               "points": [p.model_dump(exclude_none=True) for p in profile.points]}
-    rows = [{"chunk": format_size(p.chunk_bytes), **p.model_dump()} for p in profile.points]
-    human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"),
+               "points": [p.model_dump(exclude_none=True) for p in profile.points],
+               "holdout_points": [p.model_dump(exclude_none=True)
+                                  for p in profile.holdout_points]}
+    rows = [{"chunk": format_size(p.chunk_bytes), "set": s, **p.model_dump()}
+            for s, ps in (("fit", profile.points), ("holdout", profile.holdout_points))
+            for p in ps]
+    human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"), ("set", "set", ""),
                          ("batch_reads", "batch", "d"), ("batch_makespan_us", "makespan µs", ".1f"),
                          ("throughput_mb_s", "MB/s", ".1f"), ("latency_mean_us", "mean µs", ".1f"),
                          ("latency_p99_us", "p99 µs", ".1f"),
                          ("throughput_spread_pct", "spread %", ".1f")])
-    if profile.fit:
-        human += (f"\nfit: median |error| {profile.fit.median_abs_error_pct:.1f}%, worst "
-                  f"{profile.fit.worst_abs_error_pct:.1f}%")
-    emit(args, payload, human + f"\nwrote {out}")
+    emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), f"wrote {out}") if t))
     return 0
 
 
@@ -159,12 +214,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit_profile
 
-    profile = fit_profile(DeviceProfile.load(args.profile))
+    _check_cv_folds(args)
+    profile = fit_profile(DeviceProfile.load(args.profile), cv_folds=args.cv_folds,
+                          quiet=args.json)
     out = args.out or args.profile
     profile.save(out)
     emit(args, {"profile": str(out), **_fit_summary(profile)},
-         f"{profile.name}: median |error| {profile.fit.median_abs_error_pct:.1f}%, worst "
-         f"{profile.fit.worst_abs_error_pct:.1f}%; wrote {out}")
+         f"{profile.name}: {_fit_lines(profile)}\nwrote {out}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Jobs with the same (bs, iodepth) across files are repeats: the point is their median and
 the spread is recorded. Anything that is not a direct random read is rejected, naming the
-file and the job.
+file and the job. The jobs' `iomem` (alias `mem`) says which buffers fio read into:
+shmhuge / mmaphuge are huge pages, the default malloc and the other kinds 4 KiB pages.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..units import parse_size
-from .profile import DeviceProfile, MeasuredInfo, median_point
+from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -41,9 +42,26 @@ def _option(job: dict, glob: dict, name: str) -> Any:
     return opts[name] if name in opts else glob.get(name)
 
 
+HUGE_IOMEM = frozenset({"shmhuge", "mmaphuge"})
+"""fio buffer kinds backed by huge pages (hugetlbfs); malloc (the default), shm, mmap and
+mmapshared get 4 KiB pages."""
+SMALL_IOMEM = frozenset({"malloc", "shm", "mmap", "mmapshared"})
+
+
+def buffers_of_iomem(iomem: str | None) -> str:
+    """The buffer kind (MeasuredInfo.buffers) of a fio iomem value such as `mmaphuge:/path`."""
+    kind = str(iomem or "malloc").split(":")[0].strip().lower()
+    if kind in HUGE_IOMEM:
+        return "hugepage"
+    return "4k-pages" if kind in SMALL_IOMEM else "unknown"
+
+
 def job_point(job: dict, glob: dict, *, file: Path) -> dict[str, Any]:
     """(bs, iodepth, throughput, latencies) of one fio job; InputError unless it is a direct
     randread."""
+    if not isinstance(job, dict):
+        raise InputError(f"a job is {type(job).__name__}", file=file, key="jobs",
+                         expected="fio --output-format=json output")
     key = f"jobs.{job.get('jobname', '?')}"
     rw = _option(job, glob, "rw") or _option(job, glob, "readwrite")
     if rw != "randread":
@@ -64,6 +82,9 @@ def job_point(job: dict, glob: dict, *, file: Path) -> dict[str, Any]:
     read = job.get("read") or {}
     if not read.get("io_bytes"):
         raise InputError("job read nothing", file=file, key=key)
+    if not isinstance(read.get("bw_bytes"), (int, float)) or read["bw_bytes"] <= 0:
+        raise InputError("job has no read.bw_bytes", file=file, key=key,
+                         expected="fio --output-format=json output (fio 3.x)")
     lat = read.get("lat_ns") or read.get("clat_ns") or {}
     pct = (read.get("lat_ns") or {}).get("percentile") or (read.get("clat_ns") or {}).get(
         "percentile") or {}
@@ -73,15 +94,15 @@ def job_point(job: dict, glob: dict, *, file: Path) -> dict[str, Any]:
             "latency_p50_us": float(pct.get("50.000000", float("nan"))) / 1e3,
             "latency_p99_us": float(pct.get("99.000000", float("nan"))) / 1e3,
             "runtime_s": float(read.get("runtime", 0)) / 1e3,
-            "ioengine": _option(job, glob, "ioengine")}
+            "ioengine": _option(job, glob, "ioengine"),
+            "iomem": str(_option(job, glob, "iomem") or _option(job, glob, "mem") or "malloc")}
 
 
-def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
-                     description: str = "") -> DeviceProfile:
-    """A profile (without a fit) from fio JSON files; repeats of a point are median-combined."""
+def points_from_fio(paths: list[str | os.PathLike]) -> tuple[list[DevicePoint], MeasuredInfo]:
+    """The points of fio JSON files (repeats of a point median-combined) and how they were
+    measured; InputError when the jobs read into different kinds of buffers."""
     groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
     version = None
-    engines = set()
     stamps: list[int] = []
     disks: set[str] = set()
     files: set[str] = set()
@@ -97,20 +118,40 @@ def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
             files.add(str(glob["filename"]))
         for job in data["jobs"]:
             pt = job_point(job, glob, file=path)
-            engines.add(str(pt["ioengine"]))
             groups.setdefault((pt["chunk_bytes"], pt["queue_depth"]), []).append(pt)
     points = [median_point(chunk, qd, reps) for (chunk, qd), reps in sorted(groups.items())]
-    durations = [r["runtime_s"] for reps in groups.values() for r in reps]
-    info = MeasuredInfo(
+    return points, _fio_info(paths, groups, version=version, stamps=stamps, disks=disks,
+                             files=files)
+
+
+def _fio_info(paths, groups: dict[tuple[int, int], list[dict[str, Any]]], *, version,
+              stamps: list[int], disks: set[str], files: set[str]) -> MeasuredInfo:
+    """The `measured` section of a fio import: tool, engine, buffers, where and when."""
+    reps = [r for rs in groups.values() for r in rs]
+    iomem = sorted({r["iomem"] for r in reps})
+    kinds = {buffers_of_iomem(m) for m in iomem}
+    if len(kinds) > 1:
+        raise InputError(f"jobs read into different buffers (iomem {', '.join(iomem)})",
+                         file=Path(paths[0]), key="iomem",
+                         expected="one iomem for every job (a profile has one buffer kind)")
+    engines = sorted({str(r["ioengine"]) for r in reps})
+    durations = [r["runtime_s"] for r in reps]
+    return MeasuredInfo(
         method="fio randread, direct=1, one job per chunk × iodepth; value = median of repeats",
         date=(_dt.datetime.fromtimestamp(min(stamps), _dt.UTC).isoformat(timespec="seconds")
               if stamps else None),
         block_device=(", ".join(sorted(disks)) + " (fio disk_util)") if disks else None,
         file_path=", ".join(sorted(files)) if files else None,
-        o_direct=True, tool=f"{version or 'fio'} (ioengine {', '.join(sorted(engines))})",
+        o_direct=True, tool=f"{version or 'fio'} (ioengine {', '.join(engines)})",
         point_duration_s=round(float(np.median(durations)), 2) if durations else None,
-        repeats=max(len(r) for r in groups.values()),
+        repeats=max(len(r) for r in groups.values()), buffers=kinds.pop(), iomem=", ".join(iomem),
         notes="from " + ", ".join(Path(p).name for p in paths))
+
+
+def profile_from_fio(paths: list[str | os.PathLike], *, name: str = "device",
+                     description: str = "") -> DeviceProfile:
+    """A profile (without a fit) from fio JSON files; repeats of a point are median-combined."""
+    points, info = points_from_fio(paths)
     return DeviceProfile.from_dict({"name": name, "description": description,
                                     "measured": info.model_dump(exclude_none=True),
                                     "points": [p.model_dump(exclude_none=True) for p in points]})

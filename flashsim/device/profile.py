@@ -122,6 +122,13 @@ class MeasuredInfo(StrictModel):
     total_duration_s: float | None = None
     tool: str | None = None
     notes: str | None = None
+    buffers: Literal["hugepage", "4k-pages", "unknown"] = Field(
+        default="unknown",
+        description="memory the reads landed in: hugepage (2 MiB pages: one DMA segment per "
+                    "read) or 4k-pages (a scatter list; on a virtio disk reads of 48 KiB and "
+                    "more ran 1.5-2.5x slower); unknown for profiles that did not record it")
+    iomem: str | None = Field(default=None, description="fio's iomem (mem) option, for "
+                                                       "profiles imported from fio")
 
 
 class DevicePoint(StrictModel):
@@ -209,6 +216,22 @@ class FitInfo(StrictModel):
     worst_abs_error_pct: float
     method: str = "scipy.optimize.least_squares on log errors, Nelder-Mead minimax polish"
     points: list[PointError] = Field(default_factory=list)
+    duration_s: float | None = Field(default=None, description="seconds the fit took")
+    cv_folds: int | None = Field(
+        default=None, ge=2, description="k of the k-fold cross-validation (None: not run)")
+    cv_method: str | None = None
+    cv_median_abs_error_pct: float | None = Field(
+        default=None, description="median |error| of every point predicted by a fit that "
+                                  "did not see it (its fold left out)")
+    cv_worst_abs_error_pct: float | None = None
+    cv_points: list[PointError] = Field(
+        default_factory=list, description="each point's error when its fold was left out")
+    cv_duration_s: float | None = None
+    holdout_median_abs_error_pct: float | None = Field(
+        default=None, description="median |error| at the profile's holdout points (measured "
+                                  "with the others, never fitted)")
+    holdout_worst_abs_error_pct: float | None = None
+    holdout_points: list[PointError] = Field(default_factory=list)
 
 
 class DeviceProfile(StrictModel):
@@ -218,6 +241,10 @@ class DeviceProfile(StrictModel):
     description: str = ""
     measured: MeasuredInfo = Field(default_factory=MeasuredInfo)
     points: list[DevicePoint]
+    holdout_points: list[DevicePoint] = Field(
+        default_factory=list,
+        description="points measured with the others (same rounds) that no fit sees: their "
+                    "error is the model's error off the fitted grid")
     params: DeviceParams | None = None
     fit: FitInfo | None = None
 

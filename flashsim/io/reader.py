@@ -26,6 +26,7 @@ import errno
 import itertools
 import mmap
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -65,6 +66,29 @@ def mount_of(path: str | os.PathLike) -> dict[str, str]:
                 len(mnt) >= len(best.get("mount_point", "")):
             best = {"device": parts[0], "mount_point": mnt, "type": parts[2], "options": parts[3]}
     return best
+
+
+def is_block_device(path: str | os.PathLike) -> bool:
+    """True for a block device node (e.g. /dev/zram0), read directly with no file system."""
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def readable_bytes(path_or_fd: str | os.PathLike | int) -> int:
+    """Bytes in a regular file or a block device; a block device's st_size is 0, so its size
+    is where lseek(SEEK_END) lands (the offset is unused: every read is a pread)."""
+    if isinstance(path_or_fd, int):
+        st = os.fstat(path_or_fd)
+        return os.lseek(path_or_fd, 0, os.SEEK_END) if stat.S_ISBLK(st.st_mode) else st.st_size
+    if not is_block_device(path_or_fd):
+        return os.stat(path_or_fd).st_size
+    fd = os.open(path_or_fd, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -193,11 +217,14 @@ class DirectReader:
                              expected="auto, aio or threads")
         self.path = os.fspath(path)
         self.huge_pages = bool(huge_pages)
-        if not os.path.isfile(self.path):
-            raise InputError("file does not exist", file=self.path, expected="a readable file")
+        block = is_block_device(self.path)
+        if not (block or os.path.isfile(self.path)):
+            raise InputError("file does not exist", file=self.path,
+                             expected="a readable file or block device")
         self.o_direct = True
         self.fd = -1
-        self.file_system = mount_of(self.path).get("type")
+        # a block device node sits on devtmpfs, but its reads go to the device itself
+        self.file_system = "block device" if block else mount_of(self.path).get("type")
         try:
             if self.file_system in MEMORY_FILE_SYSTEMS:
                 raise OSError(errno.EINVAL, f"{self.file_system} keeps files in memory")
@@ -216,7 +243,7 @@ class DirectReader:
                 raise InputError(NO_O_DIRECT + where, file=self.path) from None
             self.o_direct = False
             self.fd = os.open(self.path, os.O_RDONLY)
-        self.file_bytes = os.fstat(self.fd).st_size
+        self.file_bytes = readable_bytes(self.fd)
         # native AIO is truly asynchronous only with O_DIRECT; through the page cache it would
         # block in io_submit, so the thread pool serves that case
         from . import aio
@@ -245,7 +272,7 @@ class DirectReader:
 
     def _probe(self) -> None:
         """Some file systems accept O_DIRECT at open and fail the first read: try one."""
-        if os.fstat(self.fd).st_size >= ALIGN_BYTES:
+        if readable_bytes(self.fd) >= ALIGN_BYTES:
             buf = mmap.mmap(-1, ALIGN_BYTES)
             try:
                 os.preadv(self.fd, (buf,), 0)
@@ -292,7 +319,7 @@ class DirectReader:
                              file=self.path, key="reads",
                              expected=f"offsets and lengths that are positive multiples of "
                                       f"{ALIGN_BYTES} bytes")
-        size = os.fstat(self.fd).st_size
+        size = readable_bytes(self.fd)
         self.file_bytes = size
         outside = (off < 0) | (off + length > size)
         if np.any(outside):

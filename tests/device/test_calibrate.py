@@ -1,5 +1,5 @@
-"""Calibration: a smoke run on a temp file, short-batch and clustered points, grid parts, and
-fio JSON import."""
+"""Calibration: a smoke run on a temp file, short-batch and clustered points, grid parts,
+holdout points and cross-validation, and fio JSON import."""
 
 import copy
 import json
@@ -11,9 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flashsim.cli import main
-from flashsim.device.calibrate import ensure_data_file
+from flashsim.cli import build_parser, main
+from flashsim.device.calibrate import (
+    DEFAULT_DURATION_S,
+    DEFAULT_REPEATS,
+    DEFAULT_WARMUP_S,
+    calibrate,
+    check_holdout,
+    ensure_data_file,
+    parse_holdout,
+)
+from flashsim.device.crossval import CV_FOLDS
 from flashsim.device.fio import profile_from_fio
+from flashsim.device.fit import fit_profile, predict_detail
 from flashsim.device.profile import DevicePoint, DeviceProfile
 from flashsim.errors import InputError
 
@@ -118,8 +128,6 @@ def test_clustered_batches_are_near_but_never_contiguous():
 @pytest.mark.disk
 def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
     """Parts j of k of one round (same seed) measure every point exactly once together."""
-    from flashsim.device.calibrate import calibrate
-
     data = tmp_path / "data.bin"
     kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
               warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(1, 8))
@@ -139,8 +147,6 @@ def test_grid_parts_keep_one_point_per_measurement(tmp_path):
     """With repeats, parts hold each measurement as its own point (a part that measures a
     point twice holds it twice), so a caller's median is over every measurement."""
     from collections import Counter
-
-    from flashsim.device.calibrate import calibrate
 
     data = tmp_path / "data.bin"
     kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
@@ -213,3 +219,121 @@ def test_fio_import_of_a_fresh_run(tmp_path):
     assert sorted((p.chunk_bytes, p.queue_depth) for p in profile.points) == [
         (4096, 1), (4096, 4), (16384, 1), (16384, 4)]
     assert all(p.throughput_mb_s > 0 and p.latency_mean_us > 0 for p in profile.points)
+
+
+def test_cli_defaults_are_the_api_defaults():
+    parser = build_parser()
+    cal = parser.parse_args(["calibrate", "--out", "x.yaml"])
+    assert (cal.duration, cal.warmup, cal.repeats, cal.cv_folds) == (
+        DEFAULT_DURATION_S, DEFAULT_WARMUP_S, DEFAULT_REPEATS, CV_FOLDS)
+    assert calibrate.__kwdefaults__["cv_folds"] == CV_FOLDS
+    fit = parser.parse_args(["device", "fit", "--profile", "p.yaml"])
+    assert fit.cv_folds == fit_profile.__kwdefaults__["cv_folds"] == 0
+
+
+def test_holdout_pairs_are_parsed_and_checked_against_the_grid():
+    assert parse_holdout("12k/3, 48k/12") == [(12288, 3), (49152, 12)]
+    assert parse_holdout("12kx3") == [(12288, 3)]
+    assert check_holdout([(12288, 3), (12288, 3), (4096, 3)], [4096, 8192], [1, 2]) == [
+        (12288, 3), (4096, 3)]  # a grid chunk at a QD the grid does not measure is off it
+    for bad in ("12k", "12k/3/4", "12k/x", "twelve/3"):
+        with pytest.raises(InputError, match="--holdout"):
+            parse_holdout(bad)
+    with pytest.raises(InputError, match="on the calibration grid"):
+        check_holdout([(4096, 2)], [4096, 8192], [1, 2])
+    with pytest.raises(InputError, match="multiple of 4096"):
+        check_holdout([(5000, 3)], [4096], [1])
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--holdout", "4k/4"], "on the calibration grid"),
+    (["--holdout", "12k"], "chunk/QD"),
+    (["--cv-folds", "1"], "k ≥ 2"),
+])
+def test_bad_holdout_or_folds_stop_before_anything_is_written(tmp_path, capsys, extra, words):
+    data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
+    code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
+                 "--chunks", "4k,64k", "--qd", "1,4", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1
+    assert not data.exists() and not out.exists()
+
+
+def test_holdout_needs_a_measurement_not_fio(tmp_path, capsys):
+    rounds = _fio_rounds()
+    code = main(["calibrate", "--from-fio", str(rounds[0]), "--out", str(tmp_path / "p.yaml"),
+                 "--holdout", "12k/3"])
+    assert code == 2 and "--holdout" in capsys.readouterr().err
+
+
+@pytest.mark.disk
+def test_calibrate_measures_holdout_points_apart(tmp_path, capsys):
+    data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
+    code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
+                 "--chunks", "4k,64k", "--qd", "1,4", "--duration", "0.02", "--warmup", "0",
+                 "--repeats", "2", "--holdout", "8k/2,64k/2", "--no-fit", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    profile = DeviceProfile.load(out)
+    assert {(p.chunk_bytes, p.queue_depth) for p in profile.points} == {
+        (4096, 1), (4096, 4), (65536, 1), (65536, 4)}
+    assert [(p.chunk_bytes, p.queue_depth, p.repeats) for p in profile.holdout_points] == [
+        (8192, 2, 2), (65536, 2, 2)]
+    assert payload["n_points"] == 4 and payload["n_holdout_points"] == 2
+    assert all(p.throughput_mb_s > 0 for p in profile.holdout_points)
+
+
+def _synthetic_profile_file(tmp_path) -> Path:
+    """A profile of SYNTHETIC points (the model's own predictions) and one holdout point."""
+    from flashsim.device.profile import DeviceParams
+
+    truth = DeviceParams(host_overhead_us=3, command_latency_us=60, n_units=8,
+                         unit_bandwidth_mb_s=300, link_bandwidth_mb_s=1800)
+
+    def point(chunk, qd):
+        d = predict_detail(truth, chunk, qd)
+        return {"chunk_bytes": chunk, "queue_depth": qd, "source": "assumption",
+                "throughput_mb_s": d["throughput_mb_s"], "latency_mean_us": d["latency_mean_us"]}
+
+    profile = DeviceProfile.from_dict({
+        "name": "synthetic",
+        "points": [point(c, q) for c in (4096, 65536, 262144) for q in (1, 4, 16)],
+        "holdout_points": [point(16384, 8)]})
+    path = tmp_path / "synthetic.yaml"
+    profile.save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_device_fit_cross_validates_and_scores_the_holdout(tmp_path, capsys):
+    path = _synthetic_profile_file(tmp_path)
+    assert main(["device", "fit", "--profile", str(path), "--cv-folds", "3", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["cv_folds"] == 3 and payload["n_holdout_points"] == 1
+    # the model's own points: left out or off the grid, they are still predicted closely
+    assert payload["cv_worst_abs_error_pct"] < 3.0
+    assert payload["holdout_worst_abs_error_pct"] < 3.0
+    fit = DeviceProfile.load(path).fit
+    assert len(fit.cv_points) == 9 and len(fit.holdout_points) == 1 and fit.duration_s >= 0
+    assert main(["device", "fit", "--profile", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "holdout (1 points, never fitted)" in out and "cross-validated" not in out
+
+
+def test_profiles_without_the_new_fit_fields_still_load():
+    committed = Path(__file__).resolve().parents[2] / "configs" / "devices" / "m1max-paper.yaml"
+    profile = DeviceProfile.load(committed)
+    assert profile.holdout_points == [] and profile.fit.cv_folds is None
+
+
+@pytest.mark.disk
+def test_calibrate_api_fits_and_cross_validates_when_asked(tmp_path):
+    profile = calibrate(tmp_path / "data.bin", size_bytes=8 << 20, chunks=(4096, 65536),
+                        qds=(1, 4), duration_s=0.02, warmup_s=0.0, repeats=1, quiet=True,
+                        holdout=[(8192, 2)], fit=True, cv_folds=2)
+    assert profile.params is not None and profile.fit.cv_folds == 2
+    assert len(profile.fit.cv_points) == 4 and len(profile.fit.holdout_points) == 1
+    assert profile.fit.holdout_points[0].chunk_bytes == 8192
+    unfitted = calibrate(tmp_path / "data.bin", size_bytes=8 << 20, chunks=(4096, 65536),
+                         qds=(1, 4), duration_s=0.02, warmup_s=0.0, repeats=1, quiet=True)
+    assert unfitted.params is None and unfitted.fit is None

@@ -1,0 +1,121 @@
+"""A cgroup v1 blkio group whose read IOPS and bandwidth on one disk are throttled.
+
+Linux's blk-throttle delays each bio a process in the group submits until the group's
+budget allows it, so reads from the group see a slower disk with the same latency floor:
+below the caps they pass untouched, above them they queue. Limits apply to whole disks
+only (the kernel refuses a partition), so the disk under a file is found through sysfs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+MOUNTS = "/proc/mounts"
+SYS_DEV_BLOCK = Path("/sys/dev/block")
+
+
+def blkio_root(mounts: str | os.PathLike = MOUNTS) -> Path:
+    """Mount point of the cgroup v1 hierarchy that has the blkio controller."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4 and parts[2] == "cgroup" and "blkio" in parts[3].split(","):
+            return Path(parts[1].replace("\\040", " "))
+    raise InputError("no cgroup v1 blkio hierarchy is mounted", file=mounts,
+                     expected="a 'cgroup ... blkio' line (mount -t cgroup -o blkio ...)")
+
+
+def disk_of(path: str | os.PathLike, sys_dev_block: Path = SYS_DEV_BLOCK) -> tuple[int, int, str]:
+    """(major, minor, name) of the whole disk holding `path` (a file, or a block device node)."""
+    st = os.stat(path)
+    dev = st.st_rdev if stat.S_ISBLK(st.st_mode) else st.st_dev
+    major, minor = os.major(dev), os.minor(dev)
+    node = sys_dev_block / f"{major}:{minor}"
+    if not node.exists():
+        raise InputError(f"device {major}:{minor} is not a block device (a virtual or network "
+                         "file system?)", file=path, expected="a file on a local disk")
+    node = node.resolve()
+    if (node / "partition").exists():  # a partition: blk-throttle limits its parent disk
+        node = node.parent
+    major, minor = (int(x) for x in (node / "dev").read_text().split(":"))
+    return major, minor, node.name
+
+
+class BlkioGroup:
+    """A new blkio cgroup `name` under `root` with read caps on one disk; `remove()` undoes it."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = Path(root)
+        self.dir = self.root / name
+
+    @property
+    def procs_file(self) -> Path:
+        return self.dir / "cgroup.procs"
+
+    def create(self, major: int, minor: int, *, iops: int, bps: int) -> None:
+        """mkdir the group and set its read caps (InputError if it exists: in use)."""
+        try:
+            self.dir.mkdir()
+        except FileExistsError:
+            raise InputError("cgroup exists: in use, or left by a killed run", file=self.dir,
+                             expected="no such group (flashsim device testbed down, or rmdir "
+                                      "it)") from None
+        except OSError as exc:
+            raise InputError(f"cannot create cgroup: {exc.strerror}", file=self.dir) from None
+        self._write("blkio.throttle.read_iops_device", f"{major}:{minor} {int(iops)}")
+        self._write("blkio.throttle.read_bps_device", f"{major}:{minor} {int(bps)}")
+
+    def _write(self, name: str, text: str) -> None:
+        try:
+            (self.dir / name).write_text(text + "\n")
+        except OSError as exc:
+            raise InputError(f"cannot write {text!r}: {exc.strerror}", file=self.dir / name,
+                             expected="a whole disk that blk-throttle accepts") from None
+
+    def caps(self) -> dict[str, str]:
+        """The group's read caps as the kernel reports them ('MAJ:MIN value' lines)."""
+        return {k: (self.dir / f"blkio.throttle.{k}").read_text().strip()
+                for k in ("read_iops_device", "read_bps_device")}
+
+    def serviced_reads(self, major: int, minor: int) -> int:
+        """Reads the group has issued to the disk (blkio.throttle.io_serviced)."""
+        for line in (self.dir / "blkio.throttle.io_serviced").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == f"{major}:{minor}" and parts[1] == "Read":
+                return int(parts[2])
+        return 0
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(x) for x in self.procs_file.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def remove(self, timeout_s: float = 5.0) -> None:
+        """Move any process still inside to the parent group, then rmdir (retried while the
+        kernel still counts a moved or exiting task); no-op if the group is gone."""
+        deadline = time.monotonic() + timeout_s
+        while self.dir.exists():
+            for pid in self.pids():
+                try:
+                    (self.root / "cgroup.procs").write_text(f"{pid}\n")
+                except OSError:
+                    pass  # exited meanwhile
+            try:
+                self.dir.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)

@@ -1,0 +1,80 @@
+"""How well the device fit predicts points it did not see: k-fold cross-validation over a
+profile's points, and the error at holdout points (measured, never fitted).
+
+Each fold refits the continuous parameters without its points, from the full fit's values
+on the full fit's discrete form (units, stripes, host mode), and predicts its points. Keeping
+the form is the quick part (a fold does not redo the discrete search): the error is of the
+continuous fit, which is what moves with the points.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .fitsearch import FitResult, Problem, fit_progress, make_pool, solve
+from .fitspace import round_params
+from .predict import median_and_worst, point_errors
+from .profile import DevicePoint, PointError
+
+CV_FOLDS = 8
+"""Folds of the standard cross-validation: on an 8 × 7 chunk × QD grid each fold leaves out
+one point of every chunk but one, at different QDs (a diagonal)."""
+CV_STEPS = 5
+"""Least-squares steps of a fold's refit, warm-started from the full fit, with the full read
+count (fewer reads would add their own sampling error to the fold's predictions)."""
+CV_METHOD = ("k-fold along diagonals of the grid (fold = (row + QD column) mod k, a row "
+             "being a batch size, pattern and chunk); each fold refits the continuous "
+             f"parameters without its points (at most {CV_STEPS} least-squares steps from the "
+             "full fit's values; units, stripes, host mode and transfer spread kept from the "
+             "full fit) and predicts its points")
+
+
+def fold_of(points: list[DevicePoint], k: int) -> list[int]:
+    """Fold of each point: (row + column) mod k, a row being a (batch size, pattern, chunk)
+    and a column a QD, each numbered in sorted order. Folds run along diagonals, so no fold
+    takes a whole row or a whole column (every QD 1 point, say) when the grid allows."""
+    rows = sorted({(p.batch_reads or 0, p.pattern, p.chunk_bytes) for p in points})
+    cols = sorted({p.queue_depth for p in points})
+    return [(rows.index((p.batch_reads or 0, p.pattern, p.chunk_bytes))
+             + cols.index(p.queue_depth)) % k for p in points]
+
+
+def cross_validate(points: list[DevicePoint], full: FitResult, k: int = CV_FOLDS, *,
+                   batch_weight: float, quiet: bool = True) -> dict[str, Any]:
+    """FitInfo fields of a k-fold cross-validation of `full` (the fit of all `points`)."""
+    t0 = time.perf_counter()
+    k = max(2, min(int(k), len(points)))
+    fold = fold_of(points, k)
+    errors: list[PointError | None] = [None] * len(points)
+    pool = make_pool()
+    try:
+        with fit_progress(f"{k}-fold cross-validation", quiet) as tick:
+            for f in range(k):
+                train = [p for p, g in zip(points, fold) if g != f]
+                problem = Problem(train, full.space, batch_weight, pool)
+                c = solve(problem, full.form, full.u, None, CV_STEPS)
+                params = round_params(full.space.params(c.u, full.form), full.space.base_us)
+                params = params.model_copy(update={
+                    "link_transfer_spread": full.params.link_transfer_spread})
+                held = [i for i, g in enumerate(fold) if g == f]
+                for i, e in zip(held, point_errors(params, [points[i] for i in held])):
+                    errors[i] = e
+                tick()
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    median, worst = median_and_worst(errors)
+    return {"cv_folds": k, "cv_method": CV_METHOD, "cv_median_abs_error_pct": median,
+            "cv_worst_abs_error_pct": worst, "cv_points": errors,
+            "cv_duration_s": round(time.perf_counter() - t0, 1)}
+
+
+def holdout_record(params, holdout: list[DevicePoint]) -> dict[str, Any]:
+    """FitInfo fields of the error at the holdout points (none: nothing)."""
+    if not holdout:
+        return {}
+    errors = point_errors(params, holdout)
+    median, worst = median_and_worst(errors)
+    return {"holdout_median_abs_error_pct": median, "holdout_worst_abs_error_pct": worst,
+            "holdout_points": errors}
