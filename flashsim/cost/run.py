@@ -11,6 +11,7 @@ from ..layout.plan import IOPlan
 from ..layout.registry import make_layout
 from ..trace.format import ActivationTrace
 from .compute import ComputeModel
+from .memory import MemoryModel
 from .simulate import simulate
 
 
@@ -23,12 +24,17 @@ def plan_layout(name: str, trace: ActivationTrace, *, which: str = "predicted",
 
 def simulate_plan(plan: IOPlan, params: Any, queue_depth: int, engine: str = "fast", *,
                   memcpy_bytes_per_s: float | None = None,
-                  compute_model: ComputeModel | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  compute_model: ComputeModel | None = None,
+                  memory_model: MemoryModel | None = None,
+                  computed_neurons: np.ndarray | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`simulate` plus what a reader of the summary needs to know about the plan: its
     scalar layout parameters and, for windowed layouts, the window actually kept."""
     frame, summary = simulate(plan, params, queue_depth, engine,
-                              memcpy_bytes_per_s=memcpy_bytes_per_s, compute_model=compute_model)
+                              memcpy_bytes_per_s=memcpy_bytes_per_s, compute_model=compute_model,
+                              memory_model=memory_model, computed_neurons=computed_neurons)
     summary.pop("compute_model", None)
+    summary.pop("memory_model", None)
     summary["layout_params"] = {k: v for k, v in plan.params.items()
                                 if isinstance(v, (int, float, str, bool, type(None)))}
     windows = plan.meta.get("window_per_token")
@@ -43,10 +49,11 @@ def simulate_layout(name: str, trace: ActivationTrace, params: Any, queue_depth:
                     train_trace: ActivationTrace | None = None,
                     memcpy_bytes_per_s: float | None = None,
                     compute_model: ComputeModel | None = None,
+                    memory_model: MemoryModel | None = None,
                     **layout_options: Any) -> tuple[pd.DataFrame, dict[str, Any], IOPlan]:
     """Plan layout `name` on `trace` and simulate it on `params` at `queue_depth`."""
     plan = plan_layout(name, trace, which=which, train_trace=train_trace, **layout_options)
     frame, summary = simulate_plan(plan, params, queue_depth, engine,
                                    memcpy_bytes_per_s=memcpy_bytes_per_s,
-                                   compute_model=compute_model)
+                                   compute_model=compute_model, memory_model=memory_model)
     return frame, summary, plan

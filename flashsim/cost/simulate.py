@@ -2,10 +2,12 @@
 
 I/O: each (token, layer) batch runs on an idle device (the device model's makespan at the
 given queue depth); a token's I/O time is the sum over its layers, since layer l's reads
-can only be issued once layer l - 1 is done. Memory: the plan's `mem_moved_bytes` over the
-memcpy bandwidth measured on this machine. Compute: a numpy-calibrated linear model of the
-token's computed neurons (see compute.py). Total = I/O + memory + compute, as in the
-paper's Table 3 (no overlap).
+can only be issued once layer l - 1 is done. Memory: the flash runtime's memory management
+timed on this machine and fitted per (token, layer) (memory.py), or, given only a memcpy
+bandwidth, the paper's model: the plan's `mem_moved_bytes` over it. Compute: the decode's
+parts calibrated on this machine, from the computed neurons and each token's context
+(compute.py). Total = I/O + memory + compute: the runtime runs them one after another
+(its reads are synchronous), as in the paper's Table 3.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import pandas as pd
 
 from ..device import make_device
 from ..layout.plan import IOPlan
+from ..layout.registry import LAYOUTS
 from .compute import ComputeModel, calibrate_compute
 from .memcpy import measure_memcpy_bytes_per_s
+from .memory import MemoryModel, calibrate_memory
 
 
 def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast") -> np.ndarray:
@@ -42,23 +46,50 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
     return np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
 
 
+def _memory(plan: IOPlan, model: MemoryModel | None, fixed_bw: float | None, bw: float
+            ) -> tuple[np.ndarray, str, MemoryModel | None]:
+    """Per-token memory seconds, where they come from, and the model used (if any).
+
+    Dense layouts (the whole FFN read, no per-neuron residency) have no runtime memory
+    management to calibrate: their bytes moved go over the memcpy bandwidth.
+    """
+    layout_cls = LAYOUTS.get(plan.layout, (None,))[0]
+    dense = bool(getattr(layout_cls, "dense_ffn", False))
+    if model is None and not fixed_bw and not dense:
+        model = calibrate_memory(plan.geometry)
+    if model is not None and not dense:
+        return model.seconds(plan), model.source, model
+    return (plan.mem_moved_bytes.sum(axis=1) / bw,
+            f"bytes moved / memcpy {bw / 1e9:.2f} GB/s", None)
+
+
 def _pcts(values: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
+def context_tokens(plan: IOPlan) -> np.ndarray:
+    """Keys each planned token attends to: its position + 1 (the prompt included)."""
+    return np.asarray(plan.token_index, dtype=np.float64) + 1.0
+
+
 def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast", *,
              memcpy_bytes_per_s: float | None = None,
-             compute_model: ComputeModel | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+             compute_model: ComputeModel | None = None,
+             memory_model: MemoryModel | None = None,
+             computed_neurons: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-token table and summary of `plan` on the device `profile` at `queue_depth`.
 
-    `memcpy_bytes_per_s` / `compute_model` fix those rates (tests); by default they are
-    measured on this machine once per process.
+    A model passed is used as given. Memory: `memory_model`, else with `memcpy_bytes_per_s`
+    the bytes moved over it, else the runtime's memory management calibrated on this
+    machine. Compute: `compute_model`, else the decode calibrated on this machine.
+    `computed_neurons` [n_tokens, n_layers] overrides the plan's (e.g. the predicted set
+    sizes, which is what the flash runtime multiplies).
     """
     io_s = io_seconds(plan, profile, queue_depth, engine)
-    record = 2 * plan.geometry.row_bytes
-    bw = memcpy_bytes_per_s or measure_memcpy_bytes_per_s(record)
+    bw = memcpy_bytes_per_s or measure_memcpy_bytes_per_s(2 * plan.geometry.row_bytes)
+    mem_s, mem_source, memory_model = _memory(plan, memory_model, memcpy_bytes_per_s, bw)
     model = compute_model or calibrate_compute(plan.geometry)
-    computed = plan.computed_neurons
+    computed = computed_neurons if computed_neurons is not None else plan.computed_neurons
     if computed is None:  # plans without it: compute the loaded neurons
         computed = plan.neurons_loaded
     bytes_tok = plan.bytes_per_token()
@@ -66,8 +97,8 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
     frame = pd.DataFrame({
         "token": plan.token_index,
         "io_ms": io_s.sum(axis=1) * 1e3,
-        "mem_ms": plan.mem_moved_bytes.sum(axis=1) / bw * 1e3,
-        "compute_ms": model.seconds(computed) * 1e3,
+        "mem_ms": mem_s * 1e3,
+        "compute_ms": model.seconds(computed, context_tokens(plan)) * 1e3,
         "bytes": bytes_tok,
         "reads": reads_tok,
         "useful_bytes": plan.useful_bytes.sum(axis=1),
@@ -93,6 +124,8 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
         / plan.geometry.ffn_bytes,
         "loaded_fraction": float(frame["useful_bytes"].mean()) / plan.geometry.ffn_bytes,
         "memcpy_bytes_per_s": float(bw), "compute_model": model.to_dict(),
+        "compute_source": model.source, "mem_source": mem_source,
+        "memory_model": memory_model.to_dict() if memory_model is not None else None,
     }
     for col in ("io_ms", "mem_ms", "compute_ms", "total_ms"):
         p50, p99 = _pcts(frame[col].to_numpy())

@@ -19,6 +19,22 @@ TABLE3_COLUMNS = [("layout", "layout", "s"), ("io_ms_p50", "I/O ms", ".3f"),
            ("total_ms_p50", "total ms", ".3f"), ("total_ms_p99", "total p99", ".3f")]
 
 
+def table3_note(row: dict, device: str) -> str:
+    """Which of Table 3's parts are measured on this machine and which are modelled."""
+    mem = str(row.get("mem_source") or "bytes moved / memcpy bandwidth")
+    comp = str(row.get("compute_source") or "fixed rates")
+    mem_text = ("runtime memory management calibrated on this machine"
+                if mem.startswith("runtime memory management") else f"modelled, {mem}")
+    if comp.startswith("opt-decode"):
+        comp_text = "the sparse decode calibrated on this machine (per part)"
+    elif comp.startswith("matvec"):
+        comp_text = "the decode's parts as numpy matvecs at the model's shapes, timed here"
+    else:
+        comp_text = f"modelled, {comp}"
+    return (f"I/O: device model (profile {device}); memory: {mem_text}; "
+            f"compute: {comp_text}.")
+
+
 def add_display_units(summary: dict) -> dict:
     """The summary with the MB and KiB columns the tables print (in place, and returned)."""
     summary["mb_per_token"] = summary["bytes_per_token"] / 1e6

@@ -1,17 +1,21 @@
 """Inference from flash: the sparse OPT decode with its FFN weights read from a weight store.
 
 `FlashWeightSource` is an `FFNWeightSource`: for every (token, layer) the predictor's ids
-arrive in `rows()`. The layout's `Residency` (the plan's window logic, stepped online) says
-which neurons to read and which rows leave DRAM; `Layout.batch_reads` (the plan's derivation
-of a batch's reads: records, offsets, alignment, merge gap, largest read) says what to
-read, and the `DirectReader` reads it (`queue_depth` reads in flight). So the runtime reads
-exactly the bytes the plan says (a test checks it read by read for every sparse layout).
+arrive in `rows()`. Its `DramManager` (layout/dram.py) is the paper's memory management
+(§3.3): the layout's `Residency` (the plan's window logic, stepped online) says which
+neurons to read and which rows leave DRAM, `Layout.batch_reads` (the plan's derivation of a
+batch's reads) says what to read, and after the `DirectReader` has read it (`queue_depth`
+reads in flight) the manager decodes the fp16 records into fp32 rows of the layer's
+preallocated matrix (leaving rows overwritten by the last ones, new rows appended). So the
+runtime reads exactly the bytes the plan says (a test checks it read by read).
 
-The DRAM cache is the paper's memory management (§3.3), per layer: a preallocated matrix of
-[fc1 row | fc2 col] rows in which deleting overwrites the rows of leaving neurons with the
-last rows and inserting appends. The residency decides the row moves; the runtime only
-copies the rows (`DramMatrix`). Per token it measures I/O, memory-management and the rest
-(compute) time.
+Per token it measures three parts that add up to the token's wall time:
+I/O = `read_batch` alone; memory = the manager's work around it (window bookkeeping, read
+derivation, decode of the read bytes, row copies); compute = the rest (embeddings,
+attention, predictor, the FFN over the predicted rows, LM head, sampling). No overlap:
+`read_batch` is synchronous (it returns once the batch's last read completes and nothing
+else runs meanwhile), and layer l's reads need layer l's predictor, so I/O, memory and
+compute run one after another and the cost model adds them.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from ..errors import InputError
 from ..geometry import NeuronSets
 from ..io.reader import DirectReader, open_reader
 from ..layout.base import Layout
+from ..layout.dram import DramManager, DramMatrix  # noqa: F401 (DramMatrix: re-exported)
 from ..layout.placement import Placement
-from ..layout.window import WindowStep
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.opt import OPTModel
 from ..model.predictor import PredictorSet, logit
@@ -44,35 +48,6 @@ try:  # optional: pins BLAS to one thread while decoding (see `_one_blas_thread`
     from threadpoolctl import threadpool_limits
 except ImportError:
     threadpool_limits = None
-
-
-def _locate(read_off: np.ndarray, read_len: np.ndarray, want: np.ndarray,
-            nbytes: int) -> np.ndarray:
-    """Position in the concatenated read data of each byte range [want, want + nbytes), or -1."""
-    if len(read_off) == 0:
-        return np.full(len(want), -1, np.int64)
-    base = np.concatenate([[0], np.cumsum(read_len)[:-1]])
-    r = np.searchsorted(read_off, want, side="right") - 1
-    rc = np.clip(r, 0, None)
-    ok = (r >= 0) & (want + nbytes <= read_off[rc] + read_len[rc])
-    return np.where(ok, base[rc] + want - read_off[rc], -1)
-
-
-class DramMatrix:
-    """One layer's preallocated DRAM matrix of [fc1 row | fc2 col] rows.
-
-    Which row holds which neuron is the residency's (`Residency.rows_of`); this copies the
-    rows as each `WindowStep` says: deletion by overwrite, then the new rows appended.
-    """
-
-    def __init__(self, capacity: int, d_model: int) -> None:
-        self.data = np.zeros((capacity, 2 * d_model), np.float32)
-
-    def apply(self, step: WindowStep, new_rows: np.ndarray) -> None:
-        """Overwrite the holes with the surviving tail rows, then append `new_rows`."""
-        moves = step.evict
-        self.data[moves.dst_rows] = self.data[moves.src_rows]  # holes lie below every source
-        self.data[step.first_new_row:step.first_new_row + len(step.new)] = new_rows
 
 
 def _check_store(store: WeightStore, placement: Placement, layout: Layout,
@@ -124,7 +99,8 @@ class FlashWeightSource:
         _check_store(store, self.placement, layout, ckpt)
         if isinstance(queue_depth, bool) or int(queue_depth) < 1:
             raise InputError(f"queue depth {queue_depth} must be at least 1", key="qd")
-        self.residency = layout.residency(g)
+        self.memory = DramManager(layout, g, _dtype(g))
+        self.residency = self.memory.residency
         if self.residency.budget_rows is not None:
             raise InputError("generate does not apply a DRAM budget", key="dram_budget_bytes",
                              expected="no --dram-budget")
@@ -133,16 +109,16 @@ class FlashWeightSource:
         self.queue_depth = int(queue_depth)
         self.reader = reader or open_reader(store.path, "auto", allow_page_cache)
         self._own_reader = reader is None
-        self.dtype = _dtype(g)
         self.fc1_b = [l.fc1_b for l in ckpt.layers]
         self.fc2_b = [l.fc2_b for l in ckpt.layers]
-        self.matrices = [DramMatrix(g.d_ffn, g.d_model) for _ in range(g.n_layers)]
-        self.copies = self.placement.copies()  # friend copies (closest-friend placements)
+        self.matrices = self.memory.matrices
         self.token = -1
         self.done: set[int] = set()
         self.layer_times: list[TokenTimes] = []
         self.record_reads = record_reads
         self.reads: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        # perf_counter stamps (s) around each (token, layer)'s read_batch, when recording
+        self.batch_times_s: dict[tuple[int, int], tuple[float, float]] = {}
         self.predicted: list[list[np.ndarray]] = [[] for _ in range(g.n_layers)]
 
     def close(self) -> None:
@@ -171,7 +147,7 @@ class FlashWeightSource:
         """fp32 (fc1 rows, fc1 bias, fc2 cols) of `neuron_ids`, read from flash as needed."""
         ids = np.asarray(neuron_ids, np.int64)
         self._step(layer, ids)
-        m = self.matrices[layer].data[self.residency.rows_of(layer, ids)]
+        m = self.memory.rows(layer, ids)
         d = self.geometry.d_model
         return m[:, :d], self.fc1_b[layer][ids], m[:, d:]
 
@@ -180,65 +156,32 @@ class FlashWeightSource:
 
     # ---- one (token, layer) ---------------------------------------------------------------
     def _step(self, layer: int, ids: np.ndarray) -> None:
-        """The residency decides, the plan's derivation gives the reads; read, decode, store."""
+        """The memory manager decides and derives the reads; read; it stores the rows.
+
+        I/O is `read_batch` alone (synchronous: it returns when the last read completes, so
+        nothing else runs meanwhile); memory is everything the manager does around it.
+        """
         if layer in self.done:
             raise RuntimeError(f"layer {layer} fetched twice for token {self.token}")
         self.done.add(layer)
         self.predicted[layer].append(ids.astype(np.int32))
         t0 = time.perf_counter()
-        step = self.residency.step(self.token, layer, ids)
+        step, off, length = self.memory.prepare(self.token, layer, ids)
         t1 = time.perf_counter()
-        off, length = self.layout.batch_reads(layer, step.new, self.placement)
+        got = self.reader.read_batch(off, length, self.queue_depth, return_data=True)
+        t2 = time.perf_counter()
+        self.memory.store(layer, step, off, length, got.data)
+        t3 = time.perf_counter()
         if self.record_reads:
             self.reads[(self.token, layer)] = (off, length)
-        t2 = time.perf_counter()
-        got = self.reader.read_batch(off, length, self.queue_depth, return_data=True)
-        t3 = time.perf_counter()
-        self.matrices[layer].apply(step, self._decode(layer, step.new, off, length, got.data))
-        t4 = time.perf_counter()
+            self.batch_times_s[(self.token, layer)] = (t1, t2)
         lt = self.layer_times[layer]
-        lt.io_s += t3 - t2
-        lt.mem_s += (t1 - t0) + (t4 - t3)  # window bookkeeping; fp16 → fp32 rows; row copies
+        lt.io_s += t2 - t1
+        # window bookkeeping, read derivation; fp16 -> fp32 rows and row copies
+        lt.mem_s += (t1 - t0) + (t3 - t2)
         lt.bytes_read += int(length.sum())
         lt.reads += len(off)
         lt.neurons_loaded += len(step.new)
-
-    def _decode(self, layer: int, new: np.ndarray, off: np.ndarray, length: np.ndarray,
-                data: np.ndarray) -> np.ndarray:
-        """[len(new), 2 * d_model] fp32 rows of the new neurons, cut out of the read bytes."""
-        g, p = self.geometry, self.placement
-        row = g.row_bytes
-        fc1_at = _locate(off, length, p.fc1_offset_bytes[layer, new], row)
-        fc2_at = _locate(off, length, p.fc2_offset_bytes[layer, new], row)
-        missing = np.flatnonzero((fc1_at < 0) | (fc2_at < 0))
-        if len(missing):  # closest-friend placements: the neuron came as a friend copy
-            fc1_at[missing], fc2_at[missing] = self._friend_copies(layer, new[missing], off,
-                                                                    length)
-        idx1 = fc1_at[:, None] + np.arange(row)[None, :]
-        idx2 = fc2_at[:, None] + np.arange(row)[None, :]
-        out = np.empty((len(new), 2 * g.d_model), np.float32)
-        out[:, :g.d_model] = data[idx1].view(self.dtype).reshape(len(new), g.d_model)
-        out[:, g.d_model:] = data[idx2].view(self.dtype).reshape(len(new), g.d_model)
-        return out
-
-    def _friend_copies(self, layer: int, ids: np.ndarray, off: np.ndarray, length: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Positions in the read data of the fc1 row and fc2 column of `ids`, taken from the
-        first record read that carries each as its friend copy."""
-        c_layer, c_neuron, c_fc1, c_fc2 = self.copies
-        sel = c_layer == layer
-        row = self.geometry.row_bytes
-        a1 = _locate(off, length, c_fc1[sel], row)
-        a2 = _locate(off, length, c_fc2[sel], row)
-        ok = np.flatnonzero((a1 >= 0) & (a2 >= 0))
-        carried, first = np.unique(c_neuron[sel][ok], return_index=True)  # lowest record
-        at = np.searchsorted(carried, ids)
-        found = at < len(carried)
-        found[found] = carried[at[found]] == ids[found]
-        if not found.all():
-            raise RuntimeError(f"neuron {ids[~found][0]} of layer {layer} is not in the reads")
-        pick = ok[first[at]]
-        return a1[pick], a2[pick]
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:
@@ -261,6 +204,7 @@ class Generation:
     summary: dict[str, Any]
     predicted: list[NeuronSets] = field(default_factory=list)  # per layer, every fed token
     reads: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    batch_times_s: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
 
 
 def generate_from_flash(store_path: str | os.PathLike, layout: Layout, *,
@@ -305,7 +249,8 @@ def generate_from_flash(store_path: str | os.PathLike, layout: Layout, *,
         **_timing_summary(per_token)}
     predicted = [NeuronSets.from_lists(p) for p in source.predicted]
     return Generation(tok.decode([int(i) for i in gen_ids]), np.asarray(fed, np.int64),
-                      len(ids), gen_ids, per_token, summary, predicted, source.reads)
+                      len(ids), gen_ids, per_token, summary, predicted, source.reads,
+                      source.batch_times_s)
 
 
 def _decode_tokens(model: OPTModel, ffn: SparseFFN, source: FlashWeightSource,

@@ -8,6 +8,8 @@ the neurons a predictor picks), so the same forward pass serves both execution p
 from __future__ import annotations
 
 import os
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +29,48 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarra
     centered = x - mean
     var = np.mean(centered * centered, axis=-1, keepdims=True)
     return centered / np.sqrt(var + LN_EPS) * weight + bias
+
+
+class PartTimer:
+    """Seconds per named part of the decode, as gapless laps of `time.perf_counter`.
+
+    `lap(part)` charges the time since the previous lap (or `start`) to `part`, so the parts
+    of a step add up to the step. Only a calibration switches one on (`OPTModel.timer`).
+    """
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self._last = time.perf_counter()
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[part] += now - self._last
+        self._last = now
+
+    def take(self) -> dict[str, float]:
+        """The seconds per part since the last `take`, and reset."""
+        out, self.seconds = dict(self.seconds), defaultdict(float)
+        return out
+
+
+class _NoTimer:
+    """The default: laps cost one no-op method call each (about 4 per layer)."""
+
+    enabled = False
+
+    def start(self) -> None:
+        pass
+
+    def lap(self, part: str) -> None:
+        pass
+
+
+NO_TIMER = _NoTimer()
 
 
 class FFN(Protocol):
@@ -81,6 +125,7 @@ class OPTModel:
         self.ckpt = ckpt
         self.spec = ckpt.spec
         self.dense_ffn = DenseFFN(ckpt)
+        self.timer: PartTimer | _NoTimer = NO_TIMER  # per-part laps (compute calibration)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None) -> OPTModel:
@@ -101,6 +146,8 @@ class OPTModel:
 
         Without a cache the tokens are a fresh sequence. The cache is extended in place.
         """
+        tm = self.timer
+        tm.start()
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         spec, ck = self.spec, self.ckpt
         ffn = ffn or self.dense_ffn
@@ -117,27 +164,35 @@ class OPTModel:
         if ck.project_in is not None:
             h = h @ ck.project_in.T
         h = h + ck.embed_positions[np.arange(start, start + n) + POSITION_OFFSET]
+        tm.lap("embed")
         for i, w in enumerate(ck.layers):
             h = self._attention_block(i, w, h, cache, start)
             x = layer_norm(h, w.ffn_ln_w, w.ffn_ln_b) if spec.layer_norm_before else h
+            tm.lap("ffn_ln")
             out = h + ffn(i, h, x)
             h = out if spec.layer_norm_before else layer_norm(out, w.ffn_ln_w, w.ffn_ln_b)
+            tm.lap("ffn_out")
         cache.length = start + n
         if ck.final_ln_w is not None:
             h = layer_norm(h, ck.final_ln_w, ck.final_ln_b)
         if ck.project_out is not None:
             h = h @ ck.project_out.T
-        return h @ ck.lm_head.T
+        tm.lap("final_ln")
+        logits = h @ ck.lm_head.T
+        tm.lap("lm_head")
+        return logits
 
     def _attention_block(self, i: int, w, h: np.ndarray, cache: KVCache, start: int) -> np.ndarray:
-        spec = self.spec
+        spec, tm = self.spec, self.timer
         n, n_heads, hd = h.shape[0], spec.n_heads, spec.head_dim
         x = layer_norm(h, w.attn_ln_w, w.attn_ln_b) if spec.layer_norm_before else h
+        tm.lap("attn_ln")
         q = (x @ w.q_w.T + w.q_b) * np.float32(hd ** -0.5)
         k = x @ w.k_w.T + w.k_b
         v = x @ w.v_w.T + w.v_b
         cache.keys[i][:, start:start + n] = k.reshape(n, n_heads, hd).transpose(1, 0, 2)
         cache.values[i][:, start:start + n] = v.reshape(n, n_heads, hd).transpose(1, 0, 2)
+        tm.lap("qkv")
         keys = cache.keys[i][:, :start + n]
         values = cache.values[i][:, :start + n]
         q = q.reshape(n, n_heads, hd).transpose(1, 0, 2)
@@ -149,5 +204,7 @@ class OPTModel:
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
         attn = (scores @ values).transpose(1, 0, 2).reshape(n, spec.d_model)
+        tm.lap("attention")  # grows with the context: scores and values over start + n keys
         out = h + (attn @ w.out_w.T + w.out_b)
+        tm.lap("attn_out")
         return out if spec.layer_norm_before else layer_norm(out, w.attn_ln_w, w.attn_ln_b)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .opt import LayerRecord
+from .opt import NO_TIMER, LayerRecord
 from .predictor import PredictorSet
 from .weights import FFNWeightSource
 
@@ -25,20 +25,26 @@ class SparseFFN:
         self.record = record
         self.records: dict[int, LayerRecord] = {}
         self.neurons_fetched = 0  # total ids fetched from the source (for accounting)
+        self.timer = NO_TIMER  # per-part laps (compute calibration); shared with the model's
 
     def __call__(self, layer: int, resid: np.ndarray, x: np.ndarray) -> np.ndarray:
+        tm = self.timer
         mask = self.predictors.predict_mask(layer, resid, self.threshold)
         if self.record:
             self.records[layer] = LayerRecord(resid, x, mask)
         ids = np.flatnonzero(mask[0]) if mask.shape[0] == 1 else np.flatnonzero(mask.any(axis=0))
         self.neurons_fetched += len(ids)
         fc2_b = self.source.fc2_bias(layer)
+        tm.lap("predictor")
         if len(ids) == 0:
             return np.broadcast_to(fc2_b, x.shape).astype(np.float32)
         fc1_rows, fc1_b, fc2_cols = self.source.rows(layer, ids)
+        tm.lap("ffn_rows")  # the neurons' rows gathered from the weight source
         h = x @ fc1_rows.T
         h += fc1_b
         np.maximum(h, 0.0, out=h)
         if mask.shape[0] > 1:
             h *= mask[:, ids]
-        return h @ fc2_cols + fc2_b
+        out = h @ fc2_cols + fc2_b
+        tm.lap("ffn_matvec")
+        return out

@@ -1,7 +1,9 @@
-"""Memcpy and compute rates for a sweep: fixed in the YAML, or measured once and kept.
+"""Memory and compute rates for a sweep: fixed in the YAML, or measured once and kept.
 
-The cost model times memory moves and compute with rates measured on this machine. A sweep
-measures them once (per model geometry, in the parent process) and keeps them in
+The cost model times memory management and compute with models calibrated on this machine
+(cost/memory.py: the runtime's bookkeeping; cost/compute.py: the decode's parts), or with
+the rates a sweep fixes (memcpy bandwidth; compute per layer and per neuron). A sweep
+calibrates them once (per model geometry, in the parent process) and keeps them in
 `host_rates.json` in its output folder, so every run of the sweep — resumed runs, other
 worker processes, Dask workers — uses the same rates and gives the same numbers.
 """
@@ -15,6 +17,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..cost.compute import calibrate_compute
 from ..cost.memcpy import measure_memcpy_bytes_per_s
+from ..cost.memory import calibrate_memory
 from ..errors import InputError
 from .grid import geometry_key
 from .spec import Sweep
@@ -23,41 +26,41 @@ HOST_FILE = "host_rates.json"
 
 
 def host_rates(sweep: Sweep, out_dir: Path | None
-               ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Rates per geometry key, and the newly measured ones among them (to be saved).
 
     Fixed rates from the sweep's `host:` win; else rates saved in `out_dir`; else measured.
     """
     fixed = sweep.spec.host
     saved = load_saved(out_dir) if out_dir is not None else {}
-    rates: dict[str, dict[str, float]] = {}
-    measured: dict[str, dict[str, float]] = {}
+    rates: dict[str, dict[str, Any]] = {}
+    measured: dict[str, dict[str, Any]] = {}
     for geometry in sweep.geometries.values():
         key = geometry_key(geometry)
         if key in rates:
             continue
         old = saved.get(key, {})
-        r: dict[str, float] = {}
-        if fixed.memcpy_gb_s is not None:
+        r: dict[str, Any] = {}
+        if fixed.memcpy_gb_s is not None:  # the paper's memory model: bytes / this bandwidth
             r["memcpy_bytes_per_s"] = fixed.memcpy_gb_s * 1e9
-        elif "memcpy_bytes_per_s" in old:
-            r["memcpy_bytes_per_s"] = float(old["memcpy_bytes_per_s"])
+        elif "memcpy_bytes_per_s" in old and "mem_s_per_call" in old:
+            r.update({k: v for k, v in old.items() if k.startswith(("memcpy_", "mem_"))})
         else:
+            model = calibrate_memory(geometry)
             r["memcpy_bytes_per_s"] = measure_memcpy_bytes_per_s(2 * geometry.row_bytes)
-            measured.setdefault(key, {})["memcpy_bytes_per_s"] = r["memcpy_bytes_per_s"]
+            r.update(model.to_rates(), mem_source=model.source)
+            measured.setdefault(key, {}).update(
+                {k: v for k, v in r.items() if k.startswith(("memcpy_", "mem_"))})
         if fixed.compute_fixed_us_per_layer is not None:
             r["compute_fixed_s_per_layer"] = fixed.compute_fixed_us_per_layer * 1e-6
             r["compute_s_per_neuron"] = fixed.compute_ns_per_neuron * 1e-9
-        elif "compute_s_per_neuron" in old:
-            r["compute_fixed_s_per_layer"] = float(old["compute_fixed_s_per_layer"])
-            r["compute_s_per_neuron"] = float(old["compute_s_per_neuron"])
+        elif "compute_s_per_neuron" in old and "compute_source" in old:
+            r.update({k: v for k, v in old.items() if k.startswith("compute_")})
         else:
             model = calibrate_compute(geometry)
-            r["compute_fixed_s_per_layer"] = model.fixed_s_per_layer
-            r["compute_s_per_neuron"] = model.s_per_neuron
-            measured.setdefault(key, {}).update(
-                compute_fixed_s_per_layer=model.fixed_s_per_layer,
-                compute_s_per_neuron=model.s_per_neuron)
+            new = {**model.to_rates(), "compute_source": model.source}
+            r.update(new)
+            measured.setdefault(key, {}).update(new)
         rates[key] = r
     return rates, measured
 

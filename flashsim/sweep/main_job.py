@@ -21,6 +21,7 @@ from ..cost.tables import (
     TABLE3_COLUMNS,
     add_display_units,
     plot_compare,
+    table3_note,
 )
 from ..errors import InputError
 from ..units import format_size
@@ -75,7 +76,8 @@ def run_main(config: str | os.PathLike | None = None, out: str | os.PathLike | N
         head = _headline(keys, rows, sweep)
         groups.append({**keys, "headline": head, "rows": rows})
         blocks += [head, "", "I/O (like the paper's Table 2):", table(rows, TABLE2_COLUMNS), "",
-                   "Per token (like the paper's Table 3):", table(rows, TABLE3_COLUMNS), ""]
+                   "Per token (like the paper's Table 3):", table(rows, TABLE3_COLUMNS),
+                   table3_note(rows[0], str(keys.get("device"))), ""]
     if outcome.failed:
         blocks.append(f"{len(outcome.failed)} run(s) failed:")
         blocks += [f"  {f['layout']}: {f['error']}" for f in outcome.failed]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import __version__
 from ..cost.compute import ComputeModel
+from ..cost.memory import MemoryModel
 from ..cost.run import plan_layout, simulate_plan
 from ..device import load_params
 from ..trace.format import ActivationTrace
@@ -59,11 +60,12 @@ def simulate_config(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any
     """
     trace, plan = _plan(tuple(config.get(k) for k in PLAN_KEYS))
     params = _params(config["device_path"], config["device_sha256"])
-    compute = ComputeModel(config["compute_fixed_s_per_layer"], config["compute_s_per_neuron"],
-                           source="sweep host rates")
+    compute = ComputeModel.from_rates(config, config.get("compute_source")
+                                      or "fixed sweep host rates")
+    memory = MemoryModel.from_rates(config, config.get("mem_source") or "sweep host rates")
     frame, summary = simulate_plan(plan, params, config["queue_depth"], config["engine"],
                                    memcpy_bytes_per_s=config["memcpy_bytes_per_s"],
-                                   compute_model=compute)
+                                   compute_model=compute, memory_model=memory)
     summary["trace_synthetic"] = bool(trace.is_synthetic)
     return frame, summary
 
