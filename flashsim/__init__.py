@@ -72,6 +72,7 @@ _API: dict[str, str] = {
     "FlashWeightSource": ".loader.runtime",
     "validate": ".validation.validate",
     "run_validation": ".validation.validate",
+    "validate_end_to_end": ".validation.end_to_end",
     "ValidationSpec": ".validation.spec",
     "export_fio": ".validation.fio_export",
     "run_sweep": ".sweep.api",

@@ -9,10 +9,12 @@ from typing import Any
 
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
+from ..figures import figure_format
 from ..loader.commands import add_layout_args, load_trace, make_layout_from_args
 from ..loader.store import WeightStore
 from ..trace.format import ActivationTrace
 from ..units import format_size, parse_int_list, parse_size
+from .e2e_spec import DEFAULT_E2E_LAYOUTS, DEFAULT_E2E_TOKENS
 from .fio_export import export_fio
 from .report import write_report
 from .rows import meets_goal
@@ -26,14 +28,18 @@ def register(subparsers: Any) -> None:
     val.add_argument("--trace", help="activation trace (default: the bundled reference trace)")
     val.add_argument("--store", required=True,
                      help="a store file (used for every layout), or a folder where each "
-                          "layout's store is built on first use and reused")
+                          "layout's store is built on first use and reused (--end-to-end: "
+                          "a folder)")
     val.add_argument("--model", help="model folder for building stores (default: bundled)")
     val.add_argument("--device", help="device profile YAML (not needed with --calibrate)")
-    val.add_argument("--layouts", default=DEFAULT_VALIDATE_LAYOUTS,
-                     help=f"comma-separated layouts (default {DEFAULT_VALIDATE_LAYOUTS})")
+    val.add_argument("--layouts", default=None,
+                     help=f"comma-separated layouts (default {DEFAULT_VALIDATE_LAYOUTS}; "
+                          f"with --end-to-end {','.join(DEFAULT_E2E_LAYOUTS)})")
     val.add_argument("--qd", default="1,8,32", help="queue depths (default 1,8,32)")
     val.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    val.add_argument("--tokens", type=int, default=None, help="first N generated tokens only")
+    val.add_argument("--tokens", type=int, default=None,
+                     help="first N generated tokens only (with --end-to-end: tokens generated "
+                          f"per decode, default {DEFAULT_E2E_TOKENS})")
     val.add_argument("--calibrate", action="store_true",
                      help="measure a quick profile now (chunks/QDs matched to the plans)")
     val.add_argument("--calibration-size", type=lambda t: parse_size(t, key="--calibration-size"),
@@ -65,9 +71,17 @@ def register(subparsers: Any) -> None:
     val.add_argument("--train-trace", help="trace the co-activation layouts learn from")
     val.add_argument("--report", help="write a figure (.png) or a page (.html)")
     val.add_argument("--allow-page-cache", action="store_true")
+    val.add_argument("--batch-gap-us", type=float, default=None,
+                     help="leave the device idle this long before every (token, layer) batch "
+                          "(busy wait), as the decode's compute does (default: none)")
+    add_end_to_end_args(val)
     add_json_flag(val)
     val.set_defaults(func=cmd_validate)
+    register_export_fio(subparsers)
 
+
+def register_export_fio(subparsers: Any) -> None:
+    """Add `export-fio`."""
     e = subparsers.add_parser("export-fio", help="write a fio job + read_iolog of a plan")
     e.add_argument("--trace", help="activation trace (default: the bundled reference trace)")
     add_layout_args(e, "windowed+bundled")
@@ -88,15 +102,65 @@ VALIDATE_COLUMNS = [("layout", "layout", "s"), ("queue_depth", "QD", "d"),
                   ("measured_io_ms_p99", "meas p99", ".3f"),
                   ("predicted_io_ms_p99", "pred p99", ".3f"),
                   ("error_p50_pct", "err p50 %", ".1f"), ("error_p99_pct", "err p99 %", ".1f"),
-                  ("bias_pct", "bias %", "+.1f"), ("noise_p50_pct", "noise %", ".1f")]
+                  ("bias_pct", "bias %", "+.1f"), ("noise_p50_pct", "noise %", ".1f"),
+                  ("baseline_error_p50_pct", "base err %", ".1f")]
+
+
+def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
+    """The options of `validate --end-to-end` (the real decode from flash vs the simulator)."""
+    e2e = val.add_argument_group("end-to-end (--end-to-end)")
+    e2e.add_argument("--end-to-end", action="store_true",
+                     help="run the real sparse decode from flash and compare its per-token "
+                          "I/O, memory, compute and total with the simulator")
+    e2e.add_argument("--prompt-file", help="text file with the prompt (--end-to-end)")
+    e2e.add_argument("--prompt-tokens", type=int, default=None,
+                     help="cut the prompt to its first N tokens (default: the whole file)")
+    e2e.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
+    e2e.add_argument("--top-p", type=float, default=None,
+                     help="nucleus p (default 0.9; 0: greedy)")
+    e2e.add_argument("--merge-gap", default=None,
+                     help="merge reads at most this far apart: auto (default: the device's "
+                          "break-even gap at each QD, as simulate) or a size such as 0 or 8k")
+    e2e.add_argument("--block", type=lambda t: parse_size(t, key="--block"), default=None,
+                     help="read alignment (default 4k)")
+    e2e.add_argument("--memcpy-gb-s", type=float, default=None,
+                     help="memory model: fix the memcpy bandwidth (default: measured)")
+
+
+E2E_ONLY = ("prompt_file", "prompt_tokens", "seed", "top_p", "merge_gap", "block",
+            "memcpy_gb_s")
+"""Options of --end-to-end alone (None unless given)."""
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """InputError for an option of the other mode (replay vs --end-to-end)."""
+    if args.end_to_end:
+        other = [("--trace", args.trace is not None), ("--with-fio", args.with_fio),
+                 ("--set", args.which != "predicted"),
+                 ("--reader-engine", args.reader_engine != "auto"),
+                 ("--batch-gap-us", args.batch_gap_us is not None)]
+        expected = "options of the decode: the run makes its own trace and reader"
+    else:
+        other = [("--" + k.replace("_", "-"), getattr(args, k) is not None) for k in E2E_ONLY]
+        expected = "--end-to-end to run the decode"
+    for flag, given in other:
+        if given:
+            raise InputError(f"{flag} does not apply here", key=flag, expected=expected)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    check_mode(args)
+    if args.end_to_end:
+        return cmd_end_to_end(args)
+    if args.batch_gap_us is not None and args.batch_gap_us < 0:
+        raise InputError(f"{args.batch_gap_us} µs", key="--batch-gap-us",
+                         expected="a gap ≥ 0 µs")
     # validate pulls in the device fit (scipy.optimize) and numba: ~2.3 s measured with
     # -X importtime, which every other command's start-up would pay at the top
     from .validate import validate
 
-    names = [n.strip() for n in args.layouts.split(",") if n.strip()]
+    names = [n.strip() for n in (args.layouts or DEFAULT_VALIDATE_LAYOUTS).split(",")
+             if n.strip()]
     qds = parse_int_list(args.qd, key="--qd")
     if args.device is None and not args.calibrate:
         raise InputError("no device profile", key="--device",
@@ -112,6 +176,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     train = ActivationTrace.load(args.train_trace) if args.train_trace else None
     pieces = {} if args.calibration_pieces is None else \
         {"calibration_pieces": args.calibration_pieces}
+    if args.batch_gap_us:
+        pieces["batch_gap_s"] = args.batch_gap_us * 1e-6
     result = validate(trace, names, qds, store=args.store, model_dir=args.model,
                       profile=args.device, calibrate=args.calibrate, reps=args.reps,
                       tokens=args.tokens, model_engine=args.model_engine,
@@ -135,6 +201,80 @@ def cmd_validate(args: argparse.Namespace) -> int:
             + ("" if info["o_direct"] else ", THROUGH THE PAGE CACHE"))
     emit(args, {"rows": result.rows, **info, "report": args.report},
          head + "\n" + table(result.rows, cols))
+    return 0
+
+
+END_TO_END_COLUMNS = [("layout", "layout", "s"), ("queue_depth", "QD", "d"),
+                      ("merge_gap_bytes", "gap B", "d"),
+                      ("measured_io_ms_p50", "io real", ".3f"),
+                      ("predicted_io_ms_p50", "io sim", ".3f"),
+                      ("measured_mem_ms_p50", "mem real", ".3f"),
+                      ("predicted_mem_ms_p50", "mem sim", ".3f"),
+                      ("measured_compute_ms_p50", "cmp real", ".3f"),
+                      ("predicted_compute_ms_p50", "cmp sim", ".3f"),
+                      ("measured_total_ms_p50", "tot real", ".3f"),
+                      ("predicted_total_ms_p50", "tot sim", ".3f"),
+                      ("total_error_p50_pct", "tot err p50 %", ".1f"),
+                      ("total_error_p99_pct", "tot err p99 %", ".1f"),
+                      ("total_bias_pct", "tot bias %", "+.1f"),
+                      ("total_noise_p50_pct", "tot noise %", ".1f"),
+                      ("io_error_p50_pct", "io err %", ".1f"),
+                      ("batch_gap_us_p50", "gap µs", ".0f")]
+"""The human table of --end-to-end: p50 ms per part, real vs simulated, the total's errors."""
+
+
+def end_to_end_options(args: argparse.Namespace) -> dict:
+    """`validate_end_to_end`'s keyword arguments from the command line (its own defaults
+    for whatever was not given)."""
+    given = {"layouts": None if args.layouts is None else
+             [n.strip() for n in args.layouts.split(",") if n.strip()],
+             "tokens": args.tokens, "prompt_tokens": args.prompt_tokens, "seed": args.seed,
+             "merge_gap": args.merge_gap, "block_bytes": args.block,
+             "calibration_pieces": args.calibration_pieces}
+    opts = {k: v for k, v in given.items() if v is not None}
+    if args.top_p is not None:
+        opts["top_p"] = None if args.top_p == 0 else args.top_p
+    if args.memcpy_gb_s is not None:
+        if args.memcpy_gb_s <= 0:
+            raise InputError(f"{args.memcpy_gb_s} GB/s", key="--memcpy-gb-s",
+                             expected="a bandwidth > 0")
+        opts["simulate_options"] = {"memcpy_bytes_per_s": args.memcpy_gb_s * 1e9}
+    batch_reads = () if args.calibration_batch_reads.strip().lower() in ("none", "") else \
+        parse_int_list(args.calibration_batch_reads, key="--calibration-batch-reads")
+    return {**opts, "qds": parse_int_list(args.qd, key="--qd"), "store": args.store,
+            "model_dir": args.model, "profile": args.device, "calibrate": args.calibrate,
+            "reps": args.reps, "model_engine": args.model_engine,
+            "calibration_bytes": args.calibration_size, "calibrate_on": args.calibrate_on,
+            "calibration_duration_s": args.calibration_duration, "quick_fit": args.quick_fit,
+            "calibration_batch_reads": batch_reads, "allow_page_cache": args.allow_page_cache,
+            "quiet": args.json}
+
+
+def cmd_end_to_end(args: argparse.Namespace) -> int:
+    """`validate --end-to-end`: the real decode from flash vs the simulator, per part."""
+    from .e2e_report import write_figure  # matplotlib only when drawing
+    from .end_to_end import validate_end_to_end  # numba, scipy: see cmd_validate
+
+    if args.prompt_file is None:
+        raise InputError("no prompt", key="--prompt-file", expected="--prompt-file FILE")
+    if args.device is not None and not Path(args.device).is_file():
+        raise InputError("device profile does not exist", file=args.device)
+    if args.report:
+        figure_format(args.report, key="--report")
+    train = ActivationTrace.load(args.train_trace) if args.train_trace else None
+    result = validate_end_to_end(prompt_file=args.prompt_file, train_trace=train,
+                                 **end_to_end_options(args))
+    if args.report:
+        write_figure(result.rows, result.info, args.report)
+    info = result.info
+    head = (f"{info['tokens']} tokens after {info['prompt_tokens']} prompt tokens of "
+            f"{info['model']}, {info['reps']} reps, "
+            + ("profile calibrated in this run" if info["profile"]["calibrated"]
+               else f"profile {args.device}")
+            + f"; batch gap {info['batch_gap']['median_us']:.0f} µs ({info['batch_gap']['method']})"
+            + ("" if info["o_direct"] else ", THROUGH THE PAGE CACHE"))
+    emit(args, {"rows": result.rows, **info, "report": args.report},
+         head + "\n" + table(result.rows, END_TO_END_COLUMNS))
     return 0
 
 

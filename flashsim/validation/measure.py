@@ -29,26 +29,48 @@ was gone and the p99 was 1.14x the p50."""
 
 
 def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
-                 tokens: range | list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 tokens: range | list[int] | None = None,
+                 gap_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Measured makespan (s) of every (token, layer) batch of `plan` (or of its `tokens`)
-    and the time its first read waited to be issued, both of shape [tokens, n_layers]."""
+    and the time its first read waited to be issued, both of shape [tokens, n_layers].
+
+    `gap_s` > 0: the device is left idle that long before every batch (empty ones too), as
+    in a decode, where layer l's compute and layer l+1's predictor run between the batches
+    (`idle_until`); the makespans exclude the gaps."""
     tokens = range(plan.n_tokens) if tokens is None else tokens
     n_layers = plan.n_layers
     out = np.zeros((len(tokens), n_layers))
     first = np.zeros((len(tokens), n_layers))
     ptr, off, length = plan.batch_ptr, plan.offset_bytes, plan.length_bytes
+    last_end = time.perf_counter()
     for row, t in enumerate(tokens):
         for layer in range(n_layers):
+            if gap_s > 0.0:
+                idle_until(last_end + gap_s)
             b = t * n_layers + layer
             lo, hi = ptr[b], ptr[b + 1]
             if hi > lo:
                 times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
                 out[row, layer] = times.makespan_s
                 first[row, layer] = times.start_s.min()
+            last_end = time.perf_counter()
     return out, first
 
 
-def warm_up(reader: DirectReader, plan: IOPlan, queue_depth: int, start: int) -> int:
+def idle_until(deadline_s: float) -> None:
+    """Busy-wait on the perf_counter clock until `deadline_s`.
+
+    Not a sleep: the decode keeps a core busy with numpy between its batches and a busy wait
+    does the same (a sleeping core may drop into a deeper idle state and wake slower for the
+    next batch); a sleep also overshoots by the timer slack (50 µs by default on Linux),
+    a sizeable part of the gaps reproduced (~0.1-1 ms). No read is in flight meanwhile
+    (`read_batch` returns when its batch is done), so the wait takes no CPU from the reader."""
+    while time.perf_counter() < deadline_s:
+        pass
+
+
+def warm_up(reader: DirectReader, plan: IOPlan, queue_depth: int, start: int,
+            gap_s: float = 0.0) -> int:
     """Read the tokens before `start` untimed (start − 1, start − 2, …, wrapping) for at least
     SWITCH_WARMUP_TOKENS tokens and SWITCH_WARMUP_S seconds; return how many were read.
 
@@ -57,10 +79,11 @@ def warm_up(reader: DirectReader, plan: IOPlan, queue_depth: int, start: int) ->
     row's own reading (SWITCH_WARMUP_S), so it must not be charged to the block."""
     t0 = time.perf_counter()
     k = 0
+    idle = {"gap_s": gap_s} if gap_s else {}  # without a gap: the plain call, as before
     while k < SWITCH_WARMUP_TOKENS or (time.perf_counter() - t0 < SWITCH_WARMUP_S
                                        and k < plan.n_tokens):
         k += 1
-        measure_plan(reader, plan, queue_depth, [(start - k) % plan.n_tokens])
+        measure_plan(reader, plan, queue_depth, [(start - k) % plan.n_tokens], **idle)
     return k
 
 
@@ -111,6 +134,8 @@ def measure_rows(spec: ValidationSpec, setup: Setup, slots: list[Slot],
                  before_block: BeforeBlock | None = None) -> Measured:
     """Read every slot's block in order (each after `before_block` and a `warm_up`)."""
     readers = open_readers(setup.stores, spec.reader_engine, spec.allow_page_cache)
+    gap_s = spec.batch_gap_s  # idle before each batch (measure_plan)
+    idle = {"gap_s": gap_s} if gap_s else {}
     try:
         engine = next(iter(readers.values())).engine
         shape = {k: (spec.reps, setup.plans[k[0]].n_tokens) for k in setup.keys}
@@ -122,8 +147,8 @@ def measure_rows(spec: ValidationSpec, setup: Setup, slots: list[Slot],
                 before_block(slot, engine)
             i, q = slot.key
             reader, block = readers[str(setup.stores[i].path)], slot.tokens
-            warm_up(reader, setup.plans[i], q, block.start)
-            m, d = measure_plan(reader, setup.plans[i], q, block)
+            warm_up(reader, setup.plans[i], q, block.start, gap_s)
+            m, d = measure_plan(reader, setup.plans[i], q, block, **idle)
             io_s[slot.key][slot.rep, block.start:block.stop] = m.sum(axis=1)
             dispatch_s[slot.key][slot.rep, block.start:block.stop] = d.sum(axis=1)
         o_direct = all(r.o_direct for r in readers.values())

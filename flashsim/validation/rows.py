@@ -4,7 +4,9 @@ per-token I/O, next to the noise floor (how well one real run predicts another).
 - error_p50_pct: median over tokens of |predicted - measured| / measured;
 - error_p99_pct: |predicted p99 - measured p99| / measured p99 (tail agreement);
 - noise_p50_pct: median over tokens and repetitions of |run r - median of the other runs| /
-  median of the other runs (needs ≥ 2 repetitions).
+  median of the other runs (needs ≥ 2 repetitions);
+- baseline_*: the same for the interpolation baseline of the profile's points
+  (`device.baseline`), so a row shows whether the device model beats it on the plan.
 """
 
 from __future__ import annotations
@@ -69,6 +71,23 @@ def row_stats(measured_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, Any]
         row["noise_p50_pct"] = float(np.median(nz))
         row["noise_p90_pct"] = float(np.percentile(nz, 90))
     return row
+
+
+BASELINE_KEYS = {"predicted_io_ms_p50": "baseline_io_ms_p50",
+                 "predicted_io_ms_p99": "baseline_io_ms_p99",
+                 "predicted_io_ms_mean": "baseline_io_ms_mean",
+                 "error_p50_pct": "baseline_error_p50_pct",
+                 "error_p99_pct": "baseline_error_p99_pct", "bias_pct": "baseline_bias_pct"}
+"""row_stats' prediction columns, and their names for the baseline's prediction."""
+
+
+def baseline_stats(measured_s: np.ndarray, baseline_s: np.ndarray | None) -> dict[str, Any]:
+    """The baseline's per-token I/O (ms) and its errors, by row_stats' rules; None values
+    when there is no baseline (a profile given as bare parameters)."""
+    if baseline_s is None:
+        return dict.fromkeys(BASELINE_KEYS.values())
+    stats = row_stats(measured_s, baseline_s)
+    return {name: stats[key] for key, name in BASELINE_KEYS.items()}
 
 
 def layout_row(name: str, plan: IOPlan, queue_depth: int, reps: int, measured_s: np.ndarray,

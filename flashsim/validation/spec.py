@@ -58,6 +58,9 @@ class ValidationSpec(StrictModel):
     calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
     calibration_pieces: int = CALIBRATION_PIECES
     allow_page_cache: bool = False
+    batch_gap_s: float = Field(default=0.0, ge=0.0)
+    """Idle time before every (token, layer) batch of the replay (`measure.measure_plan`):
+    what the decode's compute leaves between its batches; 0: back to back."""
     quiet: bool = True
 
     @field_validator("layouts")

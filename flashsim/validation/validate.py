@@ -17,13 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from ..device.baseline import Baseline
 from ..device.profile import DeviceParams
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
 from .fio_export import require_fio, run_fio
 from .measure import Measured, measure_rows
-from .predict import given_profile, io_seconds_stream, predict_token_s
-from .rows import ValidationResult, layout_row, run_info
+from .predict import (
+    baseline_token_s,
+    given_profile,
+    io_seconds_stream,
+    predict_token_s,
+    profile_baseline,
+)
+from .rows import ValidationResult, baseline_stats, layout_row, run_info
 from .schedule import RowKey, schedule
 from .setup import Setup, prepare
 from .spec import ValidationSpec, spec_from_options
@@ -66,7 +73,8 @@ def run_validation(spec: ValidationSpec, trace: ActivationTrace,
     if calibration is not None:
         params, profile_info = calibration.fit()
     fio = fio_times(setup) if spec.with_fio else {}
-    rows, per_token = predicted_rows(spec, setup, measured, params, fio)
+    rows, per_token = predicted_rows(spec, setup, measured, params, fio,
+                                     baseline=profile_baseline(spec, profile_info))
     return ValidationResult(rows, per_token, run_info(spec, setup.trace, measured, profile_info))
 
 
@@ -78,19 +86,25 @@ def fio_times(setup: Setup) -> dict[RowKey, dict[str, float]]:
 
 
 def predicted_rows(spec: ValidationSpec, setup: Setup, measured: Measured,
-                   params: DeviceParams, fio: dict[RowKey, dict[str, float]]
+                   params: DeviceParams, fio: dict[RowKey, dict[str, float]],
+                   baseline: Baseline | None = None
                    ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, np.ndarray]]]:
-    """Predict every row (one simulator pass per repetition) and compare with `measured`."""
+    """Predict every row (one simulator pass per repetition) and compare with `measured`;
+    with `baseline`, its prediction beside the model's."""
     rows, per_token = [], {}
     for i, q in setup.keys:
         plan, name = setup.plans[i], setup.layouts[i].name
         pred = predict_token_s(plan, params, q, spec.reps, spec.model_engine)
         row = layout_row(name, plan, q, spec.reps, measured.io_s[(i, q)],
                          measured.dispatch_s[(i, q)], pred)
+        base = None if baseline is None else baseline_token_s(plan, baseline, q)
+        row.update(baseline_stats(measured.io_s[(i, q)], base))
         if (i, q) in fio:
             row.update(fio[(i, q)])
             one = io_seconds_stream(plan, params, q, spec.model_engine)
             row["predicted_stream_ms_per_token"] = one * 1e3 / plan.n_tokens
         rows.append(row)
         per_token[(name, int(q))] = {"measured_s": measured.io_s[(i, q)], "predicted_s": pred}
+        if base is not None:
+            per_token[(name, int(q))]["baseline_s"] = base
     return rows, per_token

@@ -1,0 +1,133 @@
+"""Every option of an end-to-end validation run (the real decode from flash against the
+simulator) in one checked model: defaults, ranges, and the one-line InputError a bad value
+gives. Checked before anything is read, built or written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from ..config import SizeBytes, StrictModel, validate_model
+from ..device.gap import AUTO, parse_merge_gap
+from ..errors import InputError
+from ..layout.registry import LAYOUTS
+from .spec import CALIBRATION_PIECES, DEFAULT_BATCH_READS, DEFAULT_CALIBRATION_BYTES, _at_least_one
+
+DEFAULT_E2E_LAYOUTS = ("sparse", "bundled", "windowed", "windowed+bundled", "coactivation")
+"""The sparse layouts the decode can run (a dense layout has no sparse decode to compare)."""
+DEFAULT_E2E_TOKENS = 64
+"""Generated tokens per decode: the per-token statistics rest on this many tokens."""
+
+
+class EndToEndSpec(StrictModel):
+    """The options of `validate_end_to_end` (see there for what each does). The calibration
+    fields carry `ValidationSpec`'s names, so `validation.calibration.Calibration` takes it."""
+
+    prompt_text: str
+    layouts: list[str] = Field(default_factory=lambda: list(DEFAULT_E2E_LAYOUTS))
+    qds: list[int] = Field(default_factory=lambda: [1, 8, 32])
+    store: Path
+    tokens: int = DEFAULT_E2E_TOKENS
+    prompt_tokens: int | None = None
+    """Cut the prompt to its first this many tokens (BOS included); None: the whole text."""
+    prompt_source: str | None = None
+    reps: int = 3
+    seed: int = 0
+    top_p: float | None = 0.9
+    model_dir: Path | None = None
+    calibrate: bool = False  # before profile: its check reads calibrate
+    profile: Any = Field(default=None, validate_default=True)
+    merge_gap: Any = AUTO
+    """`auto` (the device's break-even gap at each row's QD, as `simulate`) or bytes."""
+    block_bytes: SizeBytes | None = None
+    model_engine: Literal["fast", "des"] = "fast"
+    simulate_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for `cost.run.simulate_plan`: the memory and compute models."""
+    calibration_bytes: SizeBytes = Field(default=DEFAULT_CALIBRATION_BYTES, gt=0)
+    calibrate_on: Literal["file", "store"] = "file"
+    calibration_duration_s: float = Field(default=0.5, gt=0.0)
+    quick_fit: bool = False
+    calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
+    calibration_pieces: int = CALIBRATION_PIECES
+    allow_page_cache: bool = False
+    quiet: bool = True
+
+    @field_validator("prompt_text")
+    @classmethod
+    def _some_prompt(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the prompt is empty (expected some text)")
+        return text
+
+    @field_validator("layouts")
+    @classmethod
+    def _sparse_layouts(cls, names: list[str]) -> list[str]:
+        if not names:
+            raise ValueError("no layouts (expected comma-separated sparse layout names)")
+        return names
+
+    @field_validator("qds", mode="before")
+    @classmethod
+    def _queue_depths(cls, qds: Any) -> list[int]:
+        if isinstance(qds, (str, bytes)) or not qds:
+            raise ValueError(f"queue depths {qds!r} (expected integers ≥ 1)")
+        return [_at_least_one(q, f"queue depths {list(qds)}", "integers ≥ 1") for q in qds]
+
+    @field_validator("tokens", "reps", mode="before")
+    @classmethod
+    def _counts(cls, value: Any, info: ValidationInfo) -> int:
+        return _at_least_one(value, f"{value!r} {info.field_name}", "an integer ≥ 1")
+
+    @field_validator("prompt_tokens", mode="before")
+    @classmethod
+    def _prompt_tokens(cls, value: Any) -> int | None:
+        return None if value is None else _at_least_one(value, f"{value!r} prompt tokens",
+                                                         "an integer ≥ 1")
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_or_calibrate(cls, profile: Any, info: ValidationInfo) -> Any:
+        if profile is None and not info.data.get("calibrate"):
+            raise ValueError("no device profile (expected --device PROFILE.yaml or --calibrate)")
+        return profile
+
+    @field_validator("calibration_pieces", mode="before")
+    @classmethod
+    def _pieces(cls, pieces: Any) -> int:
+        return _at_least_one(pieces, f"{pieces!r} calibration pieces", "an integer ≥ 1")
+
+    @field_validator("calibration_batch_reads", mode="before")
+    @classmethod
+    def _batch_reads(cls, reads: Any) -> tuple[int, ...]:
+        return tuple(_at_least_one(n, f"batches of {n!r} reads", "integers ≥ 1") for n in reads)
+
+
+def check_layouts(names: list[str]) -> None:
+    """InputError for an unknown layout or one that reads the dense FFN (no sparse decode)."""
+    for name in names:
+        if name not in LAYOUTS:
+            raise InputError(f"unknown layout {name!r}", key="layouts",
+                             expected="one of " + ", ".join(LAYOUTS))
+        if LAYOUTS[name][0].dense_ffn:
+            raise InputError(f"layout {name!r} reads the dense FFN; the end-to-end run decodes "
+                             "sparsely", key="layouts",
+                             expected="sparse layouts such as " + ",".join(DEFAULT_E2E_LAYOUTS))
+
+
+def end_to_end_spec(options: dict[str, Any]) -> EndToEndSpec:
+    """The spec of `validate_end_to_end`'s arguments; a bad value is an InputError keyed by
+    its option, an unknown option a TypeError (as any Python call with a wrong keyword)."""
+    unknown = sorted(set(options) - set(EndToEndSpec.model_fields))
+    if unknown:
+        raise TypeError(f"validate_end_to_end() got unexpected keyword arguments {unknown} "
+                        f"(options: {', '.join(EndToEndSpec.model_fields)})")
+    spec = validate_model(dict(options), EndToEndSpec)
+    check_layouts(spec.layouts)
+    parse_merge_gap(spec.merge_gap, key="merge_gap")
+    if spec.calibrate and spec.profile is None and parse_merge_gap(spec.merge_gap) == AUTO:
+        raise InputError("merge gap auto needs a device profile before the decode",
+                         key="merge_gap", expected="--device PROFILE.yaml next to --calibrate, "
+                                                   "or a fixed --merge-gap such as 0 or 8k")
+    return spec

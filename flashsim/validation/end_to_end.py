@@ -1,0 +1,129 @@
+"""End-to-end validation: the real sparse decode from flash against the simulator, per token
+and per part (I/O + memory + compute = total).
+
+For every repetition and every row (layout × QD), in an order that rotates between
+repetitions (`schedule`, one block per row: a decode cannot be cut into token blocks), the
+bundled runtime decodes the prompt with the layout's FFN rows read from its weight store
+(O_DIRECT, QD reads in flight) and measures each generated token's parts. The trace of
+that very decode is planned with the same layout object (window, merge gap, block), the
+plan is checked read by read against what the decode read, and the simulator predicts the
+same tokens with the device profile and the memory and compute models. The prompt tokens
+are decoded from flash before the timed tokens, so every decode warms its own row up.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..device.profile import DeviceParams
+from ..errors import InputError
+from ..trace.format import ActivationTrace
+from .calibration import Calibration
+from .e2e_measure import PARTS, EndToEndMeasured, measure_decodes, reference_decode
+from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, predict_parts_s
+from .e2e_setup import EndToEndSetup, gap_params, prepare
+from .e2e_spec import EndToEndSpec, end_to_end_spec
+from .schedule import schedule
+from .spec import profile_source
+
+
+def read_prompt(prompt_text: str | None, prompt_file: str | os.PathLike | None
+                ) -> tuple[str, str | None]:
+    """The prompt text and where it came from; exactly one of text or file."""
+    if (prompt_text is None) == (prompt_file is None):
+        raise InputError("give a prompt text or a prompt file", key="prompt_file",
+                         expected="exactly one of prompt_text / --prompt-file")
+    if prompt_file is None:
+        return str(prompt_text), None
+    path = Path(prompt_file)
+    if not path.is_file():
+        raise InputError("prompt file does not exist", file=path, key="--prompt-file",
+                         expected="a text file")
+    try:
+        return path.read_text(encoding="utf-8"), path.name
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read prompt ({exc.__class__.__name__})", file=path,
+                         key="--prompt-file", expected="a UTF-8 text file") from None
+
+
+def validate_end_to_end(prompt_text: str | None = None, *,
+                        prompt_file: str | os.PathLike | None = None,
+                        train_trace: ActivationTrace | None = None,
+                        **options: Any) -> EndToEndResult:
+    """Decode the prompt from flash for every layout × QD, `reps` times, and compare each
+    generated token's measured io / mem / compute / total with the simulator's (module doc).
+
+    `options` are `EndToEndSpec`'s fields; a bad value is an InputError naming it. Among
+    them: `layouts` (sparse ones), `qds`, `tokens` (generated per decode), `prompt_tokens`
+    (cut the prompt), `reps`, `seed`, `top_p`; `store`: the folder where each layout's store
+    is built on first use and reused; `profile` (a path or object) or `calibrate` (a quick
+    profile measured between the decodes, as `validate` does); `merge_gap` (`auto`: the
+    profile's break-even gap at each QD, as `simulate`); `simulate_options`: keyword
+    arguments for `cost.run.simulate_plan` (the memory and compute models, e.g.
+    `memcpy_bytes_per_s`, `compute_model`). `train_trace`: what co-activation layouts learn from.
+    """
+    text, source = read_prompt(prompt_text, prompt_file)
+    spec = end_to_end_spec({"prompt_text": text, "prompt_source": source, **options})
+    return run_end_to_end(spec, train_trace)
+
+
+def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = None
+                   ) -> EndToEndResult:
+    """The run `spec` describes: stores, decodes (+ calibration), prediction, rows."""
+    given = gap_params(spec)  # a bad profile fails before any store is built
+    setup = prepare(spec, train_trace)
+    reference = reference_decode(spec, setup)
+    calibration = None
+    if spec.calibrate:
+        plans = [reference[1][k] for k in setup.keys]
+        calibration = Calibration.target(spec, plans, setup.stores, setup.folder)  # type: ignore[arg-type]
+    slots = schedule(setup.keys, 1, spec.reps)
+    before = None if calibration is None else (lambda s: calibration.measure_part(s, "auto"))
+    measured = measure_decodes(spec, setup, slots, reference, before)
+    if calibration is not None:
+        params, profile_info = calibration.fit()
+    else:
+        params = given
+        profile_info = {"calibrated": False, "source": profile_source(spec.profile),
+                        "params": params.model_dump()}
+    return predicted_result(spec, setup, measured, params, profile_info)
+
+
+def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,
+                     params: DeviceParams, profile_info: dict[str, Any]) -> EndToEndResult:
+    """Predict every row with the simulator and compare it with `measured`."""
+    rows, per_token, models = [], {}, {}
+    for key in setup.keys:
+        name, q = setup.names[key[0]], key[1]
+        plan = measured.plans[key]
+        pred, summary = predict_parts_s(plan, params, q, spec.reps, spec.model_engine,
+                                        spec.simulate_options)
+        models = cost_models(summary)
+        rows.append(end_to_end_row(name, q, plan, setup.gaps[key].to_dict(),
+                                   measured.parts_s[key], pred, measured.gaps_s[key]))
+        per_token[(name, int(q))] = {p: {"measured_s": measured.parts_s[key][p],
+                                         "predicted_s": pred[p]} for p in PARTS}
+    return EndToEndResult(rows, per_token, run_info(spec, setup, measured, profile_info, models))
+
+
+def run_info(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,
+             profile_info: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    """How the run was set up: model, prompt, tokens, order, gaps, models, profile, date."""
+    gaps = np.concatenate([g.ravel() for g in measured.gaps_s.values()])
+    given_models = {k: (v.to_dict() if hasattr(v, "to_dict") else v)
+                    for k, v in spec.simulate_options.items()}
+    return {"model": setup.ckpt.geometry.name, "prompt_source": spec.prompt_source,
+            "prompt_tokens": setup.n_prompt_tokens, "tokens": spec.tokens, "reps": spec.reps,
+            "seed": spec.seed, "top_p": spec.top_p, "engine": spec.model_engine,
+            "order": "rows rotate with the repetition (schedule.schedule, one block a row)",
+            "o_direct": measured.o_direct, "store_folder": str(setup.folder),
+            "stores": [str(s.path) for s in setup.stores],
+            "batch_gap": {"method": measured.gap_method,
+                          "median_us": float(np.median(gaps)) * 1e6},
+            "cost_models": {**models, **given_models}, "profile": profile_info,
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
