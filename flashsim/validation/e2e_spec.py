@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from ..config import SizeBytes, StrictModel, validate_model
+from ..config import SizeBytes, validate_model
 from ..device.gap import AUTO, parse_merge_gap
 from ..errors import InputError
 from ..layout.registry import LAYOUTS
-from .spec import CALIBRATION_PIECES, DEFAULT_BATCH_READS, DEFAULT_CALIBRATION_BYTES, _at_least_one
+from .spec import CalibrationOptions, _at_least_one
 
 DEFAULT_E2E_LAYOUTS = ("sparse", "bundled", "windowed", "windowed+bundled", "coactivation")
 """The sparse layouts the decode can run (a dense layout has no sparse decode to compare)."""
@@ -21,7 +21,7 @@ DEFAULT_E2E_TOKENS = 64
 """Generated tokens per decode: the per-token statistics rest on this many tokens."""
 
 
-class EndToEndSpec(StrictModel):
+class EndToEndSpec(CalibrationOptions):
     """The options of `validate_end_to_end` (see there for what each does). The calibration
     fields carry `ValidationSpec`'s names, so `validation.calibration.Calibration` takes it."""
 
@@ -37,21 +37,12 @@ class EndToEndSpec(StrictModel):
     seed: int = 0
     top_p: float | None = 0.9
     model_dir: Path | None = None
-    calibrate: bool = False  # before profile: its check reads calibrate
-    profile: Any = Field(default=None, validate_default=True)
     merge_gap: Any = AUTO
     """`auto` (the device's break-even gap at each row's QD, as `simulate`) or bytes."""
     block_bytes: SizeBytes | None = None
     model_engine: Literal["fast", "des"] = "fast"
     simulate_options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for `cost.run.simulate_plan`: the memory and compute models."""
-    calibration_bytes: SizeBytes = Field(default=DEFAULT_CALIBRATION_BYTES, gt=0)
-    calibrate_on: Literal["file", "store"] = "file"
-    calibration_duration_s: float = Field(default=0.5, gt=0.0)
-    quick_fit: bool = False
-    calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
-    calibration_pieces: int = CALIBRATION_PIECES
-    allow_page_cache: bool = False
     quiet: bool = True
 
     @field_validator("prompt_text")
@@ -86,22 +77,6 @@ class EndToEndSpec(StrictModel):
         return None if value is None else _at_least_one(value, f"{value!r} prompt tokens",
                                                          "an integer ≥ 1")
 
-    @field_validator("profile")
-    @classmethod
-    def _profile_or_calibrate(cls, profile: Any, info: ValidationInfo) -> Any:
-        if profile is None and not info.data.get("calibrate"):
-            raise ValueError("no device profile (expected --device PROFILE.yaml or --calibrate)")
-        return profile
-
-    @field_validator("calibration_pieces", mode="before")
-    @classmethod
-    def _pieces(cls, pieces: Any) -> int:
-        return _at_least_one(pieces, f"{pieces!r} calibration pieces", "an integer ≥ 1")
-
-    @field_validator("calibration_batch_reads", mode="before")
-    @classmethod
-    def _batch_reads(cls, reads: Any) -> tuple[int, ...]:
-        return tuple(_at_least_one(n, f"batches of {n!r} reads", "integers ≥ 1") for n in reads)
 
 
 def check_layouts(names: list[str]) -> None:

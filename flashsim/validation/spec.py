@@ -33,16 +33,46 @@ def _at_least_one(value: Any, problem: str, expected: str) -> int:
     return int(value)
 
 
-class ValidationSpec(StrictModel):
+class CalibrationOptions(StrictModel):
+    """Where the device profile comes from (a given one, or calibrated in the run) and how
+    the calibration measures: shared by the replay and the end-to-end validation."""
+
+    calibrate: bool = False  # before profile: its check reads calibrate
+    profile: Any = Field(default=None, validate_default=True)
+    """A device profile: a YAML path or a profile/params object (not needed with calibrate)."""
+    calibration_bytes: SizeBytes = Field(default=DEFAULT_CALIBRATION_BYTES, gt=0)
+    calibrate_on: Literal["file", "store"] = "file"
+    calibration_duration_s: float = Field(default=0.5, gt=0.0)
+    quick_fit: bool = False
+    calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
+    calibration_pieces: int = CALIBRATION_PIECES
+    allow_page_cache: bool = False
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_or_calibrate(cls, profile: Any, info: ValidationInfo) -> Any:
+        if profile is None and not info.data.get("calibrate"):
+            raise ValueError("no device profile (expected --device PROFILE.yaml or --calibrate)")
+        return profile
+
+    @field_validator("calibration_pieces", mode="before")
+    @classmethod
+    def _pieces(cls, pieces: Any) -> int:
+        return _at_least_one(pieces, f"{pieces!r} calibration pieces", "an integer ≥ 1")
+
+    @field_validator("calibration_batch_reads", mode="before")
+    @classmethod
+    def _batch_reads(cls, reads: Any) -> tuple[int, ...]:
+        return tuple(_at_least_one(n, f"batches of {n!r} reads", "integers ≥ 1") for n in reads)
+
+
+class ValidationSpec(CalibrationOptions):
     """The options of `run_validation` (see `validate` for what each does)."""
 
     layouts: list[str]
     qds: list[int]
     store: Path
     model_dir: Path | None = None
-    calibrate: bool = False  # before profile: its check reads calibrate
-    profile: Any = Field(default=None, validate_default=True)
-    """A device profile: a YAML path or a profile/params object (not needed with calibrate)."""
     reps: int = 3
     tokens: int | None = Field(default=None, ge=1)
     model_engine: Literal["fast", "des"] = "fast"
@@ -51,13 +81,6 @@ class ValidationSpec(StrictModel):
     """How the real reads are issued: native AIO (auto: where available) or threads."""
     with_fio: bool = False
     which: Literal["predicted", "active"] = "predicted"
-    calibration_bytes: SizeBytes = Field(default=DEFAULT_CALIBRATION_BYTES, gt=0)
-    calibrate_on: Literal["file", "store"] = "file"
-    calibration_duration_s: float = Field(default=0.5, gt=0.0)
-    quick_fit: bool = False
-    calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
-    calibration_pieces: int = CALIBRATION_PIECES
-    allow_page_cache: bool = False
     batch_gap_s: float = Field(default=0.0, ge=0.0)
     """Idle time before every (token, layer) batch of the replay (`measure.measure_plan`):
     what the decode's compute leaves between its batches; 0: back to back."""
@@ -78,27 +101,10 @@ class ValidationSpec(StrictModel):
             raise ValueError(f"queue depths {qds!r} (expected {expected})")
         return [_at_least_one(q, f"queue depths {list(qds)}", expected) for q in qds]
 
-    @field_validator("profile")
-    @classmethod
-    def _profile_or_calibrate(cls, profile: Any, info: ValidationInfo) -> Any:
-        if profile is None and not info.data.get("calibrate"):
-            raise ValueError("no device profile (expected --device PROFILE.yaml or --calibrate)")
-        return profile
-
     @field_validator("reps", mode="before")
     @classmethod
     def _reps(cls, reps: Any) -> int:
         return _at_least_one(reps, f"{reps} repetitions", "at least 1")
-
-    @field_validator("calibration_pieces", mode="before")
-    @classmethod
-    def _pieces(cls, pieces: Any) -> int:
-        return _at_least_one(pieces, f"{pieces!r} calibration pieces", "an integer ≥ 1")
-
-    @field_validator("calibration_batch_reads", mode="before")
-    @classmethod
-    def _batch_reads(cls, reads: Any) -> tuple[int, ...]:
-        return tuple(_at_least_one(n, f"batches of {n!r} reads", "integers ≥ 1") for n in reads)
 
 
 def spec_from_options(layouts: list[str], qds: list[int],
