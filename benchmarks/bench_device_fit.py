@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from flashsim.device.crossval import CV_FOLDS
+from flashsim.device.crossval import CV_FOLDS, perturbed_points
 from flashsim.device.fit import fit_profile
 from flashsim.device.profile import DeviceProfile
 
@@ -23,16 +23,8 @@ GOAL_S = 120.0
 
 
 def perturbed(profile: DeviceProfile, rel: float) -> DeviceProfile:
-    """Every measured value moved by ±rel, the sign alternating from value to value."""
-    points, sign = [], 1.0
-    for p in profile.points:
-        update = {}
-        for key in ("throughput_mb_s", "latency_mean_us", "batch_makespan_us"):
-            if getattr(p, key) is not None:
-                update[key] = getattr(p, key) * (1.0 + sign * rel)
-                sign = -sign
-        points.append(p.model_copy(update=update))
-    return profile.model_copy(update={"points": points})
+    """The profile with every measured value moved by ±rel (sign alternating)."""
+    return profile.model_copy(update={"points": perturbed_points(profile.points, rel)})
 
 
 def run_one(profile: DeviceProfile, label: str, cv_folds: int) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import io
 import os
 import sys
 
@@ -65,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"flashsim: internal error: {text} (a bug: please report it with the "
                          "command line; FLASHSIM_TRACEBACK=1 shows the traceback)\n")
         return 1
+
+
+def run_json(argv: list[str]) -> str:
+    """Run `flashsim ARGV --json` in this process (for study scripts): its JSON output, or
+    SystemExit with its exit code when it fails."""
+    print("flashsim " + " ".join(argv), file=sys.stderr)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main([*argv, "--json"])
+    if code:
+        raise SystemExit(code)
+    return buf.getvalue()
 
 
 def _closed_pipe() -> int:

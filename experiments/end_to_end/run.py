@@ -5,14 +5,12 @@ next to this file and prints the table."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 from pathlib import Path
 
 from flashsim.atomic import atomic_write_text
-from flashsim.cli import main
+from flashsim.cli import run_json
 from flashsim.cliutil import table
 from flashsim.data import TEXT_DIR
 from flashsim.validation.commands import END_TO_END_COLUMNS
@@ -54,21 +52,10 @@ def prompt_file() -> Path:
     return path
 
 
-def run_cli(argv: list[str]) -> str:
-    """`flashsim ARGV --json`: its stdout, or exit with its code."""
-    print("flashsim " + " ".join(argv), file=sys.stderr)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(argv + ["--json"])
-    if code:
-        sys.exit(code)
-    return buf.getvalue()
-
-
 def calibrated_profile() -> Path:
     """A standard `flashsim calibrate` of this disk (its defaults), minutes before the run."""
     out = WORK / "profile.yaml"
-    run_cli(["calibrate", "--file", str(WORK / "calib.bin"), "--out", str(out)])
+    run_json(["calibrate", "--file", str(WORK / "calib.bin"), "--out", str(out)])
     return out
 
 
@@ -78,7 +65,7 @@ def main_study(argv: list[str] | None = None) -> None:
     Path(args.store).mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     device = Path(args.device) if args.device else calibrated_profile()
-    payload = run_cli(["validate", "--end-to-end", "--prompt-file", str(prompt_file()),
+    payload = run_json(["validate", "--end-to-end", "--prompt-file", str(prompt_file()),
                        "--prompt-tokens", str(args.prompt_tokens), "--tokens", str(args.tokens),
                        "--layouts", args.layouts, "--qd", args.qd, "--reps", str(args.reps),
                        "--store", args.store, "--device", str(device),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import sys
 from pathlib import Path
@@ -11,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from flashsim.atomic import atomic_write_text
-from flashsim.cli import main
+from flashsim.cli import run_json
 from flashsim.cliutil import table
 from flashsim.validation.commands import VALIDATE_COLUMNS
 
@@ -43,17 +41,12 @@ if __name__ == "__main__":
     cfg = yaml.safe_load((HERE / "study.yaml").read_text())
     Path(cfg["store"]).mkdir(parents=True, exist_ok=True)
     argv = argv_from(cfg)
-    print("flashsim " + " ".join(argv), file=sys.stderr)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(argv + ["--json"])
-    if code:
-        sys.exit(code)
+    output = run_json(argv)
     out = Path(cfg.get("json") or HERE / "results.json")
     out = out if out.is_absolute() else ROOT / out
-    atomic_write_text(out, buf.getvalue())  # read by notebooks/validation.ipynb
+    atomic_write_text(out, output)  # read by notebooks/validation.ipynb
     print(f"wrote {out}", file=sys.stderr)
-    payload = json.loads(buf.getvalue())
+    payload = json.loads(output)
     cols = VALIDATE_COLUMNS + [("dispatch_ms_p50", "dispatch ms", ".3f"),
                              ("fio_ms_per_token", "fio ms/tok", ".3f"),
                              ("predicted_stream_ms_per_token", "pred stream", ".3f")]

@@ -78,3 +78,17 @@ def holdout_record(params, holdout: list[DevicePoint]) -> dict[str, Any]:
     median, worst = median_and_worst(errors)
     return {"holdout_median_abs_error_pct": median, "holdout_worst_abs_error_pct": worst,
             "holdout_points": errors}
+
+
+def perturbed_points(points: list[DevicePoint], rel: float) -> list[DevicePoint]:
+    """Every measured value moved by ±rel, the sign alternating from value to value: a fit
+    that is stable gives the same answer on these (a stand-in for last-bit differences)."""
+    out, sign = [], 1.0
+    for p in points:
+        update = {}
+        for key in ("throughput_mb_s", "latency_mean_us", "batch_makespan_us"):
+            if getattr(p, key) is not None:
+                update[key] = getattr(p, key) * (1.0 + sign * rel)
+                sign = -sign
+        out.append(p.model_copy(update=update))
+    return out

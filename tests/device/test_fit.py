@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from device_cases import MIB, ONE_CPU, SPREAD_BASE, qd1_latencies_us
-from flashsim.device.crossval import cross_validate, fold_of
+from flashsim.device.crossval import cross_validate, fold_of, perturbed_points
 from flashsim.device.fit import (
     HOST_MODES,
     fit_model,
@@ -51,19 +51,6 @@ def synthetic_batches(truth: DeviceParams, chunk: int, cases) -> list[DevicePoin
     return out
 
 
-def perturbed(points: list[DevicePoint], rel: float) -> list[DevicePoint]:
-    """Every measured value moved by ±rel, the sign alternating from value to value."""
-    out, sign = [], 1.0
-    for p in points:
-        update = {}
-        for key in ("throughput_mb_s", "latency_mean_us", "batch_makespan_us"):
-            if getattr(p, key) is not None:
-                update[key] = getattr(p, key) * (1.0 + sign * rel)
-                sign = -sign
-        out.append(p.model_copy(update=update))
-    return out
-
-
 def worst_error_pct(params: DeviceParams, points: list[DevicePoint]) -> float:
     return summarize(point_errors(params, points)).worst_abs_error_pct
 
@@ -80,7 +67,7 @@ def test_fit_recovers_a_model_generated_curve():
     """SYNTHETIC points (9: the four core terms only), as they are and perturbed by ±0.1 %."""
     points = synthetic_steady(CORE_TRUTH, [(c, q) for c in (4096, 32768, 262144)
                                            for q in (1, 8, 32)])
-    for pts in (points, perturbed(points, 1e-3)):
+    for pts in (points, perturbed_points(points, 1e-3)):
         fitted = fit_params(pts, quick=True)
         assert worst_error_pct(fitted, pts) < 2.0
         assert fitted.link_bandwidth_mb_s == pytest.approx(1800, rel=0.05)
@@ -104,7 +91,7 @@ def test_fit_recovers_a_batch_start_cost_from_short_batch_points():
     # 300 MB/s (13.65 µs) = 116.65 µs
     assert points[-2].batch_makespan_us == pytest.approx(40 + 3 + 60 + 4096 / 300, rel=1e-9)
     recovered = []
-    for pts in (points, perturbed(points, 1e-3), perturbed(points, -1e-3)):
+    for pts in (points, perturbed_points(points, 1e-3), perturbed_points(points, -1e-3)):
         fitted = fit_params(pts, quick=True)
         assert fitted.batch_start_us == pytest.approx(40.0, rel=0.05)
         assert fitted.command_latency_us == pytest.approx(60.0, rel=0.05)
