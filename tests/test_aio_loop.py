@@ -63,6 +63,21 @@ def test_return_data_bytes_equal_the_file(data_file, qd):
         assert got == content[off[i]:off[i] + length[i]], f"read {i}"
 
 
+@pytest.mark.parametrize("engine", ["aio", "threads"])
+def test_a_kept_buffer_returns_each_batch_bytes_and_is_reused(data_file, engine):
+    path, content = data_file
+    rng = np.random.default_rng(7)
+    with DirectReader(path, engine=engine) as r:
+        addresses = set()
+        plans = sorted((_plan(rng, 50) for _ in range(3)), key=lambda p: -int(p[1].sum()))
+        for qd, (off, length) in zip((1, 8, 32), plans):  # largest first: no regrowth
+            t = r.read_batch(off, length, qd, return_data=True, reuse_buffer=True)
+            want = b"".join(content[o:o + n] for o, n in zip(off, length))
+            assert t.data.tobytes() == want
+            addresses.add(r._data_buffer.address)
+        assert len(addresses) == 1  # faulted in once, not mapped per batch
+
+
 def _slot_buffers(count, nbytes):
     """`count` page-aligned buffers of `nbytes` (views of one numpy array) and their addresses."""
     whole = np.zeros(count * nbytes + 4096, dtype=np.uint8)

@@ -168,7 +168,8 @@ class FlashWeightSource:
         t0 = time.perf_counter()
         step, off, length = self.memory.prepare(self.token, layer, ids)
         t1 = time.perf_counter()
-        got = self.reader.read_batch(off, length, self.queue_depth, return_data=True)
+        got = self.reader.read_batch(off, length, self.queue_depth, return_data=True,
+                                     reuse_buffer=True)
         t2 = time.perf_counter()
         self.memory.store(layer, step, off, length, got.data)
         t3 = time.perf_counter()

@@ -215,13 +215,15 @@ def test_throttled_reads_are_held_to_the_caps_and_nothing_is_left(tmp_path):
                  state_file=tmp_path / "t.json") as bed:
         group = bed.group()
         caps = group.caps()
-        got_iops = _rate_in(bed, tmp_path, 4096, 16, iops)
-        got_mb_s = _rate_in(bed, tmp_path, 1 << 20, 4, int(mb_s / 1.048576)) * 1.048576
+        # two seconds' worth at the caps: a slice granted up front is a smaller share
+        got_iops = _rate_in(bed, tmp_path, 4096, 16, 2 * iops)
+        got_mb_s = _rate_in(bed, tmp_path, 1 << 20, 4, int(2 * mb_s / 1.048576)) * 1.048576
         serviced = group.serviced_reads(*map(int, bed.state.device.split(":")))
     assert caps["read_iops_device"] == f"{bed.state.device} {iops}"
-    # blk-throttle grants budget in 100 ms slices: over ~1 s, up to one slice (10%) more
-    assert got_iops <= 1.2 * iops and got_iops < raw_iops / 2
-    assert got_mb_s <= 1.2 * mb_s and got_mb_s < raw_mb_s / 2
+    # blk-throttle grants budget in 100 ms slices (and may carry one over): over ~2 s, a
+    # read rate up to ~10 % over the cap; 25 % leaves room for a loaded machine's timing
+    assert got_iops <= 1.25 * iops and got_iops < raw_iops / 2
+    assert got_mb_s <= 1.25 * mb_s and got_mb_s < raw_mb_s / 2
     assert serviced >= iops + int(mb_s / 1.048576)  # the reads were the group's
     assert not group.dir.exists() and os.listdir(data_dir) == []
     assert not (tmp_path / "t.json").exists() and not (tmp_path / "v.json").exists()
