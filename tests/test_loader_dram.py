@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from flashsim.layout.dram import DramMatrix
 from flashsim.layout.window import Residency
-from flashsim.loader.runtime import DramMatrix
 
 
 def own_rows(ids):

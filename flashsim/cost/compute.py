@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import functools
 
-from threadpoolctl import threadpool_limits
-
 from ..geometry import ModelGeometry
 from ..model.opt import OPTModel
+from ..model.sparse import one_blas_thread
 from .compute_decode import calibrate_decode
 from .compute_matvec import calibrate_matvec
 from .compute_model import ComputeModel, PartCost
 
-__all__ = ["ComputeModel", "PartCost", "calibrate_compute", "one_blas_thread"]
+__all__ = ["ComputeModel", "PartCost", "calibrate_compute"]
 
 
 @functools.cache
@@ -41,11 +40,6 @@ def calibrate_compute(geometry: ModelGeometry, repeats: int = 30) -> ComputeMode
         if model is not None:
             return calibrate_decode()
         return calibrate_matvec(geometry, repeats=repeats)
-
-
-def one_blas_thread():
-    """Time as the decode runs: one BLAS thread (the runtime pins the same)."""
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _bundled_model_for(geometry: ModelGeometry):

@@ -20,7 +20,6 @@ compute run one after another and the cost model adds them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,20 +33,15 @@ from ..errors import InputError
 from ..geometry import NeuronSets
 from ..io.reader import DirectReader, open_reader
 from ..layout.base import Layout
-from ..layout.dram import DramManager, DramMatrix  # noqa: F401 (DramMatrix: re-exported)
+from ..layout.dram import DramManager
 from ..layout.placement import Placement
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.opt import OPTModel
 from ..model.predictor import PredictorSet, logit
 from ..model.sampling import check_top_p, next_token
-from ..model.sparse import SparseFFN
+from ..model.sparse import SparseFFN, one_blas_thread
 from ..model.tokenizer import check_request, load_tokenizer, prompt_ids
 from .store import WeightStore, _dtype
-
-try:  # optional: pins BLAS to one thread while decoding (see `_one_blas_thread`)
-    from threadpoolctl import threadpool_limits
-except ImportError:
-    threadpool_limits = None
 
 
 def _check_store(store: WeightStore, placement: Placement, layout: Layout,
@@ -185,12 +179,6 @@ class FlashWeightSource:
         lt.neurons_loaded += len(step.new)
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager:
-    """BLAS pinned to one thread (threadpoolctl, when installed): spinning BLAS threads on a
-    2-core machine steal the CPU that completes the reads (measured: I/O p50 6.3 → 2.0 ms)."""
-    if threadpool_limits is None:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass
@@ -235,7 +223,7 @@ def generate_from_flash(store_path: str | os.PathLike, layout: Layout, *,
     source = FlashWeightSource(store, layout, ckpt, queue_depth=queue_depth,
                                record_reads=record_reads, allow_page_cache=allow_page_cache)
     try:
-        with _one_blas_thread():
+        with one_blas_thread():
             ffn = SparseFFN(preds, source, threshold=threshold)
             fed, generated, per_token = _decode_tokens(OPTModel(ckpt), ffn, source, ids,
                                                        n_tokens, top_p, seed)

@@ -7,11 +7,22 @@ predicted neurons. With one token per call (decoding) that is exactly the paper'
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .opt import NO_TIMER, LayerRecord
 from .predictor import PredictorSet
 from .weights import FFNWeightSource
+
+
+def one_blas_thread() -> Any:
+    """BLAS pinned to one thread, as the decode runs (from flash, and when its compute is
+    calibrated): spinning BLAS threads on a 2-core machine steal the CPU that completes the
+    reads (measured: I/O p50 6.3 → 2.0 ms), and on these tiny matvecs more threads are slower
+    and noisier."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class SparseFFN:

@@ -13,7 +13,7 @@ from ..config import SizeBytes, validate_model
 from ..device.gap import AUTO, parse_merge_gap
 from ..errors import InputError
 from ..layout.registry import LAYOUTS
-from .spec import CalibrationOptions, _at_least_one
+from .spec import CalibrationOptions, _at_least_one, queue_depths
 
 DEFAULT_E2E_LAYOUTS = ("sparse", "bundled", "windowed", "windowed+bundled", "coactivation")
 """The sparse layouts the decode can run (a dense layout has no sparse decode to compare)."""
@@ -62,9 +62,7 @@ class EndToEndSpec(CalibrationOptions):
     @field_validator("qds", mode="before")
     @classmethod
     def _queue_depths(cls, qds: Any) -> list[int]:
-        if isinstance(qds, (str, bytes)) or not qds:
-            raise ValueError(f"queue depths {qds!r} (expected integers ≥ 1)")
-        return [_at_least_one(q, f"queue depths {list(qds)}", "integers ≥ 1") for q in qds]
+        return queue_depths(qds)
 
     @field_validator("tokens", "reps", mode="before")
     @classmethod

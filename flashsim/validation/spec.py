@@ -33,6 +33,13 @@ def _at_least_one(value: Any, problem: str, expected: str) -> int:
     return int(value)
 
 
+def queue_depths(qds: Any) -> list[int]:
+    """A non-empty list of queue depths, each an integer ≥ 1 (a ValueError for pydantic)."""
+    if isinstance(qds, (str, bytes)) or not qds:
+        raise ValueError(f"queue depths {qds!r} (expected integers ≥ 1)")
+    return [_at_least_one(q, f"queue depths {list(qds)}", "integers ≥ 1") for q in qds]
+
+
 class CalibrationOptions(StrictModel):
     """Where the device profile comes from (a given one, or calibrated in the run) and how
     the calibration measures: shared by the replay and the end-to-end validation."""
@@ -96,10 +103,7 @@ class ValidationSpec(CalibrationOptions):
     @field_validator("qds", mode="before")
     @classmethod
     def _queue_depths(cls, qds: Any) -> list[int]:
-        expected = "integers ≥ 1"
-        if isinstance(qds, (str, bytes)) or not qds:
-            raise ValueError(f"queue depths {qds!r} (expected {expected})")
-        return [_at_least_one(q, f"queue depths {list(qds)}", expected) for q in qds]
+        return queue_depths(qds)
 
     @field_validator("reps", mode="before")
     @classmethod
