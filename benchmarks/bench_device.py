@@ -11,15 +11,15 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from flashsim.data import bundled_device_path
 from flashsim.device.des import FlashDevice
 from flashsim.device.fast import FastDevice
 from flashsim.device.profile import DeviceProfile
 
-DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "configs" / "devices" / "m1max-paper.yaml"
+DEFAULT_PROFILE = bundled_device_path("m1max-paper")
 
 
 def plan_like_batches(n_reads: int, seed: int = 0):

@@ -14,11 +14,12 @@ import json
 import time
 from pathlib import Path
 
+from flashsim.data import DEVICES_DIR
 from flashsim.device.crossval import CV_FOLDS, perturbed_points
 from flashsim.device.fit import fit_profile
 from flashsim.device.profile import DeviceProfile
 
-DEVICES = Path(__file__).resolve().parents[1] / "configs" / "devices"
+DEVICES = DEVICES_DIR
 GOAL_S = 120.0
 
 

@@ -1,7 +1,7 @@
 """Simulated reads per second: the numba fast path vs the SimPy reference, same plan.
 
     flock /tmp/flashsim-heavy.lock .venv/bin/python benchmarks/bench_simulate.py \
-        [--trace T] [--device configs/devices/local-virtio.yaml] [--layout sparse] [--qd 32]
+        [--trace T] [--device local-virtio] [--layout sparse] [--qd 32]
 
 The plan is the layout's IOPlan of the trace (default: the bundled reference trace, the
 `sparse` layout, which has the most reads). The fast path runs the whole plan (best of
@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from flashsim.device import make_device
 from flashsim.data import REFERENCE_TRACE
+from flashsim.device import make_device
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
@@ -39,7 +39,7 @@ def reads_per_s(device, plan, queue_depth: int, n_batches: int, repeats: int) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", default=str(REFERENCE_TRACE))
-    ap.add_argument("--device", default="configs/devices/local-virtio.yaml")
+    ap.add_argument("--device", default="local-virtio")
     ap.add_argument("--layout", default="sparse")
     ap.add_argument("--qd", type=int, default=32)
     ap.add_argument("--set", dest="which", default="predicted", choices=("predicted", "active"))

@@ -46,6 +46,9 @@ _API: dict[str, str] = {
     "greedy": ".model.sampling",
     "bundled_model_dir": ".data",
     "bundled_trace_path": ".data",
+    "bundled_trace_names": ".data",
+    "bundled_device_path": ".data",
+    "bundled_device_names": ".data",
     "DeviceProfile": ".device.profile",
     "DeviceParams": ".device.profile",
     "make_device": ".device",
@@ -62,6 +65,9 @@ _API: dict[str, str] = {
     "layout_names": ".layout.registry",
     "COMPARE_ORDER": ".layout.registry",
     "simulate": ".cost.simulate",
+    "simulate_layout": ".cost.run",
+    "write_results": ".cost.export",
+    "DEFAULT_MERGE_GAP": ".device.gap",
     "break_even_gap_bytes": ".device.gap",
     "resolve_merge_gap": ".device.gap",
     "DirectReader": ".io.reader",
@@ -80,6 +86,9 @@ _API: dict[str, str] = {
     "load_sweep": ".sweep.spec",
     "read_results": ".sweep.store",
     "run_main": ".sweep.main_job",
+    "advise_layouts": ".advise.advise",
+    "Advice": ".advise.advise",
+    "register_family": ".advise.families",
 }
 
 __all__ = ["InputError", "parse_size", "format_size", *_API]

@@ -7,18 +7,21 @@ from typing import Any
 
 import yaml
 
+from flashsim.data import DEFAULT_CONFIG
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "sweeps" / "smoke.yaml"
-DEFAULT = ROOT / "configs" / "default.yaml"
+DEFAULT = DEFAULT_CONFIG
 TRACE = "bundled:opt-mini-ref.trace"
 TRAIN_TRACE = "bundled:opt-mini-train.trace"
 
 
 def smoke_dict(**changes: Any) -> dict[str, Any]:
-    """configs/sweeps/smoke.yaml as a mapping, device paths absolute, with `changes` applied
-    (a value of None deletes the key)."""
+    """configs/sweeps/smoke.yaml as a mapping, device paths absolute (or bundled:), with
+    `changes` applied (a value of None deletes the key)."""
     data = yaml.safe_load(SMOKE.read_text())
-    data["devices"] = [str((SMOKE.parent / d).resolve()) for d in data["devices"]]
+    data["devices"] = [d if d.startswith("bundled:") else str((SMOKE.parent / d).resolve())
+                       for d in data["devices"]]
     data["traces"] = [TRACE]
     for key, value in changes.items():
         if value is None:

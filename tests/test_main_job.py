@@ -15,7 +15,7 @@ from sweep_fixtures import DEFAULT, TRACE, TRAIN_TRACE, write_yaml
 
 @pytest.fixture(scope="module")
 def short_default(tmp_path_factory):
-    """configs/default.yaml on the first 8 generated tokens (device path made absolute)."""
+    """The bundled default.yaml on the first 8 generated tokens (device path made absolute)."""
     folder = tmp_path_factory.mktemp("main")
     data = yaml.safe_load(DEFAULT.read_text())
     data["devices"] = [str((DEFAULT.parent / d).resolve()) for d in data["devices"]]

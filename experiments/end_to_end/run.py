@@ -68,7 +68,7 @@ def main_study(argv: list[str] | None = None) -> None:
     payload = run_json(["validate", "--end-to-end", "--prompt-file", str(prompt_file()),
                        "--prompt-tokens", str(args.prompt_tokens), "--tokens", str(args.tokens),
                        "--layouts", args.layouts, "--qd", args.qd, "--reps", str(args.reps),
-                       "--store", args.store, "--device", str(device),
+                       "--store", args.store, "--build-stores", "--device", str(device),
                        "--report", str(out / "figure.png")])
     result = json.loads(payload)
     result["study"] = {"prompt": f"heldout-prompts.txt from line {PROMPT_LINE}",

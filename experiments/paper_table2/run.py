@@ -21,6 +21,7 @@ import pandas as pd
 
 from flashsim.atomic import atomic_write_text
 from flashsim.cost.paper_table2 import paper_table2
+from flashsim.data import bundled_device_path
 from flashsim.device import load_params
 from flashsim.trace.format import ActivationTrace
 from flashsim.trace.synthetic import is_synthetic
@@ -28,7 +29,7 @@ from flashsim.trace.synthetic import is_synthetic
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TRACE = ROOT / "results" / "paper_table2" / "opt-6.7b-synthetic.trace"
-DEVICE = ROOT / "configs" / "devices" / "m1max-paper.yaml"
+DEVICE = bundled_device_path("m1max-paper")
 
 
 def ensure_trace(path: Path) -> None:

@@ -19,7 +19,8 @@ ROOT = HERE.parents[1]
 
 def argv_from(cfg: dict) -> list[str]:
     """The `flashsim validate` command line the study's YAML describes."""
-    argv = ["validate", "--store", cfg["store"], "--layouts", ",".join(cfg["layouts"]),
+    argv = ["validate", "--store", cfg["store"], "--build-stores",
+            "--layouts", ",".join(cfg["layouts"]),
             "--qd", ",".join(str(q) for q in cfg["qd"]), "--reps", str(cfg["reps"]),
             "--calibrate-on", cfg.get("calibrate_on", "file"),
             "--reader-engine", cfg.get("reader_engine", "auto")]

@@ -19,7 +19,7 @@ import pandas as pd
 from ..atomic import atomic_write_text
 from ..cliutil import to_jsonable
 from ..errors import InputError
-from ..progress import progress
+from ..progress import progress, progress_shown
 from .executors import EXECUTORS, connect_dask, execute
 from .grid import expand
 from .host import host_rates, save_rates
@@ -77,11 +77,13 @@ def check_executor(executor: str, workers: int | None, scheduler: str | None) ->
 
 def run_sweep(sweep: Sweep | str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
               executor: str = "local", workers: int | None = None,
-              scheduler: str | None = None, quiet: bool = False, plot: bool = True,
+              scheduler: str | None = None, quiet: bool | None = None, plot: bool = True,
               dask_processes: bool = True) -> SweepOutcome:
     """Run every not-yet-finished run of `sweep` into `out_dir`; return the outcome.
 
-    Failed runs are recorded (status, error) and retried on the next invocation.
+    Failed runs are recorded (status, error) and retried on the next invocation. `quiet`:
+    False shows bars on a terminal (the host calibrations', the runs'); None (default) only
+    inside the CLI.
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
@@ -90,7 +92,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out_dir: str | os.PathLike | Non
     store = ResultStore(out)
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder", file=out, key="--out")
-    rates, measured = host_rates(sweep, out if out.is_dir() else None)
+    with progress_shown(None if quiet is None else not quiet):  # the calibrations' bars
+        rates, measured = host_rates(sweep, out if out.is_dir() else None)
     configs = expand(sweep, rates)
     ids = [c["run_id"] for c in configs]
 

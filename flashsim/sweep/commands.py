@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import add_json_flag, emit, table, to_jsonable
 
 _RESULT_COLUMNS = [("layout", "layout", "s"), ("window", "k", ".0f"),
@@ -18,11 +19,12 @@ def register(subparsers: Any) -> None:
     """Add `sweep` and `run`."""
     s = subparsers.add_parser("sweep", help="run a YAML sweep (resumable; local or Dask)")
     s.add_argument("spec", help="sweep YAML (configs/sweeps/NAME.yaml)")
-    s.add_argument("--out", help="output folder (default results/NAME)")
+    s.add_argument("--out", type=cliargs.out_dir("--out"),
+                   help="output folder (default results/NAME)")
     s.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="local worker processes (default) or a Dask cluster")
     s.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
-    s.add_argument("--workers", type=int, default=None,
+    s.add_argument("--workers", type=cliargs.count("--workers", maximum=4096), default=None,
                    help="worker processes (default: one per CPU)")
     add_json_flag(s)
     s.set_defaults(func=cmd_sweep)
@@ -30,9 +32,10 @@ def register(subparsers: Any) -> None:
     r = subparsers.add_parser("run", help="the main job: all layouts on the bundled trace "
                                           "and device, paper-style tables and a figure")
     r.add_argument("config", nargs="?", default=None,
-                   help="sweep YAML (default configs/default.yaml)")
-    r.add_argument("--out", help="output folder (default results/NAME)")
-    r.add_argument("--workers", type=int, default=None,
+                   help="sweep YAML (default: the bundled flashsim/data/default.yaml)")
+    r.add_argument("--out", type=cliargs.out_dir("--out"),
+                   help="output folder (default results/NAME)")
+    r.add_argument("--workers", type=cliargs.count("--workers", maximum=4096), default=None,
                    help="worker processes (default: one per CPU)")
     add_json_flag(r)
     r.set_defaults(func=cmd_run)

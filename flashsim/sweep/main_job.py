@@ -1,6 +1,6 @@
 """`flashsim run`: the main job — every layout on the bundled trace and a bundled device.
 
-It is a sweep (configs/default.yaml is a sweep file), so its results are resumable Parquet
+It is a sweep (flashsim/data/default.yaml is a sweep file), so its results are resumable Parquet
 like any sweep's; on top it prints the paper-style tables and draws the comparison figure
 with the same table columns and figure code as `flashsim compare`.
 """
@@ -23,12 +23,12 @@ from ..cost.tables import (
     plot_compare,
     table3_note,
 )
+from ..data import DEFAULT_CONFIG
 from ..errors import InputError
 from ..units import format_size
 from .api import SweepOutcome, default_out, run_sweep
 from .spec import load_sweep
 
-DEFAULT_CONFIG = "configs/default.yaml"
 FIGURE = "compare.png"
 TABLES = "tables.txt"
 GROUP_KEYS = ("trace", "device", "queue_depth", "neuron_set", "block_bytes", "engine",
@@ -36,11 +36,8 @@ GROUP_KEYS = ("trace", "device", "queue_depth", "neuron_set", "block_bytes", "en
 
 
 def default_config() -> Path:
-    """configs/default.yaml of the current folder, else of the flashsim checkout."""
-    here = Path(DEFAULT_CONFIG)
-    if here.is_file():
-        return here
-    return Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
+    """The bundled main-job sweep (package data: the same from a checkout or a wheel)."""
+    return DEFAULT_CONFIG
 
 
 @dataclass
@@ -59,13 +56,13 @@ class MainOutcome:
 
 
 def run_main(config: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
-             workers: int | None = None, quiet: bool = False) -> MainOutcome:
-    """Run the comparison sweep of `config` (default configs/default.yaml); tables + figure."""
+             workers: int | None = None, quiet: bool | None = None) -> MainOutcome:
+    """Run the comparison sweep of `config` (default: the bundled default.yaml); tables + figure."""
 
     path = Path(config) if config is not None else default_config()
     if not path.is_file():
         raise InputError("run config does not exist", file=path,
-                         expected="a sweep YAML such as configs/default.yaml")
+                         expected="a sweep YAML such as configs/sweeps/smoke.yaml")
     sweep = load_sweep(path)
     out_dir = Path(out) if out is not None else default_out(sweep)
     outcome = run_sweep(sweep, out_dir, workers=workers, quiet=quiet, plot=False)

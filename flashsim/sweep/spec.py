@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..config import SizeBytes, StrictModel, load_yaml_model
-from ..data import bundled_trace_path
-from ..device.gap import parse_merge_gap
+from ..data import bundled_path
+from ..device.gap import DEFAULT_MERGE_GAP, parse_merge_gap
 from ..device.profile import DeviceProfile
 from ..errors import InputError
 from ..layout.registry import COMPARE_ORDER, layout_names
@@ -30,7 +30,8 @@ AXES = ("traces", "devices", "layouts", "windows", "queue_depths", "dram_budgets
 """The sweep axes, in the order runs are expanded."""
 
 BUNDLED_PREFIX = "bundled:"
-"""A trace named `bundled:NAME` is flashsim/data/traces/NAME (installed with the package)."""
+"""`bundled:NAME.trace` is a trace in flashsim/data/traces/, `bundled:NAME.yaml` a device
+profile in flashsim/data/devices/ (both installed with the package)."""
 
 
 def _known_layout(name: str) -> str:
@@ -85,7 +86,7 @@ class SweepSpec(StrictModel):
     dram_budgets: list[SizeBytes | None] = Field(default_factory=lambda: [None])
     grid: list[Literal[AXES]] | None = None  # type: ignore[valid-type]
     block_bytes: SizeBytes = 4096
-    merge_gap: MergeGap = "auto"
+    merge_gap: MergeGap = DEFAULT_MERGE_GAP
     engine: Literal["fast", "des"] = "fast"
     neuron_set: Literal["predicted", "active"] = "predicted"
     max_tokens: int | None = Field(default=None, ge=1)
@@ -137,9 +138,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def resolve_path(text: str, base: Path) -> Path:
-    """`bundled:NAME` → the packaged trace; else relative to the YAML file's folder."""
+    """`bundled:NAME` → the packaged trace or profile; else relative to the YAML file's folder."""
     if text.startswith(BUNDLED_PREFIX):
-        return bundled_trace_path(text[len(BUNDLED_PREFIX):])
+        return bundled_path(text[len(BUNDLED_PREFIX):])
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else base / path
 
