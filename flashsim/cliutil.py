@@ -19,6 +19,13 @@ class OneLineParser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse before 3.12 drops a lone `--` given as a value (`--qd=--`) and hands the
+        # option [] without calling its type: refuse it as a missing value instead
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """Every command takes --json: machine-readable output on stdout, no progress bars."""

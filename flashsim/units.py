@@ -6,6 +6,13 @@ import re
 
 from .errors import InputError
 
+MAX_SIZE_BYTES = 1 << 50
+"""Largest size any option or file may give: 1 PiB, beyond any disk here, and far enough below
+2**63 that offsets and sums of such sizes stay within int64 (the simulators' type)."""
+MAX_QUEUE_DEPTH = 65536
+"""Most reads in flight any entry point accepts: the largest NVMe queue (64 Ki entries) and
+Linux's default aio-max-nr; a deeper queue is a typo, and the simulators allocate per read."""
+
 _MULTIPLIER = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 
@@ -33,6 +40,9 @@ def parse_size(value: object, *, file: str | None = None, key: str | None = None
         raise InputError(f"{value!r} is not a size", file=file, key=key, expected=expected)
     if size < 0 or (size == 0 and not allow_zero):
         raise InputError(f"{value!r} must be positive", file=file, key=key, expected=expected)
+    if size > MAX_SIZE_BYTES:
+        raise InputError(f"{value!r} is larger than {format_size(MAX_SIZE_BYTES)}", file=file,
+                         key=key, expected=expected)
     return size
 
 
@@ -44,8 +54,22 @@ def format_size(n_bytes: int) -> str:
     return f"{n_bytes}B"
 
 
-def parse_int_list(text: str, *, key: str, minimum: int = 1) -> list[int]:
-    """`1,8,32` → [1, 8, 32]; each at least `minimum`."""
+def check_queue_depth(value: object, *, key: str = "queue_depth",
+                      file: str | None = None) -> int:
+    """`value` as a queue depth, 1 to MAX_QUEUE_DEPTH; InputError otherwise (`True` is not 1)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value \
+        and float(value).is_integer() and 1 <= value <= MAX_QUEUE_DEPTH
+    if not ok:
+        raise InputError(f"queue depth {value!r} is out of range", file=file, key=key,
+                         expected=f"a whole number from 1 to {MAX_QUEUE_DEPTH}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def parse_int_list(text: str | list[int], *, key: str, minimum: int = 1) -> list[int]:
+    """`1,8,32` → [1, 8, 32]; each at least `minimum` (a list already parsed by an argparse
+    type is checked and returned)."""
+    if isinstance(text, list | tuple):
+        text = ",".join(str(v) for v in text)
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -55,6 +79,8 @@ def parse_int_list(text: str, *, key: str, minimum: int = 1) -> list[int]:
     return values
 
 
-def parse_size_list(text: str, *, key: str) -> list[int]:
-    """`4k,32k,1m` → byte counts."""
+def parse_size_list(text: str | list[int], *, key: str) -> list[int]:
+    """`4k,32k,1m` → byte counts (a list already parsed by an argparse type is checked)."""
+    if isinstance(text, list | tuple):
+        return [parse_size(v, key=key) for v in text]
     return [parse_size(v.strip(), key=key) for v in text.split(",") if v.strip()]

@@ -28,7 +28,7 @@ from opt_builders import build_random_opt, random_predictors  # noqa: E402
 
 TEXT = ("The interpreter reads a line of input, evaluates it and prints the result. "
         "Modules can import other modules, and functions may be nested inside classes. ") * 20
-PROFILE = "configs/devices/m1max-paper.yaml"
+PROFILE = "flashsim/data/devices/m1max-paper.yaml"
 COLUMNS = ("layout", "queue_depth", "measured_io_ms_p50", "predicted_io_ms_p50",
            "error_p50_pct", "measured_io_ms_p99", "predicted_io_ms_p99", "noise_p50_pct",
            "error_p99_pct", "ratio")
@@ -60,8 +60,8 @@ def test_trace_head_and_grid(model):
 
 def test_small_validation_run_has_every_column(model, tmp_path):
     result = validate(model.ref, ["naive", "windowed+bundled", "coactivation"], [1, 8],
-                      store=tmp_path / "stores", model_dir=model.folder, profile=PROFILE,
-                      reps=2, tokens=4, train_trace=model.train)
+                      store=tmp_path / "stores", build_stores=True, model_dir=model.folder,
+                      profile=PROFILE, reps=2, tokens=4, train_trace=model.train)
     assert [(r["layout"], r["queue_depth"]) for r in result.rows] == [
         ("naive", 1), ("naive", 8), ("windowed+bundled", 1), ("windowed+bundled", 8),
         ("coactivation", 1), ("coactivation", 8)]
@@ -84,8 +84,8 @@ def test_small_validation_run_has_every_column(model, tmp_path):
 def test_validate_cli_json_and_report(model, tmp_path, capsys):
     capsys.readouterr()
     code = main(["validate", "--trace", str(model.root / "ref.trace"), "--store",
-                 str(tmp_path / "s"), "--model", str(model.folder), "--device", PROFILE,
-                 "--layouts", "sparse,bundled", "--qd", "1,8", "--reps", "1", "--tokens", "3",
+                 str(tmp_path / "s"), "--build-stores", "--model", str(model.folder), "--device",
+                 PROFILE, "--layouts", "sparse,bundled", "--qd", "1,8", "--reps", "1", "--tokens", "3",
                  "--report", str(tmp_path / "r.png"), "--json"])
     out, _ = capsys.readouterr()
     assert code == 0
@@ -100,7 +100,7 @@ def test_validate_cli_json_and_report(model, tmp_path, capsys):
     (["--device", PROFILE, "--layouts", "bogus"], "unknown layout"),
     (["--device", PROFILE, "--qd", "0"], "--qd"),
     (["--device", PROFILE, "--report", "x.pdf"], "report"),
-    (["--calibrate", "--calibration-pieces", "0"], "calibration pieces"),
+    (["--calibrate", "--calibration-pieces", "0"], "--calibration-pieces"),
 ])
 def test_validate_bad_input_is_one_line(model, tmp_path, capsys, extra, message):
     capsys.readouterr()
@@ -117,7 +117,7 @@ def test_store_file_of_another_layout_is_refused(model, tmp_path):
 
 
 def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
-    result = validate(model.ref, ["bundled"], [1, 4], store=tmp_path / "s",
+    result = validate(model.ref, ["bundled"], [1, 4], store=tmp_path / "s", build_stores=True,
                       model_dir=model.folder, calibrate=True, calibrate_on="store",
                       calibration_duration_s=0.02, reps=2, tokens=2, quick_fit=True)
     prof = result.info["profile"]

@@ -16,7 +16,7 @@ from flashsim.validation.predict import baseline_token_s, profile_baseline
 from flashsim.validation.rows import BASELINE_KEYS, baseline_stats, row_stats
 from flashsim.validation.spec import spec_from_options
 
-PROFILE = "configs/devices/m1max-paper.yaml"
+PROFILE = "flashsim/data/devices/m1max-paper.yaml"
 FLAT_MB_S = 500.0
 
 

@@ -24,7 +24,7 @@ from flashsim.validation.e2e_rows import part_stats
 from flashsim.validation.measure import measure_plan
 from flashsim.validation.spec import ValidationSpec
 
-PROFILE = "configs/devices/m1max-paper.yaml"
+PROFILE = "flashsim/data/devices/m1max-paper.yaml"
 TEXT = ("The interpreter reads a line of input, evaluates it and prints the result. "
         "Modules can import other modules, and functions may be nested inside classes. ") * 20
 PROMPT = "The interpreter reads a line"
@@ -162,6 +162,7 @@ def test_end_to_end_rows_have_every_column(model, tmp_path):
 
     result = validate_end_to_end(PROMPT, layouts=["sparse", "windowed+bundled", "coactivation"],
                                  qds=[1, 4], tokens=4, reps=2, store=tmp_path / "s",
+                                 build_stores=True,
                                  model_dir=model.folder, profile=PROFILE, seed=3,
                                  train_trace=model.train, simulate_options=fixed_models())
     assert [(r["layout"], r["queue_depth"]) for r in result.rows] == [
@@ -214,8 +215,8 @@ def test_end_to_end_refuses_a_decode_that_read_other_bytes(model, tmp_path, monk
     monkeypatch.setattr(e2e_measure, "generate_from_flash", tampered)
     with pytest.raises(RuntimeError, match="token 1 layer 0"):
         validate_end_to_end(PROMPT, layouts=["bundled"], qds=[2], tokens=3, reps=1,
-                            store=tmp_path / "s", model_dir=model.folder, profile=PROFILE,
-                            simulate_options=fixed_models())
+                            store=tmp_path / "s", build_stores=True, model_dir=model.folder,
+                            profile=PROFILE, simulate_options=fixed_models())
 
 
 @pytest.mark.disk
@@ -225,7 +226,8 @@ def test_end_to_end_calibrated_in_the_run(model, tmp_path):
     from flashsim.validation.end_to_end import validate_end_to_end
 
     result = validate_end_to_end(PROMPT, layouts=["bundled"], qds=[1, 2], tokens=2, reps=2,
-                                 store=tmp_path / "s", model_dir=model.folder, calibrate=True,
+                                 store=tmp_path / "s", build_stores=True,
+                                 model_dir=model.folder, calibrate=True,
                                  calibrate_on="store", calibration_duration_s=0.02,
                                  quick_fit=True, merge_gap=0, simulate_options=fixed_models())
     prof = result.info["profile"]
@@ -240,8 +242,9 @@ def test_end_to_end_calibrated_in_the_run(model, tmp_path):
 def test_end_to_end_cli_json_and_report(model, tmp_path, capsys):
     capsys.readouterr()
     code = main(["validate", "--end-to-end", "--prompt-file", str(model.root / "prompt.txt"),
-                 "--store", str(tmp_path / "s"), "--model", str(model.folder), "--device",
-                 PROFILE, "--layouts", "windowed", "--qd", "2", "--tokens", "3", "--reps",
+                 "--store", str(tmp_path / "s"), "--build-stores", "--model", str(model.folder),
+                 "--device", PROFILE, "--layouts", "windowed", "--qd", "2", "--tokens", "3",
+                 "--reps",
                  "1", "--merge-gap", "8k", "--memcpy-gb-s", "10", "--report",
                  str(tmp_path / "e2e.png"), "--json"])
     out, _ = capsys.readouterr()
@@ -265,9 +268,9 @@ def test_end_to_end_cli_json_and_report(model, tmp_path, capsys):
     ({"--prompt-file": "nowhere.txt"}, "prompt file does not exist"),
     ({"--layouts": "naive"}, "reads the dense FFN"),
     ({"--layouts": "bogus"}, "unknown layout"),
-    ({"--tokens": "0"}, "0 tokens"),
+    ({"--tokens": "0"}, "--tokens"),
     ({"--tokens": "1000"}, "passes the model's context"),
-    ({"--reps": "0"}, "0 reps"),
+    ({"--reps": "0"}, "--reps"),
     ({"--qd": "0"}, "--qd"),
     ({"--merge-gap": "lots"}, "not a merge gap"),
     ({"--trace": "x.trace"}, "--trace does not apply"),
@@ -312,8 +315,8 @@ def test_validate_replay_with_a_batch_gap(model, tmp_path, capsys):
     capture_trace(model.folder, PROMPT, 3, seed=1, quiet=True).save(tmp_path / "ref.trace")
     capsys.readouterr()
     code = main(["validate", "--trace", str(tmp_path / "ref.trace"), "--store",
-                 str(tmp_path / "s"), "--model", str(model.folder), "--device", PROFILE,
-                 "--layouts", "bundled", "--qd", "2", "--reps", "1", "--batch-gap-us", "200",
+                 str(tmp_path / "s"), "--build-stores", "--model", str(model.folder), "--device",
+                 PROFILE, "--layouts", "bundled", "--qd", "2", "--reps", "1", "--batch-gap-us", "200",
                  "--json"])
     out, _ = capsys.readouterr()
     assert code == 0 and json.loads(out)["rows"][0]["measured_io_ms_p50"] > 0

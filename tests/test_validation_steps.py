@@ -14,7 +14,7 @@ from flashsim.validation.rows import row_stats
 from flashsim.validation.schedule import schedule, token_blocks
 from flashsim.validation.spec import CALIBRATION_PIECES, spec_from_options
 
-PROFILE = "configs/devices/m1max-paper.yaml"
+PROFILE = "flashsim/data/devices/m1max-paper.yaml"
 
 
 def test_row_stats_by_hand():

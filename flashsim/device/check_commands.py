@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
 from ..units import parse_int_list, parse_size_list
@@ -27,11 +28,11 @@ def register_check(sub: Any) -> None:
     ck.add_argument("--against-holdout", action="store_true",
                     help="instead of --against: the profile's own holdout points (measured "
                          "with its points, seen by no fit)")
-    ck.add_argument("--hold-out-chunks", default=None,
+    ck.add_argument("--hold-out-chunks", type=cliargs.sizes("--hold-out-chunks"), default=None,
                     help="instead of --against: hold the profile's points at these chunk "
                          "sizes out (e.g. 8k,32k,128k), refit the model and rebuild the "
                          "baseline without them, then predict them")
-    ck.add_argument("--hold-out-qd", default=None,
+    ck.add_argument("--hold-out-qd", type=cliargs.queue_depths("--hold-out-qd"), default=None,
                     help="with or instead of --hold-out-chunks: queue depths to hold out")
     ck.add_argument("--quick-fit", action="store_true",
                     help="hold-out refit: the quick fit (about a minute, else several)")

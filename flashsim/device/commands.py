@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
 from ..units import format_size, parse_int_list, parse_size, parse_size_list
@@ -19,6 +20,9 @@ from .fio import profile_from_fio
 from .profile import DeviceProfile
 from .testbed_commands import register_testbed
 
+MAX_PROFILE_QD = 4096
+"""Deepest queue a profile point may hold (DevicePoint.queue_depth)."""
+
 
 def register(subparsers: Any) -> None:
     """Add `calibrate` and the `device` group to the flashsim CLI."""
@@ -26,22 +30,28 @@ def register(subparsers: Any) -> None:
         "calibrate", help="measure a disk's random-read curve (or import fio JSON) into a "
                           "device profile and fit the model")
     cal.add_argument("--file", help="data file to read (created with random data if missing)")
-    cal.add_argument("--size", default="2GiB", help="data file size (default 2GiB)")
-    cal.add_argument("--out", required=True, help="profile YAML to write")
-    cal.add_argument("--chunks", default=None,
+    cal.add_argument("--size", type=cliargs.size("--size", maximum=1 << 44), default="2GiB",
+                     help="data file size (default 2GiB)")
+    cal.add_argument("--out", type=cliargs.out_file("--out"), required=True,
+                     help="profile YAML to write")
+    cal.add_argument("--chunks", type=cliargs.sizes("--chunks"), default=None,
                      help="chunk sizes (default 4k,8k,16k,32k,64k,128k,256k,1m)")
-    cal.add_argument("--qd", default=None, help="queue depths (default 1,2,4,8,16,32,64)")
-    cal.add_argument("--duration", type=float, default=0.4, help="seconds per point (default 0.4)")
-    cal.add_argument("--warmup", type=float, default=0.1,
+    cal.add_argument("--qd", type=cliargs.queue_depths("--qd", maximum=MAX_PROFILE_QD),
+                     default=None, help="queue depths (default 1,2,4,8,16,32,64)")
+    cal.add_argument("--duration", type=cliargs.number("--duration", above=0.0, maximum=3600.0),
+                     default=0.4, help="seconds per point (default 0.4)")
+    cal.add_argument("--warmup", type=cliargs.number("--warmup", minimum=0.0, maximum=3600.0),
+                     default=0.1,
                      help="warm-up seconds per point, excluded (default 0.1)")
-    cal.add_argument("--repeats", type=int, default=5,
+    cal.add_argument("--repeats", type=cliargs.count("--repeats", maximum=1000), default=5,
                      help="rounds over the grid; each point is the median (default 5)")
     cal.add_argument("--allow-page-cache", action="store_true",
                      help="if O_DIRECT is unsupported, read through the page cache (recorded)")
     cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
                      help="reader engine (auto: compiled native Linux AIO where available, "
                           "else the thread pool)")
-    cal.add_argument("--batch-reads", default=None,
+    cal.add_argument("--batch-reads", type=cliargs.counts("--batch-reads", maximum=1 << 20),
+                     default=None,
                      help="also measure short-batch points: batches of these many reads "
                           "(e.g. 1,4,16,64) at each QD, median makespan (default: none)")
     cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
@@ -49,10 +59,12 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
     cal.add_argument("--description", default="", help="profile description")
     cal.add_argument("--no-fit", action="store_true", help="store the points only")
-    cal.add_argument("--holdout", default=None, metavar="CHUNK/QD,...",
+    cal.add_argument("--holdout", type=cliargs.chunk_qd_pairs("--holdout", max_qd=MAX_PROFILE_QD),
+                     default=None, metavar="CHUNK/QD,...",
                      help="also measure these points off the grid (e.g. 12k/3,48k/12) in the "
                           "same rounds; the fit never sees them, their error is reported")
     _add_cv_flag(cal, 8)
+    _add_correction_flag(cal)
     add_json_flag(cal)
     cal.set_defaults(func=cmd_calibrate)
 
@@ -62,16 +74,20 @@ def register(subparsers: Any) -> None:
                              parser_class=type(dev))
     pr = sub.add_parser("predict", help="predicted throughput and latency at a chunk × QD point")
     pr.add_argument("--profile", required=True, help="device profile YAML")
-    pr.add_argument("--chunk", required=True, help="read size, e.g. 32k")
-    pr.add_argument("--qd", required=True, help="queue depth (reads in flight)")
+    pr.add_argument("--chunk", type=cliargs.size("--chunk", maximum=1 << 30), required=True,
+                    help="read size, e.g. 32k")
+    pr.add_argument("--qd", type=cliargs.queue_depths("--qd"), required=True,
+                    help="queue depth (reads in flight)")
     pr.add_argument("--pattern", choices=("random", "sequential"), default="random")
     add_json_flag(pr)
     pr.set_defaults(func=cmd_predict)
 
     ft = sub.add_parser("fit", help="(re)fit a profile's model parameters to its points")
     ft.add_argument("--profile", required=True, help="device profile YAML")
-    ft.add_argument("--out", default=None, help="where to write (default: in place)")
+    ft.add_argument("--out", type=cliargs.out_file("--out"), default=None,
+                    help="where to write (default: in place)")
     _add_cv_flag(ft, 0)
+    _add_correction_flag(ft)
     add_json_flag(ft)
     ft.set_defaults(func=cmd_fit)
 
@@ -85,14 +101,27 @@ def register(subparsers: Any) -> None:
 
 
 def _add_cv_flag(parser: argparse.ArgumentParser, default: int) -> None:
-    parser.add_argument("--cv-folds", type=int, default=default, metavar="K",
+    parser.add_argument("--cv-folds", type=cliargs.count("--cv-folds", minimum=0, maximum=1000),
+                        default=default, metavar="K",
                         help="k-fold cross-validation of the fit: each fold refitted without "
                              f"its points predicts them; 0 = none (default {default})")
 
 
+def _add_correction_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--correction", choices=("auto", "measured-residual", "none"),
+                        default="auto",
+                        help="the measured residual on top of the layered model (the model × "
+                             "measured/modelled at the points, interpolated between them): "
+                             "auto keeps it when it lowers the cross-validated error (runs "
+                             "the cross-validation); default auto")
+
+
 _FIT_KEYS = ("median_abs_error_pct", "worst_abs_error_pct", "duration_s", "cv_folds",
              "cv_median_abs_error_pct", "cv_worst_abs_error_pct", "cv_duration_s",
-             "holdout_median_abs_error_pct", "holdout_worst_abs_error_pct")
+             "holdout_median_abs_error_pct", "holdout_worst_abs_error_pct",
+             "correction_method", "uncorrected_cv_median_abs_error_pct",
+             "uncorrected_cv_worst_abs_error_pct", "uncorrected_holdout_median_abs_error_pct",
+             "uncorrected_holdout_worst_abs_error_pct")
 
 
 def _fit_summary(profile) -> dict[str, Any]:
@@ -100,6 +129,7 @@ def _fit_summary(profile) -> dict[str, Any]:
     return {"name": profile.name, "n_points": len(profile.points),
             "n_holdout_points": len(profile.holdout_points),
             "params": profile.params.model_dump() if profile.params else None,
+            "correction": profile.correction,
             **{k: fit.get(k) for k in _FIT_KEYS}}
 
 
@@ -108,8 +138,10 @@ def _fit_lines(profile) -> str:
     f = profile.fit
     if f is None:
         return ""
-    text = (f"fit: median |error| {f.median_abs_error_pct:.1f}%, worst "
+    text = (f"fit (layered model): median |error| {f.median_abs_error_pct:.1f}%, worst "
             f"{f.worst_abs_error_pct:.1f}%")
+    if f.correction_method:
+        text += f"\ncorrection {f.correction_method}"
     if f.cv_folds:
         text += (f"\n{f.cv_folds}-fold cross-validated: median |error| "
                  f"{f.cv_median_abs_error_pct:.1f}%, worst {f.cv_worst_abs_error_pct:.1f}%")
@@ -117,6 +149,9 @@ def _fit_lines(profile) -> str:
         text += (f"\nholdout ({len(profile.holdout_points)} points, never fitted): median "
                  f"|error| {f.holdout_median_abs_error_pct:.1f}%, worst "
                  f"{f.holdout_worst_abs_error_pct:.1f}%")
+        if f.uncorrected_holdout_median_abs_error_pct is not None:
+            text += (f" (layered model alone: {f.uncorrected_holdout_median_abs_error_pct:.1f}%,"
+                     f" worst {f.uncorrected_holdout_worst_abs_error_pct:.1f}%)")
     return text
 
 
@@ -161,7 +196,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _check_cv_folds(args)
     profile = _calibration_profile(args, args.name or out.stem)
     if not args.no_fit:
-        profile = fit_profile(profile, cv_folds=args.cv_folds, quiet=args.json)
+        profile = fit_profile(profile, cv_folds=args.cv_folds, quiet=args.json,
+                              correction=args.correction)
     profile.save(out)
     payload = {"profile": str(out), "o_direct": profile.measured.o_direct,
                **_fit_summary(profile),
@@ -181,15 +217,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from . import make_device
     from .fit import predict_detail
 
     profile = DeviceProfile.load(args.profile)
-    params = profile.require_params(args.profile)
+    profile.require_params(args.profile)
     chunk = parse_size(args.chunk, key="--chunk")
     qd = parse_int_list(args.qd, key="--qd")
     if len(qd) != 1:
         raise InputError(f"{args.qd!r} is not one queue depth", key="--qd")
-    d = predict_detail(params, chunk, qd[0], args.pattern)
+    d = predict_detail(make_device(profile), chunk, qd[0], args.pattern)
     measured = next((p for p in profile.points if p.chunk_bytes == chunk
                      and p.queue_depth == qd[0] and p.pattern == args.pattern
                      and p.batch_reads is None), None)
@@ -216,6 +253,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     _check_cv_folds(args)
     profile = fit_profile(DeviceProfile.load(args.profile), cv_folds=args.cv_folds,
+                          correction=args.correction,
                           quiet=args.json)
     out = args.out or args.profile
     profile.save(out)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
+from ..config import validation_to_input_error
 from ..errors import InputError
 from ..units import parse_size
 from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
@@ -42,6 +44,42 @@ def _option(job: dict, glob: dict, name: str) -> Any:
     return opts[name] if name in opts else glob.get(name)
 
 
+def _mapping(value: Any, *, file: Path, key: str) -> dict:
+    """`value` when it is a JSON object (a missing one is empty), else an InputError."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"is {type(value).__name__}", file=file, key=key,
+                         expected="a JSON object, as fio --output-format=json writes")
+    return value
+
+
+def _number(value: Any, *, file: Path, key: str, default: float = float("nan")) -> float:
+    """A JSON number (a missing one is `default`); anything else is an InputError."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{value!r} is not a number", file=file, key=key,
+                         expected="fio --output-format=json output")
+    return float(value)
+
+
+def _int_option(job: dict, glob: dict, name: str, *, file: Path, key: str,
+                maximum: int) -> int:
+    """A whole-number job option from 1 to `maximum` (fio writes options as strings)."""
+    raw = _option(job, glob, name) or 1
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise InputError(f"{name}={raw!r}", file=file, key=f"{key}.{name}",
+                         expected=f"a whole number from 1 to {maximum}")
+    return value
+
+
+MAX_FIO_QD = 4096
+"""Deepest iodepth a profile point holds (DevicePoint.queue_depth)."""
 HUGE_IOMEM = frozenset({"shmhuge", "mmaphuge"})
 """fio buffer kinds backed by huge pages (hugetlbfs); malloc (the default), shm, mmap and
 mmapshared get 4 KiB pages."""
@@ -63,6 +101,8 @@ def job_point(job: dict, glob: dict, *, file: Path) -> dict[str, Any]:
         raise InputError(f"a job is {type(job).__name__}", file=file, key="jobs",
                          expected="fio --output-format=json output")
     key = f"jobs.{job.get('jobname', '?')}"
+    job = {**job, "job options": _mapping(job.get("job options"), file=file,
+                                          key=f"{key}.job options")}
     rw = _option(job, glob, "rw") or _option(job, glob, "readwrite")
     if rw != "randread":
         raise InputError(f"job is rw={rw!r}", file=file, key=key, expected="rw=randread")
@@ -74,26 +114,31 @@ def job_point(job: dict, glob: dict, *, file: Path) -> dict[str, Any]:
     if bs is None:
         raise InputError("job has no bs", file=file, key=key, expected="bs=4k or similar")
     chunk = parse_size(str(bs).split(",")[0], file=str(file), key=f"{key}.bs")
-    iodepth = int(_option(job, glob, "iodepth") or 1)
-    numjobs = int(_option(job, glob, "numjobs") or 1)
+    iodepth = _int_option(job, glob, "iodepth", file=file, key=key, maximum=MAX_FIO_QD)
+    numjobs = _int_option(job, glob, "numjobs", file=file, key=key, maximum=1 << 16)
     if numjobs != 1:
         raise InputError(f"job has numjobs={numjobs}", file=file, key=key,
                          expected="numjobs=1 (queue depth set by iodepth)")
-    read = job.get("read") or {}
-    if not read.get("io_bytes"):
+    read = _mapping(job.get("read"), file=file, key=f"{key}.read")
+    if not _number(read.get("io_bytes"), file=file, key=f"{key}.read.io_bytes", default=0):
         raise InputError("job read nothing", file=file, key=key)
-    if not isinstance(read.get("bw_bytes"), (int, float)) or read["bw_bytes"] <= 0:
+    bw = _number(read.get("bw_bytes"), file=file, key=f"{key}.read.bw_bytes", default=0)
+    if not bw > 0:
         raise InputError("job has no read.bw_bytes", file=file, key=key,
                          expected="fio --output-format=json output (fio 3.x)")
-    lat = read.get("lat_ns") or read.get("clat_ns") or {}
-    pct = (read.get("lat_ns") or {}).get("percentile") or (read.get("clat_ns") or {}).get(
-        "percentile") or {}
+    lat_ns = _mapping(read.get("lat_ns"), file=file, key=f"{key}.read.lat_ns")
+    clat_ns = _mapping(read.get("clat_ns"), file=file, key=f"{key}.read.clat_ns")
+    lat = lat_ns or clat_ns
+    pct = _mapping(lat_ns.get("percentile") or clat_ns.get("percentile"), file=file,
+                   key=f"{key}.read.lat_ns.percentile")
+    us = lambda d, k: _number(d.get(k), file=file, key=f"{key}.read.{k}") / 1e3  # noqa: E731
     return {"chunk_bytes": chunk, "queue_depth": iodepth,
-            "throughput_mb_s": float(read["bw_bytes"]) / 1e6,
-            "latency_mean_us": float(lat.get("mean", float("nan"))) / 1e3,
-            "latency_p50_us": float(pct.get("50.000000", float("nan"))) / 1e3,
-            "latency_p99_us": float(pct.get("99.000000", float("nan"))) / 1e3,
-            "runtime_s": float(read.get("runtime", 0)) / 1e3,
+            "throughput_mb_s": bw / 1e6,
+            "latency_mean_us": us(lat, "mean"),
+            "latency_p50_us": us(pct, "50.000000"),
+            "latency_p99_us": us(pct, "99.000000"),
+            "runtime_s": _number(read.get("runtime"), file=file, key=f"{key}.read.runtime",
+                                 default=0) / 1e3,
             "ioengine": _option(job, glob, "ioengine"),
             "iomem": str(_option(job, glob, "iomem") or _option(job, glob, "mem") or "malloc")}
 
@@ -110,16 +155,21 @@ def points_from_fio(paths: list[str | os.PathLike]) -> tuple[list[DevicePoint], 
         path = Path(raw)
         data = _load_json(path)
         version = data.get("fio version", version)
-        glob = data.get("global options") or {}
+        glob = _mapping(data.get("global options"), file=path, key="global options")
         if isinstance(data.get("timestamp"), int):
             stamps.append(data["timestamp"])
-        disks.update(str(d.get("name")) for d in data.get("disk_util") or [] if d.get("name"))
+        disks.update(str(d.get("name")) for d in data.get("disk_util") or []
+                     if isinstance(d, dict) and d.get("name"))
         if glob.get("filename"):
             files.add(str(glob["filename"]))
         for job in data["jobs"]:
             pt = job_point(job, glob, file=path)
             groups.setdefault((pt["chunk_bytes"], pt["queue_depth"]), []).append(pt)
-    points = [median_point(chunk, qd, reps) for (chunk, qd), reps in sorted(groups.items())]
+    try:
+        points = [median_point(chunk, qd, reps) for (chunk, qd), reps in sorted(groups.items())]
+    except ValidationError as exc:  # an unphysical value: name the files it came from
+        raise validation_to_input_error(exc, DevicePoint, file=", ".join(map(str, paths))) \
+            from None
     return points, _fio_info(paths, groups, version=version, stamps=stamps, disks=disks,
                              files=files)
 

@@ -11,11 +11,12 @@ import sys
 import time
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import OneLineParser, add_json_flag, emit
 from ..errors import InputError
 from ..units import format_size, parse_size
 
-KINDS = ("virtio", "throttled", "zram")  # testbed.KINDS, repeated to keep the parser light
+KINDS = ("virtio", "throttled", "zram", "zram-ext4")  # testbed.KINDS, repeated to keep the parser light
 
 
 def register_testbed(sub: Any) -> None:
@@ -51,14 +52,15 @@ def _setup_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
         p.add_argument("name", metavar="NAME", choices=KINDS, help=", ".join(KINDS))
     p.add_argument("--dir", default=".", help="folder for the data file (virtio, throttled; "
                                               "default: the current folder)")
-    p.add_argument("--size", default="1GiB", help="data file / zram size (default 1GiB)")
-    p.add_argument("--iops", type=int, default=15_000,
+    p.add_argument("--size", type=cliargs.size("--size", maximum=1 << 44), default="1GiB",
+                   help="data file / zram size (default 1GiB)")
+    p.add_argument("--iops", type=cliargs.count("--iops", maximum=100_000_000), default=15_000,
                    help="throttled: read IOPS cap (default 15000, eMMC 5.1-like)")
-    p.add_argument("--mb-s", type=float, default=300.0,
+    p.add_argument("--mb-s", type=cliargs.rate("--mb-s"), default=300.0,
                    help="throttled: read bandwidth cap in MB/s (default 300, eMMC 5.1-like)")
     p.add_argument("--comp-algorithm", default=None,
                    help="zram: compressor (default: the kernel's)")
-    p.add_argument("--seed", type=int, default=0, help="random data seed (default 0)")
+    p.add_argument("--seed", type=cliargs.seed("--seed"), default=0, help="random data seed (default 0)")
     p.add_argument("--state", default=None, help="state file (default /run/flashsim/...)")
     add_json_flag(p)
 

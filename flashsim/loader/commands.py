@@ -6,18 +6,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import add_json_flag, emit, table
 from ..data import REFERENCE_TRACE
 from ..errors import InputError
-from ..units import format_size, parse_size
+from ..units import format_size
 
 
 def add_layout_args(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--layout", default=default, help=f"layout name (default {default})")
-    p.add_argument("--window", type=int, default=None, help="window k (windowed+ layouts)")
+    p.add_argument("--window", type=cliargs.count("--window", maximum=1 << 20), default=None,
+                   help="window k (windowed+ layouts)")
     p.add_argument("--train-trace", help="trace the co-activation layouts learn from "
                                          "(default: the bundled training trace)")
-    p.add_argument("--block", type=lambda t: parse_size(t, key="--block"), default=None,
+    p.add_argument("--block", type=cliargs.size("--block", maximum=64 << 20, power_of_two=True),
+                   default=None,
                    help="read alignment (default 4k)")
 
 
@@ -28,7 +31,8 @@ def register(subparsers: Any) -> None:
     b = ssub.add_parser("build", help="write a model's FFN weights as a layout places them")
     b.add_argument("--model", help="model folder (default: the bundled opt-mini)")
     add_layout_args(b, "bundled")
-    b.add_argument("--out", required=True, help="store file to write (+ FILE.json index)")
+    b.add_argument("--out", type=cliargs.out_file("--out"), required=True,
+                   help="store file to write (+ FILE.json index)")
     add_json_flag(b)
     b.set_defaults(func=cmd_store_build)
     v = ssub.add_parser("verify", help="check a store's size and per-layer checksums")
@@ -40,11 +44,15 @@ def register(subparsers: Any) -> None:
     g.add_argument("--model", help="model folder (default: the bundled opt-mini)")
     add_layout_args(g, "windowed+bundled")
     g.add_argument("--store", required=True, help="store file built for the layout")
-    g.add_argument("--qd", type=int, default=32, help="reads in flight (default 32)")
+    g.add_argument("--qd", type=cliargs.queue_depth("--qd"), default=32,
+                   help="reads in flight (default 32)")
     g.add_argument("--prompt-file", required=True, help="text file with the prompt")
-    g.add_argument("--tokens", type=int, default=32, help="tokens to generate (default 32)")
-    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    g.add_argument("--top-p", type=float, default=0.9, help="nucleus p (default 0.9; 0: greedy)")
+    g.add_argument("--tokens", type=cliargs.count("--tokens", maximum=1 << 20), default=32,
+                   help="tokens to generate (default 32)")
+    g.add_argument("--seed", type=cliargs.seed("--seed"), default=0,
+                   help="sampling seed (default 0)")
+    g.add_argument("--top-p", type=cliargs.probability("--top-p"), default=0.9,
+                   help="nucleus p (default 0.9; 0: greedy)")
     g.add_argument("--allow-page-cache", action="store_true",
                    help="read through the page cache where O_DIRECT is impossible")
     g.add_argument("--per-token", action="store_true", help="print the per-token table")

@@ -33,6 +33,7 @@ from ..geometry import ModelGeometry
 from ..layout.base import Layout
 from ..layout.placement import Placement
 from ..layout.plan import IOPlan
+from ..progress import progress
 
 STORE_FORMAT = "flashsim-weight-store"
 STORE_FORMAT_VERSION = 1
@@ -184,7 +185,8 @@ def build_store(ckpt: Any, layout: Layout, out: str | os.PathLike, *,
     layers = []
     with atomic_write(out, "wb") as handle:
         pos = 0
-        for l, w in enumerate(ckpt.layers):
+        for l, w in progress(enumerate(ckpt.layers), total=len(ckpt.layers), unit="layer",
+                             desc=f"store {out.name}"):
             lo = int(placement.layer_offset_bytes[l])
             if lo > pos:
                 handle.write(bytes(lo - pos))
@@ -218,8 +220,9 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def store_for(ckpt: Any, layout: Layout, folder: str | os.PathLike,
-              geometry: ModelGeometry | None = None) -> WeightStore:
-    """The store of `layout` in `folder` (named by model, kind and digest), built if missing."""
+              geometry: ModelGeometry | None = None, *, build: bool = True) -> WeightStore:
+    """The store of `layout` in `folder` (named by model, kind and digest), built if missing
+    (with `build`; else a missing store is an InputError)."""
     g = geometry or ckpt.geometry
     placement = layout.placement(g)
     folder = Path(folder)
@@ -230,4 +233,8 @@ def store_for(ckpt: Any, layout: Layout, folder: str | os.PathLike,
         store = WeightStore.open(path)
         if store.digest == placement.digest():
             return store
+    if not build:
+        raise InputError(f"no store of layout {layout.name!r} in the folder", file=path,
+                         key="store", expected="a store built earlier, or --build-stores "
+                                               "(build_stores=True) to build it")
     return build_store(ckpt, layout, path, placement=placement)

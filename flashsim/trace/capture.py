@@ -31,13 +31,14 @@ from .format import ActivationTrace
 def capture_trace(model_dir: str | os.PathLike | None = None, prompt_text: str = "",
                   n_tokens: int = 256, *, top_p: float | None = 0.9, seed: int = 0,
                   threshold: float | None = None, prompt_tokens: int | None = None,
-                  quiet: bool = False, predictors: str | os.PathLike | None = None,
+                  quiet: bool | None = None, predictors: str | os.PathLike | None = None,
                   prompt_source: str | None = None) -> ActivationTrace:
     """Run the sparse decode on `prompt_text` (BOS + its first tokens, `prompt_tokens` in all
     counting the BOS, or the whole text) and
     `n_tokens` generated tokens (nucleus top_p, or greedy when None), recording neuron sets.
 
     `predictors` defaults to `<model_dir>/predictors.safetensors`; `threshold` to theirs.
+    `quiet`: False shows a bar on a terminal; None (default) only inside the CLI.
     """
     check_request(prompt_text, n_tokens)
     if prompt_tokens is not None and (isinstance(prompt_tokens, bool) or prompt_tokens <= 0):

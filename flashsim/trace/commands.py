@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import add_json_flag, emit, table
 from ..errors import InputError
 
@@ -20,13 +21,18 @@ def register(subparsers: Any) -> None:
     cap = sub.add_parser("capture", help="run the sparse OPT on a prompt and record a trace")
     cap.add_argument("--model", default=None, help="HF OPT folder (default: bundled opt-mini)")
     cap.add_argument("--prompt-file", required=True, help="text file whose start is the prompt")
-    cap.add_argument("--prompt-tokens", type=int, default=128,
+    cap.add_argument("--prompt-tokens", type=cliargs.count("--prompt-tokens", maximum=1 << 20),
+                     default=128,
                      help="prompt length in tokens taken from the file (default 128)")
-    cap.add_argument("--tokens", type=int, required=True, help="tokens to generate")
-    cap.add_argument("--out", required=True, help="trace file to write")
-    cap.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling p (default 0.9)")
-    cap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    cap.add_argument("--threshold", type=float, default=None,
+    cap.add_argument("--tokens", type=cliargs.count("--tokens", maximum=1 << 20), required=True,
+                     help="tokens to generate")
+    cap.add_argument("--out", type=cliargs.out_file("--out"), required=True,
+                     help="trace file to write")
+    cap.add_argument("--top-p", type=cliargs.probability("--top-p"), default=0.9,
+                     help="nucleus sampling p (default 0.9)")
+    cap.add_argument("--seed", type=cliargs.seed("--seed"), default=0,
+                     help="sampling seed (default 0)")
+    cap.add_argument("--threshold", type=cliargs.probability("--threshold"), default=None,
                      help="predictor threshold (default: the model's, 0.5)")
     add_json_flag(cap)
     cap.set_defaults(func=cmd_capture)
@@ -38,7 +44,8 @@ def register(subparsers: Any) -> None:
     st.add_argument("--include-prompt", action="store_true",
                     help="count prompt tokens too (default: generated tokens only)")
     st.add_argument("--no-coactivation", action="store_true", help="skip the closest-friend analysis")
-    st.add_argument("--hot-fraction", type=float, default=0.01,
+    st.add_argument("--hot-fraction", type=cliargs.number("--hot-fraction", above=0.0,
+                                                          maximum=1.0), default=0.01,
                     help="share of neurons counted as hottest (default 0.01)")
     add_json_flag(st)
     st.set_defaults(func=cmd_stats)
@@ -54,11 +61,15 @@ def register(subparsers: Any) -> None:
                      help="real trace to fit the structure to (default: bundled opt-mini-train)")
     syn.add_argument("--geometry", default="opt-6.7b", help="'opt-6.7b' or "
                      "N_LAYERS,D_MODEL,D_FFN,DTYPE_BYTES (default opt-6.7b)")
-    syn.add_argument("--tokens", type=int, default=384, help="tokens to generate (default 384)")
-    syn.add_argument("--prompt-tokens", type=int, default=128,
+    syn.add_argument("--tokens", type=cliargs.count("--tokens", maximum=1 << 20), default=384,
+                     help="tokens to generate (default 384)")
+    syn.add_argument("--prompt-tokens",
+                     type=cliargs.count("--prompt-tokens", minimum=0, maximum=1 << 20),
+                     default=128,
                      help="leading tokens marked as prompt (default 128)")
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--out", required=True, help="trace file to write (name it *synthetic*)")
+    syn.add_argument("--seed", type=cliargs.seed("--seed"), default=0)
+    syn.add_argument("--out", type=cliargs.out_file("--out"), required=True,
+                     help="trace file to write (name it *synthetic*)")
     add_json_flag(syn)
     syn.set_defaults(func=cmd_synth)
 

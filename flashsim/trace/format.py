@@ -13,12 +13,12 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_write
+from ..data import resolve_trace
 from ..errors import InputError
 from ..geometry import ModelGeometry, NeuronSets
 
@@ -129,8 +129,9 @@ class ActivationTrace:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ActivationTrace:
-        """Read a trace; a missing, corrupt, foreign or other-version file is an InputError."""
-        p = Path(path)
+        """Read a trace file, or a bundled trace by name (`opt-mini-ref`); a missing, corrupt,
+        foreign or other-version file is an InputError."""
+        p = resolve_trace(path)
         if not p.is_file():
             raise InputError("trace file does not exist", file=p)
         try:
@@ -150,16 +151,19 @@ class ActivationTrace:
                              f"reads version {TRACE_FORMAT_VERSION}", file=p, key="version")
         if _checksum(arrays) != meta.get("sha256"):
             raise InputError("corrupt trace: checksum mismatch", file=p, key="sha256")
-        g = ModelGeometry(**meta["geometry"])
-        active = [NeuronSets(arrays[f"active_ptr_{l}"], arrays[f"active_ids_{l}"].astype(np.int32))
-                  for l in range(g.n_layers)]
-        predicted = None
-        if meta["has_predicted"]:
-            predicted = [NeuronSets(arrays[f"predicted_ptr_{l}"],
-                                    arrays[f"predicted_ids_{l}"].astype(np.int32))
-                         for l in range(g.n_layers)]
+        g, has_predicted = _checked_meta(meta, p)
+        tokens = _checked_tokens(arrays, meta, p)
+        sets = {name: [_checked_sets(arrays, f"{name}_", layer, len(tokens), g.d_ffn, p)
+                       for layer in range(g.n_layers)]
+                for name in ("active", "predicted") if name == "active" or has_predicted}
+        extra = sorted(set(arrays) - {"token_ids"}
+                       - {f"{n}_{k}_{l}" for n in sets for k in ("ptr", "ids")
+                          for l in range(g.n_layers)})
+        if extra:
+            raise InputError(f"arrays {', '.join(extra[:3])} do not belong to a trace of "
+                             f"{g.n_layers} layers", file=p, key="geometry.n_layers")
         try:
-            return cls(g, arrays["token_ids"], meta["n_prompt_tokens"], active, predicted,
+            return cls(g, tokens, meta["n_prompt_tokens"], sets["active"], sets.get("predicted"),
                        meta.get("meta", {}))
         except ValueError as exc:
             raise InputError(str(exc), file=p) from None
@@ -181,3 +185,85 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
         digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
+
+
+GEOMETRY_LIMITS = {"n_layers": 1 << 12, "d_model": 1 << 20, "d_ffn": 1 << 24, "dtype_bytes": 8}
+"""Largest value of each geometry key a trace may hold (neuron ids are int32, a weight at most
+8 bytes); beyond these a value is damage, not a model."""
+
+
+def _checked_meta(meta: dict[str, Any], p: os.PathLike) -> tuple[ModelGeometry, bool]:
+    """The geometry and whether predicted sets are stored, each key checked for its type and
+    range: a trace whose checksum holds can still carry metadata no flashsim wrote."""
+    geometry = meta.get("geometry")
+    if not isinstance(geometry, dict):
+        raise InputError("missing or not a mapping", file=p, key="geometry",
+                         expected="name, n_layers, d_model, d_ffn, dtype_bytes")
+    unknown = sorted(set(geometry) - {"name", *GEOMETRY_LIMITS})
+    if unknown:
+        raise InputError(f"unknown key {unknown[0]!r}", file=p, key="geometry",
+                         expected="name, n_layers, d_model, d_ffn, dtype_bytes")
+    if not isinstance(geometry.get("name"), str):
+        raise InputError("missing or not a string", file=p, key="geometry.name")
+    for key, limit in GEOMETRY_LIMITS.items():
+        _whole(geometry.get(key), 1, limit, p, f"geometry.{key}")
+    _whole(meta.get("n_prompt_tokens"), 0, None, p, "n_prompt_tokens")
+    if not isinstance(meta.get("has_predicted"), bool):
+        raise InputError(f"{meta.get('has_predicted')!r}", file=p, key="has_predicted",
+                         expected="true or false")
+    if not isinstance(meta.get("meta", {}), dict):
+        raise InputError("not a mapping", file=p, key="meta")
+    return ModelGeometry(**geometry), meta["has_predicted"]
+
+
+def _whole(value: Any, low: int, high: int | None, p: os.PathLike, key: str) -> int:
+    """`value` as an int in [low, high]; a missing key, a bool, a float or text is refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low \
+            or (high is not None and value > high):
+        span = f"a whole number ≥ {low}" if high is None else f"a whole number {low} to {high}"
+        problem = "missing" if value is None else f"{value!r} is not valid"
+        raise InputError(problem, file=p, key=key, expected=span)
+    return value
+
+
+def _array(arrays: dict[str, np.ndarray], name: str, p: os.PathLike) -> np.ndarray:
+    """The 1-D integer array `name`, or an InputError naming it."""
+    a = arrays.get(name)
+    if a is None:
+        raise InputError("array is missing", file=p, key=name,
+                         expected="one ptr and one ids array per layer (geometry.n_layers)")
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise InputError(f"{a.ndim}-D {a.dtype} array", file=p, key=name,
+                         expected="a 1-D integer array")
+    return a
+
+
+def _checked_tokens(arrays: dict[str, np.ndarray], meta: dict[str, Any], p: os.PathLike) -> np.ndarray:
+    tokens = _array(arrays, "token_ids", p)
+    if meta["n_prompt_tokens"] > len(tokens):
+        raise InputError(f"{meta['n_prompt_tokens']} prompt tokens of {len(tokens)}", file=p,
+                         key="n_prompt_tokens", expected="at most the number of tokens")
+    return tokens
+
+
+def _checked_sets(arrays: dict[str, np.ndarray], prefix: str, layer: int, n_tokens: int,
+                  d_ffn: int, p: os.PathLike) -> NeuronSets:
+    """One layer's CSR sets: a ptr of n_tokens + 1 entries from 0 to len(ids), never
+    decreasing; ids in [0, d_ffn), strictly increasing within each token."""
+    ptr = _array(arrays, f"{prefix}ptr_{layer}", p).astype(np.int64)
+    ids = _array(arrays, f"{prefix}ids_{layer}", p)
+    if len(ptr) != n_tokens + 1 or ptr[0] != 0 or ptr[-1] != len(ids) or np.any(np.diff(ptr) < 0):
+        raise InputError(f"broken index ({len(ptr)} entries for {n_tokens} tokens)", file=p,
+                         key=f"{prefix}ptr_{layer}",
+                         expected=f"{n_tokens + 1} non-decreasing offsets from 0 to {len(ids)}")
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= d_ffn):
+        raise InputError(f"neuron ids outside [0, {d_ffn})", file=p, key=f"{prefix}ids_{layer}")
+    ids = ids.astype(np.int32)
+    step = np.diff(ids.astype(np.int64))
+    starts = ptr[1:-1]  # a token's first id may be below its predecessor's last
+    inside = np.ones(len(step), dtype=bool)
+    inside[starts[(starts > 0) & (starts < len(ids))] - 1] = False
+    if np.any(step[inside] <= 0):
+        raise InputError("neuron ids of a token are unsorted or repeated", file=p,
+                         key=f"{prefix}ids_{layer}", expected="strictly increasing ids per token")
+    return NeuronSets(ptr, ids)

@@ -7,13 +7,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import cliargs
 from ..cliutil import add_json_flag, emit, table
+from ..data import resolve_device
 from ..errors import InputError
 from ..figures import figure_format
 from ..loader.commands import add_layout_args, load_trace, make_layout_from_args
 from ..loader.store import WeightStore
 from ..trace.format import ActivationTrace
-from ..units import format_size, parse_int_list, parse_size
+from ..units import format_size, parse_int_list
 from .e2e_spec import DEFAULT_E2E_LAYOUTS, DEFAULT_E2E_TOKENS
 from .fio_export import export_fio
 from .report import write_report
@@ -28,28 +30,37 @@ def register(subparsers: Any) -> None:
     val.add_argument("--trace", help="activation trace (default: the bundled reference trace)")
     val.add_argument("--store", required=True,
                      help="a store file (used for every layout), or a folder where each "
-                          "layout's store is built on first use and reused (--end-to-end: "
+                          "layout's store is (built there with --build-stores; --end-to-end: "
                           "a folder)")
+    val.add_argument("--build-stores", action="store_true",
+                     help="build the layouts' stores that --store lacks (default: a missing "
+                          "store is an error)")
     val.add_argument("--model", help="model folder for building stores (default: bundled)")
     val.add_argument("--device", help="device profile YAML (not needed with --calibrate)")
     val.add_argument("--layouts", default=None,
                      help=f"comma-separated layouts (default {DEFAULT_VALIDATE_LAYOUTS}; "
                           f"with --end-to-end {','.join(DEFAULT_E2E_LAYOUTS)})")
-    val.add_argument("--qd", default="1,8,32", help="queue depths (default 1,8,32)")
-    val.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    val.add_argument("--tokens", type=int, default=None,
+    val.add_argument("--qd", type=cliargs.queue_depths("--qd"), default="1,8,32",
+                     help="queue depths (default 1,8,32)")
+    val.add_argument("--reps", type=cliargs.count("--reps", maximum=1000), default=3,
+                     help="repetitions (default 3)")
+    val.add_argument("--tokens", type=cliargs.count("--tokens", maximum=1 << 20), default=None,
                      help="first N generated tokens only (with --end-to-end: tokens generated "
                           f"per decode, default {DEFAULT_E2E_TOKENS})")
     val.add_argument("--calibrate", action="store_true",
                      help="measure a quick profile now (chunks/QDs matched to the plans)")
-    val.add_argument("--calibration-size", type=lambda t: parse_size(t, key="--calibration-size"),
-                     default=1 << 30, help="calibration data file size (default 1GiB)")
+    val.add_argument("--calibration-size",
+                     type=cliargs.size("--calibration-size", maximum=1 << 44), default=1 << 30,
+                     help="calibration data file size (default 1GiB)")
     val.add_argument("--calibrate-on", choices=("file", "store"), default="file",
                      help="calibrate on a fresh random-data file (default) or over the "
                           "largest store (the extent the plans read)")
-    val.add_argument("--calibration-duration", type=float, default=0.5,
+    val.add_argument("--calibration-duration",
+                     type=cliargs.number("--calibration-duration", above=0.0, maximum=3600.0),
+                     default=0.5,
                      help="seconds per calibration point and repetition (default 0.5)")
-    val.add_argument("--calibration-pieces", type=int, default=None,
+    val.add_argument("--calibration-pieces",
+                     type=cliargs.count("--calibration-pieces", maximum=1000), default=None,
                      help="measure each calibration point in this many shorter pieces per "
                           "repetition, dealt out apart (default: spec.CALIBRATION_PIECES, 4)")
     val.add_argument("--calibration-batch-reads", default="1,4,16,64",
@@ -69,12 +80,20 @@ def register(subparsers: Any) -> None:
                      default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     val.add_argument("--set", dest="which", choices=("predicted", "active"), default="predicted")
     val.add_argument("--train-trace", help="trace the co-activation layouts learn from")
-    val.add_argument("--report", help="write a figure (.png) or a page (.html)")
+    val.add_argument("--report", type=cliargs.out_file("--report"),
+                     help="write a figure (.png) or a page (.html)")
     val.add_argument("--allow-page-cache", action="store_true")
-    val.add_argument("--batch-gap-us", type=float, default=None,
+    val.add_argument("--batch-gap-us",
+                     type=cliargs.number("--batch-gap-us", minimum=0.0, maximum=1e7),
+                     default=None,
                      help="leave the device idle this long before every (token, layer) batch "
                           "(busy wait), as the decode's compute does (default: none)")
     add_end_to_end_args(val)
+    mm = val.add_argument_group("mmap rows (--layouts mmap-sparse,mmap-dense)")
+    mm.add_argument("--budgets", default=None,
+                    help="page-cache budgets of the mmap rows, e.g. 1m,2m,none (default none)")
+    mm.add_argument("--mmap-advice", choices=("normal", "random"), default="normal",
+                    help="madvise of the mapping: normal (the disk's read-around) or random")
     add_json_flag(val)
     val.set_defaults(func=cmd_validate)
     register_export_fio(subparsers)
@@ -86,8 +105,10 @@ def register_export_fio(subparsers: Any) -> None:
     e.add_argument("--trace", help="activation trace (default: the bundled reference trace)")
     add_layout_args(e, "windowed+bundled")
     e.add_argument("--store", required=True, help="the layout's store file (the reads' target)")
-    e.add_argument("--out", required=True, help="folder for plan.fio and plan.iolog")
-    e.add_argument("--qd", type=int, default=32, help="iodepth (default 32)")
+    e.add_argument("--out", type=cliargs.out_dir("--out"), required=True,
+                   help="folder for plan.fio and plan.iolog")
+    e.add_argument("--qd", type=cliargs.queue_depth("--qd"), default=32,
+                   help="iodepth (default 32)")
     e.add_argument("--ioengine", default="libaio", choices=("libaio", "io_uring"))
     e.add_argument("--target", help="file name written into the iolog (default: the store's "
                                      "absolute path; set it for another machine)")
@@ -113,17 +134,20 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
                      help="run the real sparse decode from flash and compare its per-token "
                           "I/O, memory, compute and total with the simulator")
     e2e.add_argument("--prompt-file", help="text file with the prompt (--end-to-end)")
-    e2e.add_argument("--prompt-tokens", type=int, default=None,
+    e2e.add_argument("--prompt-tokens", type=cliargs.count("--prompt-tokens", maximum=1 << 20),
+                     default=None,
                      help="cut the prompt to its first N tokens (default: the whole file)")
-    e2e.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
-    e2e.add_argument("--top-p", type=float, default=None,
+    e2e.add_argument("--seed", type=cliargs.seed("--seed"), default=None,
+                     help="sampling seed (default 0)")
+    e2e.add_argument("--top-p", type=cliargs.probability("--top-p"), default=None,
                      help="nucleus p (default 0.9; 0: greedy)")
     e2e.add_argument("--merge-gap", default=None,
                      help="merge reads at most this far apart: auto (default: the device's "
                           "break-even gap at each QD, as simulate) or a size such as 0 or 8k")
-    e2e.add_argument("--block", type=lambda t: parse_size(t, key="--block"), default=None,
+    e2e.add_argument("--block", type=cliargs.size("--block", maximum=64 << 20, power_of_two=True),
+                     default=None,
                      help="read alignment (default 4k)")
-    e2e.add_argument("--memcpy-gb-s", type=float, default=None,
+    e2e.add_argument("--memcpy-gb-s", type=cliargs.rate("--memcpy-gb-s"), default=None,
                      help="memory model: fix the memcpy bandwidth (default: measured)")
 
 
@@ -162,10 +186,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     names = [n.strip() for n in (args.layouts or DEFAULT_VALIDATE_LAYOUTS).split(",")
              if n.strip()]
     qds = parse_int_list(args.qd, key="--qd")
+    if any(n.startswith("mmap-") for n in names):
+        from .mmap import cmd_validate_mmap
+        return cmd_validate_mmap(args, names, qds)
     if args.device is None and not args.calibrate:
         raise InputError("no device profile", key="--device",
                          expected="--device PROFILE.yaml or --calibrate")
-    if args.device is not None and not Path(args.device).is_file() and not args.calibrate:
+    if args.device is not None and not resolve_device(args.device).is_file() \
+            and not args.calibrate:
         raise InputError("device profile does not exist", file=args.device)
     if args.report and Path(args.report).suffix.lower() not in (".png", ".html"):
         raise InputError("unsupported report type", key="--report",
@@ -178,7 +206,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         {"calibration_pieces": args.calibration_pieces}
     if args.batch_gap_us:
         pieces["batch_gap_s"] = args.batch_gap_us * 1e-6
-    result = validate(trace, names, qds, store=args.store, model_dir=args.model,
+    result = validate(trace, names, qds, store=args.store, build_stores=args.build_stores,
+                      model_dir=args.model,
                       profile=args.device, calibrate=args.calibrate, reps=args.reps,
                       tokens=args.tokens, model_engine=args.model_engine,
                       with_fio=args.with_fio, train_trace=train, which=args.which,
@@ -242,6 +271,7 @@ def end_to_end_options(args: argparse.Namespace) -> dict:
     batch_reads = () if args.calibration_batch_reads.strip().lower() in ("none", "") else \
         parse_int_list(args.calibration_batch_reads, key="--calibration-batch-reads")
     return {**opts, "qds": parse_int_list(args.qd, key="--qd"), "store": args.store,
+            "build_stores": args.build_stores,
             "model_dir": args.model, "profile": args.device, "calibrate": args.calibrate,
             "reps": args.reps, "model_engine": args.model_engine,
             "calibration_bytes": args.calibration_size, "calibrate_on": args.calibrate_on,
@@ -257,7 +287,7 @@ def cmd_end_to_end(args: argparse.Namespace) -> int:
 
     if args.prompt_file is None:
         raise InputError("no prompt", key="--prompt-file", expected="--prompt-file FILE")
-    if args.device is not None and not Path(args.device).is_file():
+    if args.device is not None and not resolve_device(args.device).is_file():
         raise InputError("device profile does not exist", file=args.device)
     if args.report:
         figure_format(args.report, key="--report")

@@ -1,6 +1,7 @@
 """What an end-to-end run decodes: the prompt (cut to its tokens), one layout object per row
 (layout × QD: the merge gap is resolved at the row's QD, as `simulate` resolves it), and
-the store each layout reads (one per placement, built on first use in the store folder)."""
+the store each layout reads (one per placement in the store folder; `build_stores` builds
+the missing ones)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..model.tokenizer import load_tokenizer, prompt_ids
 from ..trace.format import ActivationTrace
 from .e2e_spec import EndToEndSpec
 from .schedule import RowKey
+from .stores import store_folder
 
 DEFAULT_BLOCK_BYTES = 4096
 """Read alignment when the spec gives none: the layouts' own default."""
@@ -74,14 +76,16 @@ def row_layouts(spec: EndToEndSpec, params: Any, train_trace: ActivationTrace | 
 
 def open_stores(spec: EndToEndSpec, ckpt: Checkpoint, layouts: dict[RowKey, Layout]
                 ) -> list[WeightStore]:
-    """One store per layout name (the merge gap does not move a neuron), built on first use."""
+    """One store per layout name (the merge gap does not move a neuron), built on first use
+    with `build_stores`."""
     folder = Path(spec.store)
-    if folder.exists() and not folder.is_dir():
+    if folder.is_file():
         raise InputError("not a folder", file=folder, key="store",
                          expected="a folder for the layouts' stores")
-    folder.mkdir(parents=True, exist_ok=True)
+    store_folder(folder, spec.build_stores)
     first = {i: layouts[(i, q)] for (i, q) in reversed(list(layouts))}
-    return [store_for(ckpt, first[i], folder, ckpt.geometry) for i in range(len(spec.layouts))]
+    return [store_for(ckpt, first[i], folder, ckpt.geometry, build=spec.build_stores)
+            for i in range(len(spec.layouts))]
 
 
 def prepare(spec: EndToEndSpec, train_trace: ActivationTrace | None = None) -> EndToEndSetup:

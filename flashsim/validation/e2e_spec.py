@@ -29,6 +29,8 @@ class EndToEndSpec(CalibrationOptions):
     layouts: list[str] = Field(default_factory=lambda: list(DEFAULT_E2E_LAYOUTS))
     qds: list[int] = Field(default_factory=lambda: [1, 8, 32])
     store: Path
+    build_stores: bool = False
+    """Build the layouts' stores that the `store` folder lacks; else a missing one is an error."""
     tokens: int = DEFAULT_E2E_TOKENS
     prompt_tokens: int | None = None
     """Cut the prompt to its first this many tokens (BOS included); None: the whole text."""

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from ..config import SizeBytes, StrictModel, validate_model
+from ..units import MAX_QUEUE_DEPTH
 
 DEFAULT_CALIBRATION_BYTES = 1 << 30
 """Size of the random-data calibration file (`calibrate_on="file"`)."""
@@ -34,10 +35,15 @@ def _at_least_one(value: Any, problem: str, expected: str) -> int:
 
 
 def queue_depths(qds: Any) -> list[int]:
-    """A non-empty list of queue depths, each an integer ≥ 1 (a ValueError for pydantic)."""
+    """A non-empty list of queue depths, each an integer from 1 to MAX_QUEUE_DEPTH (a
+    ValueError for pydantic)."""
+    expected = f"integers from 1 to {MAX_QUEUE_DEPTH}"
     if isinstance(qds, (str, bytes)) or not qds:
-        raise ValueError(f"queue depths {qds!r} (expected integers ≥ 1)")
-    return [_at_least_one(q, f"queue depths {list(qds)}", "integers ≥ 1") for q in qds]
+        raise ValueError(f"queue depths {qds!r} (expected {expected})")
+    out = [_at_least_one(q, f"queue depths {list(qds)}", expected) for q in qds]
+    if max(out) > MAX_QUEUE_DEPTH:
+        raise ValueError(f"queue depths {out} (expected {expected})")
+    return out
 
 
 class CalibrationOptions(StrictModel):
@@ -51,6 +57,9 @@ class CalibrationOptions(StrictModel):
     calibrate_on: Literal["file", "store"] = "file"
     calibration_duration_s: float = Field(default=0.5, gt=0.0)
     quick_fit: bool = False
+    correction: Literal["auto", "measured-residual", "none"] = "auto"
+    """The calibrated profile's correction (device/residual.py; auto: kept where it lowers the
+    cross-validated error); a given profile keeps its own."""
     calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
     calibration_pieces: int = CALIBRATION_PIECES
     allow_page_cache: bool = False
@@ -79,6 +88,8 @@ class ValidationSpec(CalibrationOptions):
     layouts: list[str]
     qds: list[int]
     store: Path
+    build_stores: bool = False
+    """Build the layouts' stores that `store` (a folder) lacks; else a missing one is an error."""
     model_dir: Path | None = None
     reps: int = 3
     tokens: int | None = Field(default=None, ge=1)

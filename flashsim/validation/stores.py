@@ -1,5 +1,5 @@
-"""The weight store each layout's plan is read from: one given file, or a folder where each
-layout's store is built on first use (named by placement digest) and reused later."""
+"""The weight store each layout's plan is read from: one given file, or a folder holding each
+layout's store (named by placement digest), built there only when asked (`build_stores`)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,25 @@ def open_stores(spec: ValidationSpec, trace: ActivationTrace, layouts: list[Layo
     if path.is_file():
         stores = Stores([WeightStore.open(path)] * len(plans), path.parent)
     else:
-        if path.exists() and not path.is_dir():
-            raise InputError("not a file or folder", file=path)
-        path.mkdir(parents=True, exist_ok=True)
+        store_folder(path, spec.build_stores)
         ckpt = load_checkpoint(spec.model_dir)
-        stores = Stores([store_for(ckpt, lay, path, trace.geometry) for lay in layouts], path)
+        stores = Stores([store_for(ckpt, lay, path, trace.geometry, build=spec.build_stores)
+                         for lay in layouts], path)
     model_sha = trace.meta.get("model_sha256")
     for store, plan in zip(stores.stores, plans):
         store.check_plan(plan, model_sha256=model_sha)
     return stores
+
+
+def store_folder(path: Path, build_stores: bool) -> Path:
+    """The folder of the layouts' stores: it must exist unless `build_stores` (then it is
+    made), so a mistyped --store is an error, not a fresh folder and a build."""
+    if path.exists() and not path.is_dir():
+        raise InputError("not a store file or folder", file=path, key="store")
+    if not path.exists():
+        if not build_stores:
+            raise InputError("store does not exist", file=path, key="store",
+                             expected="an existing store file or folder, or --build-stores "
+                                      "(build_stores=True) to build the layouts' stores there")
+        path.mkdir(parents=True, exist_ok=True)
+    return path
