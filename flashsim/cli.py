@@ -19,6 +19,7 @@ import sys
 from . import __version__
 from .cliutil import OneLineParser
 from .errors import InputError
+from .progress import progress_shown
 
 COMMAND_MODULES = (
     "flashsim.device.commands",
@@ -28,6 +29,8 @@ COMMAND_MODULES = (
     "flashsim.loader.commands",
     "flashsim.validation.commands",
     "flashsim.sweep.commands",
+    "flashsim.advise.commands",
+    "flashsim.notebooks",
 )
 
 
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     short message on a bug, quietly on a closed pipe, else the handler's code."""
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        with progress_shown(not getattr(args, "json", False)):  # bars: never under --json
+            return int(args.func(args) or 0)
     except InputError as exc:
         sys.stderr.write(f"flashsim: error: {exc}\n")
         return 2

@@ -33,6 +33,7 @@ from ..model.sampling import next_token
 from ..model.sparse import SparseFFN
 from ..model.tokenizer import load_tokenizer, prompt_ids
 from ..model.weights import DRAMWeightSource
+from ..progress import progress
 from .compute_model import ComputeModel, PartCost
 from .robust import lad_fit
 
@@ -91,7 +92,8 @@ def time_decode(model_dir: str | os.PathLike | None = None, *,
     parts: list[dict[str, float]] = []
     total, neurons, sampled = np.zeros(n_steps), [], np.zeros(n_steps, bool)
     token = ids[0]
-    for step in range(n_steps):
+    for step in progress(range(n_steps), total=n_steps, desc="compute calibration",
+                         unit="token"):
         sampled[step] = step + 1 >= len(ids)
         for timed in ((True, False) if step % 2 else (False, True)):  # alternate the order
             model.timer = ffn.timer = timer if timed else NO_TIMER

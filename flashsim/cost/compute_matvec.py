@@ -19,6 +19,7 @@ from ..geometry import ModelGeometry
 from ..model.opt import layer_norm
 from ..model.predictor import standardize
 from ..model.sampling import sample_top_p
+from ..progress import progress
 from .compute_model import ComputeModel, PartCost
 from .robust import lad_fit
 
@@ -50,12 +51,15 @@ def calibrate_matvec(geometry: ModelGeometry, repeats: int = 30) -> ComputeModel
     x = rng.standard_normal((1, d), dtype=np.float32)
     ln_w, ln_b = np.ones(d, np.float32), np.zeros(d, np.float32)
     proj = rng.standard_normal((4, d, d), dtype=np.float32)
-    parts = [PartCost("layer_norms", "layer", 2 * _median_s(lambda: layer_norm(x, ln_w, ln_b),
-                                                            repeats)),
-             PartCost("projections", "layer", _median_s(lambda: [x @ w.T for w in proj],
-                                                        repeats)),
-             _attention(d, repeats, rng), _predictor(d, f, repeats, rng),
-             _ffn(d, f, repeats, rng), _lm_head(d, repeats, rng)]
+    timings = [  # one thunk per part, so a bar can follow them (seconds each at 6.7B shapes)
+        lambda: PartCost("layer_norms", "layer",
+                         2 * _median_s(lambda: layer_norm(x, ln_w, ln_b), repeats)),
+        lambda: PartCost("projections", "layer",
+                         _median_s(lambda: [x @ w.T for w in proj], repeats)),
+        lambda: _attention(d, repeats, rng), lambda: _predictor(d, f, repeats, rng),
+        lambda: _ffn(d, f, repeats, rng), lambda: _lm_head(d, repeats, rng)]
+    parts = [timed() for timed in progress(timings, total=len(timings), unit="part",
+                                           desc=f"compute calibration ({geometry.name})")]
     source = (f"matvec: the decode's parts as numpy at the exact shapes of {geometry.name}; "
               f"assumed: head size {_head_dim(d)}, predictor rank {PREDICTOR_RANK}, vocab "
               f"{VOCAB} (LM head timed on {LM_HEAD_ROWS} rows, scaled)")
