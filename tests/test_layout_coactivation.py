@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
+from flashsim.errors import InputError
 from flashsim.geometry import ModelGeometry, NeuronSets
-from flashsim.layout.coactivation import closest_friends, friend_read_units, seriate
+from flashsim.layout.coactivation import (
+    closest_friends,
+    friend_read_units,
+    path_order,
+    seriate,
+)
 from flashsim.layout.placement import bundled_placement
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
@@ -92,3 +98,52 @@ def test_placements_agree_with_their_digest_and_order():
     assert a.digest() != b.digest()
     assert a.fc1_offset_bytes[0, 15] == 0 and a.fc2_offset_bytes[0, 15] == 4096
     assert a.file_bytes == 16 * REC
+
+
+def paired_sets(seed=0, n_tokens=80):
+    """Tokens built from pairs that always co-activate, each pair in ~30 % of the tokens."""
+    rng = np.random.default_rng(seed)
+    pairs = [(0, 7), (3, 12), (5, 9), (2, 14), (6, 11), (1, 13)]
+    sets = []
+    for _ in range(n_tokens):
+        s = set()
+        for a, b in pairs:
+            if rng.random() < 0.3:
+                s |= {a, b}
+        sets.append(sorted(s) or [0, 7])
+    return pairs, NeuronSets.from_lists(sets)
+
+
+def test_path_puts_each_always_co_activated_pair_side_by_side():
+    pairs, sets = paired_sets()
+    order = seriate(sets, 16, method="path", hot_threshold=0.9)
+    assert sorted(order.tolist()) == list(range(16))  # a permutation
+    pos = np.argsort(order)
+    for a, b in pairs:
+        assert abs(pos[a] - pos[b]) == 1, (a, b, order)
+    never = [4, 8, 10, 15]
+    assert sorted(pos[never].tolist()) == list(range(12, 16))
+    again = seriate(sets, 16, method="path", hot_threshold=0.9)
+    assert np.array_equal(order, again)  # deterministic
+
+
+def test_path_walk_starts_at_the_most_active_and_restarts_when_stuck():
+    sets = NeuronSets.from_lists([[4, 5], [4, 5], [4, 5], [1, 2], [1, 2], [0]])
+    order = path_order(sets, np.arange(6), 6)
+    assert order[:2].tolist() in ([4, 5], [5, 4])  # 4 and 5 are the most active pair
+    assert sorted(order.tolist()) == list(range(6))
+    pos = np.argsort(order)
+    assert abs(pos[1] - pos[2]) == 1
+
+
+def test_path_layout_is_registered_and_reads_a_pair_in_one_read():
+    pairs, sets = paired_sets(1)
+    train = trace([sets[t].tolist() for t in range(len(sets))])
+    layout = make_layout("coactivation-path", train_trace=train)
+    assert layout.order_method == "path"
+    plan = layout.plan(trace([[0], [3, 12], [5, 9, 2, 14]], n_prompt=1))
+    assert plan.reads_per_token().tolist()[0] == 1
+    assert make_layout("windowed+coactivation", order_method="path",
+                       train_trace=train).order_method == "path"
+    with pytest.raises(InputError):
+        seriate(sets, 16, method="walk")

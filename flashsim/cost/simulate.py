@@ -54,7 +54,8 @@ def _memory(plan: IOPlan, model: MemoryModel | None, fixed_bw: float | None, bw:
     management to calibrate: their bytes moved go over the memcpy bandwidth.
     """
     layout_cls = LAYOUTS.get(plan.layout, (None,))[0]
-    dense = bool(getattr(layout_cls, "dense_ffn", False))
+    dense = bool(getattr(layout_cls, "dense_ffn", False)
+                 or getattr(layout_cls, "memcpy_memory", False))  # mmap: rows copied out
     if model is None and not fixed_bw and not dense:
         model = calibrate_memory(plan.geometry)
     if model is not None and not dense:

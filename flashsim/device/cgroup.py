@@ -119,3 +119,74 @@ class BlkioGroup:
                 if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+
+
+# ---- memory: a page-cache budget ----------------------------------------------------------
+
+def memory_root(mounts: str | os.PathLike = MOUNTS) -> Path:
+    """Mount point of the cgroup v1 hierarchy with the memory controller; InputError (one
+    line) when not root or there is none: a budget needs `memory.limit_in_bytes`."""
+    if os.geteuid() != 0:
+        raise InputError("a memory cgroup needs root", key="budget",
+                         expected="run as root (cgroup v1 memory.limit_in_bytes)")
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4 and parts[2] == "cgroup" and "memory" in parts[3].split(","):
+            return Path(parts[1].replace("\\040", " "))
+    raise InputError("no cgroup v1 memory hierarchy is mounted", file=mounts,
+                     expected="a 'cgroup ... memory' line (mount -t cgroup -o memory ...)")
+
+
+class MemoryGroup(BlkioGroup):
+    """A new memory cgroup `name` under `root`: its limit charges the page cache of the reads
+    its processes cause (and their own memory); `remove()` moves them out and rmdirs it."""
+
+    def create(self) -> None:  # type: ignore[override]
+        """mkdir the group, no limit yet (InputError if it exists: in use)."""
+        try:
+            self.dir.mkdir()
+        except FileExistsError:
+            raise InputError("cgroup exists: in use, or left by a killed run", file=self.dir,
+                             expected="no such group (rmdir it)") from None
+        except OSError as exc:
+            raise InputError(f"cannot create cgroup: {exc.strerror}", file=self.dir) from None
+
+    def join(self, pid: int) -> None:
+        """Move process `pid` into the group: what it charges from now on counts here."""
+        self.procs_file.write_text(f"{int(pid)}\n")
+
+    def set_limit(self, limit_bytes: int) -> None:
+        self._write("memory.limit_in_bytes", str(int(limit_bytes)))
+
+    def usage_bytes(self) -> int:
+        return int((self.dir / "memory.usage_in_bytes").read_text())
+
+    def oom_kills(self) -> int:
+        """Processes of the group the kernel killed for want of memory (memory.oom_control)."""
+        for line in (self.dir / "memory.oom_control").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    def stat(self) -> dict[str, int]:
+        """memory.stat as numbers (cache, rss, mapped_file, pgmajfault, ...)."""
+        out = {}
+        for line in (self.dir / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            out[key] = int(value)
+        return out
+
+
+def read_ahead_bytes(path: str | os.PathLike, sys_block: Path = Path("/sys/block")) -> int:
+    """The read-ahead window of the disk holding `path` (`queue/read_ahead_kb`), bytes: what
+    the kernel's mmap read-around reads around a faulting page."""
+    _, _, name = disk_of(path)
+    try:
+        return int((sys_block / name / "queue" / "read_ahead_kb").read_text()) * 1024
+    except (OSError, ValueError):
+        raise InputError("cannot read the disk's read-ahead", file=sys_block / name / "queue"
+                         / "read_ahead_kb", expected="a block device with a queue") from None

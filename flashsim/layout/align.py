@@ -9,6 +9,7 @@ same batch merged, and runs longer than `max_read_bytes` cut into pieces.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ..errors import InputError
 
@@ -26,32 +27,61 @@ def align_merge(batch: np.ndarray, start_bytes: np.ndarray, end_bytes: np.ndarra
     if max_read_bytes is not None and (max_read_bytes <= 0 or max_read_bytes % block_bytes):
         raise InputError(f"largest read {max_read_bytes} is not a positive multiple of the "
                          f"{block_bytes}-byte block", key="max_read_bytes")
-    batch = np.asarray(batch, dtype=np.int64)
-    start = (np.asarray(start_bytes, dtype=np.int64) // block_bytes) * block_bytes
-    end = -(-np.asarray(end_bytes, dtype=np.int64) // block_bytes) * block_bytes
-    ptr = np.zeros(n_batches + 1, dtype=np.int64)
-    if len(batch) == 0:
+    return align_merge_kernel(np.ascontiguousarray(batch, dtype=np.int64),
+                        np.ascontiguousarray(start_bytes, dtype=np.int64),
+                        np.ascontiguousarray(end_bytes, dtype=np.int64), int(n_batches),
+                        int(block_bytes), int(gap_bytes), int(max_read_bytes or 0))
+
+
+@njit(cache=True)
+def align_merge_kernel(batch, start_bytes, end_bytes, n_batches, block, gap, max_read):
+    """Numba kernel of `align_merge` (max_read 0: no cut). One key space for all batches:
+    batch b owns [b * span, (b + 1) * span), so one stable sort orders every batch's ranges
+    (none where they come in order, as one batch's sorted ids do) and a run never crosses
+    batches. Ranges are block-aligned as they are read."""
+    n = len(batch)
+    ptr = np.zeros(n_batches + 1, np.int64)
+    if n == 0:
         return ptr, np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # one key space for all batches: batch b owns [b * span, (b + 1) * span)
-    span = int(end.max()) + gap_bytes + block_bytes
-    key = batch * span + start
-    order = np.argsort(key, kind="stable")
-    key, key_end, b = key[order], (batch * span + end)[order], batch[order]
-    run_max = np.maximum.accumulate(key_end)
-    new_run = np.ones(len(key), dtype=bool)
-    new_run[1:] = key[1:] > run_max[:-1] + gap_bytes
-    first = np.flatnonzero(new_run)
-    last = np.append(first[1:], len(key)) - 1
-    run_batch = b[first]
-    offset = key[first] - run_batch * span
-    length = run_max[last] - key[first]
-    if max_read_bytes is not None:
-        pieces = -(-length // max_read_bytes)
-        if np.any(pieces > 1):
-            idx = np.repeat(np.arange(len(offset)), pieces)
-            within = np.arange(len(idx)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-            piece_off = offset[idx] + within * max_read_bytes
-            length = np.minimum(max_read_bytes, offset[idx] + length[idx] - piece_off)
-            offset, run_batch = piece_off, run_batch[idx]
-    np.cumsum(np.bincount(run_batch, minlength=n_batches), out=ptr[1:])
+    span = 0
+    for i in range(n):
+        span = max(span, -(-end_bytes[i] // block) * block)
+    span += gap + block
+    key = np.empty(n, np.int64)
+    in_order = True
+    for i in range(n):
+        key[i] = batch[i] * span + (start_bytes[i] // block) * block
+        in_order = in_order and (i == 0 or key[i] >= key[i - 1])
+    order = np.empty(0, np.int64) if in_order else np.argsort(key, kind="mergesort")
+    run_key = np.empty(n, np.int64)
+    run_end = np.empty(n, np.int64)
+    run_batch = np.empty(n, np.int64)
+    m = -1
+    for j in range(n):
+        i = j if in_order else order[j]
+        k, k_end = key[i], batch[i] * span - (-end_bytes[i] // block) * block
+        if m < 0 or k > run_end[m] + gap:
+            m += 1
+            run_key[m], run_end[m], run_batch[m] = k, k_end, batch[i]
+        elif k_end > run_end[m]:
+            run_end[m] = k_end
+    m += 1
+    total = m
+    if max_read > 0:
+        total = 0
+        for r in range(m):
+            total += -(-(run_end[r] - run_key[r]) // max_read)
+    offset = np.empty(total, np.int64)
+    length = np.empty(total, np.int64)
+    j = 0
+    for r in range(m):
+        lo, hi = run_key[r] - run_batch[r] * span, run_end[r] - run_batch[r] * span
+        pieces = 1 if max_read == 0 else -(-(hi - lo) // max_read)
+        for p in range(pieces):
+            a = lo + p * max_read
+            offset[j], length[j] = a, (hi - lo if max_read == 0 else min(max_read, hi - a))
+            j += 1
+        ptr[run_batch[r] + 1] += pieces
+    for b in range(n_batches):
+        ptr[b + 1] += ptr[b]
     return ptr, offset, length

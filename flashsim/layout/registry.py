@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..trace.format import ActivationTrace
 from .base import Layout
 from .coactivation import CoactivationLayout
+from .mmap import MmapLayout
 from .naive import NaiveLayout
 from .sparse import SparseLayout
 
@@ -27,6 +28,13 @@ LAYOUTS: dict[str, tuple[type, dict[str, Any]]] = {
     "windowed+coactivation-friend": (CoactivationLayout,
                                      {"variant": "friend", "window": DEFAULT_WINDOW}),
     "windowed+coactivation": (CoactivationLayout, {"variant": "order", "window": DEFAULT_WINDOW}),
+    # the same bundled records chained by the greedy co-activation path (order method "path")
+    "coactivation-path": (CoactivationLayout, {"variant": "order", "order_method": "path"}),
+    "windowed+coactivation-path": (CoactivationLayout, {"variant": "order", "order_method": "path",
+                                                        "window": DEFAULT_WINDOW}),
+    # the store file through the OS page cache (mmap): every row, or the predicted rows
+    "mmap-dense": (MmapLayout, {"pattern": "dense"}),
+    "mmap-sparse": (MmapLayout, {"pattern": "sparse"}),
 }
 
 COMPARE_ORDER = ("naive", "hybrid", "sparse", "windowed", "bundled", "windowed+bundled",
@@ -43,6 +51,7 @@ _ALLOWED = {
     SparseLayout: _COMMON | {"window", "dram_budget_bytes"},
     CoactivationLayout: _COMMON | {"window", "dram_budget_bytes", "order_method",
                                    "hot_threshold", "train_set"},
+    MmapLayout: {"block_bytes", "budget_bytes", "readahead_bytes", "threads", "bundled"},
 }
 
 

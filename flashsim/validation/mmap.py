@@ -1,0 +1,241 @@
+"""Validation of the mmap baseline: the plan's page-cache reads predicted vs the real gather
+through the page cache, per token, in the report rows of `validate`.
+
+Measured: a forked child in a memory cgroup limited to the budget maps the store (cold: the
+file's cached pages dropped first) and gathers, per (token, layer), the rows the pattern
+touches (sparse: the trace's neurons; dense: all) in file order into a preallocated buffer
+with `threads` threads; a token's time is the sum of its layers' gathers (faults and copies
+included). One fresh child per repetition, so each starts cold as the plan does.
+Predicted: the `MmapLayout` plan (LRU page cache, the disk's read-around) through the device
+model at QD = threads, plus the copy out of the cache: per (token, layer) s_per_call + rows
+× s_per_row, fitted (least absolute deviations) on a warm pass of the same gathers with
+everything cached (no faults), measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cliutil import emit, table
+from ..cost.robust import lad_fit
+from ..data import REFERENCE_TRACE
+from ..device.cgroup import read_ahead_bytes
+from ..device.profile import load_params
+from ..errors import InputError
+from ..layout.mmap import MmapLayout
+from ..layout.plan import IOPlan
+from ..layout.registry import make_layout
+from ..loader.mmap_source import MappedStore, run_in_memory_cgroup
+from ..loader.store import WeightStore, store_for
+from ..model.checkpoint import load_checkpoint
+from ..trace.format import ActivationTrace
+from ..units import parse_size
+from .predict import predict_token_s
+from .rows import ValidationResult, layout_row
+
+MMAP_LAYOUTS = ("mmap-dense", "mmap-sparse")
+
+
+def is_mmap(name: str) -> bool:
+    return name in MMAP_LAYOUTS
+
+
+def batch_rows(plan_layout: MmapLayout, trace: ActivationTrace, which: str,
+               placement: Any) -> list[np.ndarray]:
+    """Per (token, layer) batch b = t * L + l of the generated tokens, the store row indices
+    it gathers (fc1 and fc2 rows of its neurons), sorted: file order."""
+    g = trace.geometry
+    start = trace.n_prompt_tokens
+    sets = trace.sets("active" if plan_layout.pattern == "dense" else which)
+    row = g.row_bytes
+    fc1, fc2 = placement.fc1_offset_bytes // row, placement.fc2_offset_bytes // row
+    everyone = np.arange(g.d_ffn)
+    out = []
+    for t in range(start, trace.n_tokens):
+        for layer in range(g.n_layers):
+            ids = everyone if plan_layout.pattern == "dense" else sets[layer][t].astype(np.int64)
+            out.append(np.sort(np.concatenate([fc1[layer, ids], fc2[layer, ids]])))
+    return out
+
+
+def gather_buffer(mapped: MappedStore, rows: list[np.ndarray]) -> np.ndarray:
+    """The buffer every batch gathers into, touched now (charged before the limit: anonymous
+    memory cannot be reclaimed, so the budget must not have to make room for it)."""
+    view = mapped.rows_view
+    buf = np.empty((max((len(r) for r in rows), default=0), view.shape[1]), view.dtype)
+    buf.fill(0)
+    return buf
+
+
+def _take(job: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    view, idx, out = job
+    np.take(view, idx, axis=0, out=out)
+
+
+def gather_pass(view: np.ndarray, rows: list[np.ndarray], threads: int,
+                pool: ThreadPoolExecutor | None, buf: np.ndarray, times: np.ndarray
+                ) -> np.ndarray:
+    """Seconds of every batch's gather of `view`'s rows into `buf` (`threads` contiguous
+    shares of the batch's rows gathered at once), written into `times`."""
+    for b, idx in enumerate(rows):
+        t0 = time.perf_counter()
+        if pool is None or len(idx) < threads:
+            np.take(view, idx, axis=0, out=buf[:len(idx)])
+        else:
+            cuts = np.linspace(0, len(idx), threads + 1).astype(np.int64)
+            list(pool.map(_take, [(view, idx[lo:hi], buf[lo:hi])
+                                  for lo, hi in zip(cuts[:-1], cuts[1:])]))
+        times[b] = time.perf_counter() - t0
+    return times
+
+
+def measure_gathers(store: WeightStore, layout: MmapLayout, rows: list[np.ndarray],
+                    advice: str, warm: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """One cold run (or, `warm`, a second pass after a first that caches everything) of the
+    batches' gathers in a child within the layout's budget: batch seconds, fault counts."""
+    placement = layout.placement(store.geometry)
+
+    def prepare() -> Any:
+        mapped = MappedStore(store, placement, advice)
+        pool = ThreadPoolExecutor(layout.threads) if layout.threads > 1 else None
+        buf, times = gather_buffer(mapped, rows), np.zeros(len(rows))
+        # a dry pass over a DRAM twin of the file: the objects, stacks and threads the
+        # pass touches are copied on write (charged) now, not out of the budget later
+        twin = np.zeros_like(mapped.rows_view)
+        gather_pass(twin, rows, layout.threads, pool, buf, times)
+        del twin
+
+        def work() -> np.ndarray:
+            try:
+                if warm:
+                    gather_pass(mapped.rows_view, rows, layout.threads, pool, buf, times)
+                return gather_pass(mapped.rows_view, rows, layout.threads, pool, buf,
+                                   times).copy()
+            finally:
+                if pool is not None:
+                    pool.shutdown()
+                mapped.close()
+        return work
+
+    return run_in_memory_cgroup(prepare, None if warm else layout.budget_bytes,
+                                drop=store.path)
+
+
+def memory_fit(batch_s: np.ndarray, rows: list[np.ndarray]) -> tuple[float, float]:
+    """(s_per_call, s_per_row) of the warm gathers: the copy out of a cache that holds all."""
+    n = np.array([len(r) for r in rows], np.float64)
+    coef = lad_fit(np.column_stack([np.ones_like(n), n]), batch_s)
+    return float(coef[0]), float(coef[1])
+
+
+def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
+                  budgets: list[int | None], store: str | os.PathLike, profile: Any,
+                  model_dir: str | os.PathLike | None = None, reps: int = 3,
+                  tokens: int | None = None, which: str = "predicted", advice: str = "normal",
+                  readahead_bytes: int | None = None, model_engine: str = "fast"
+                  ) -> ValidationResult:
+    """Rows (layout × budget × threads) of predicted vs measured per-token gather time.
+
+    `store`: a folder where the mmap placement's store is built on first use (or a store
+    file). `readahead_bytes`: the simulated read-around (default: the disk's read_ahead_kb;
+    with `advice="random"`: 0)."""
+    bad = [n for n in layouts if not is_mmap(n)]
+    if bad or not layouts:
+        raise InputError(f"not mmap layouts: {bad}", key="layouts",
+                         expected=" or ".join(MMAP_LAYOUTS))
+    trace = trace.head(tokens)
+    params = load_params(profile)
+    folder = Path(store)
+    rows_out, per_token = [], {}
+    for name in layouts:
+        for budget in budgets:
+            for q in qds:
+                lay = make_layout(name, budget_bytes=budget, threads=q)
+                st = _store(lay, folder, model_dir, trace)
+                ra = (0 if advice == "random" else read_ahead_bytes(st.path)
+                      if readahead_bytes is None else readahead_bytes)
+                lay = make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra)
+                row, times = _row(lay, st, trace, which, advice, params, reps, model_engine)
+                rows_out.append(row)
+                per_token[(f"{name}@{budget}", int(q))] = times
+    info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
+            "model": trace.geometry.name, "tokens": trace.n_tokens - trace.n_prompt_tokens,
+            "reps": reps, "advice": advice, "o_direct": False}
+    return ValidationResult(rows_out, per_token, info)
+
+
+def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrace
+           ) -> WeightStore:
+    if path.is_file():
+        return WeightStore.open(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return store_for(load_checkpoint(model_dir), layout, path, trace.geometry)
+
+
+def _row(lay: MmapLayout, st: WeightStore, trace: ActivationTrace, which: str, advice: str,
+         params: Any, reps: int, model_engine: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One report row: reps cold runs measured, the plan predicted (I/O + copy)."""
+    plan: IOPlan = lay.plan(trace, which=which)
+    st.check_plan(plan)
+    rows = batch_rows(lay, trace, which, lay.placement(trace.geometry))
+    T, L = plan.n_tokens, plan.n_layers
+    warm_s, _ = measure_gathers(st, lay, rows, advice, warm=True)
+    s_call, s_row = memory_fit(warm_s, rows)
+    runs = [measure_gathers(st, lay, rows, advice) for _ in range(reps)]
+    measured = np.stack([r[0].reshape(T, L).sum(axis=1) for r in runs])
+    n_rows = np.array([len(r) for r in rows], np.float64).reshape(T, L)
+    mem_s = (s_call + s_row * n_rows).sum(axis=1)
+    io_s = predict_token_s(plan, params, lay.threads, reps, model_engine)
+    predicted = io_s + mem_s[None, :]
+    row = layout_row(lay.name, plan, lay.threads, reps, measured, np.zeros_like(measured),
+                     predicted)
+    faults = [r[1] for r in runs]
+    row.update({"budget_bytes": lay.budget_bytes, "readahead_bytes": lay.readahead_bytes,
+                "advice": advice, "predicted_ms": row["predicted_io_ms_p50"],
+                "measured_ms": row["measured_io_ms_p50"], "error": row["error_p50_pct"],
+                "predicted_major_faults": int(plan.meta["page_faults"].sum()),
+                "measured_major_faults": int(np.median([f["major_faults"] for f in faults])),
+                "measured_minor_faults": int(np.median([f["minor_faults"] for f in faults])),
+                "predicted_io_ms_mean_part": float(io_s.mean() * 1e3),
+                "predicted_copy_ms_mean": float(mem_s.mean() * 1e3)})
+    return row, {"measured_s": measured, "predicted_s": predicted}
+
+
+MMAP_COLUMNS = [("layout", "layout", "s"), ("budget_bytes", "budget B", "s"),
+                ("queue_depth", "threads", "d"), ("measured_ms", "meas ms", ".3f"),
+                ("predicted_ms", "pred ms", ".3f"), ("error", "err p50 %", ".1f"),
+                ("bias_pct", "bias %", "+.1f"), ("measured_major_faults", "faults real", "d"),
+                ("predicted_major_faults", "faults sim", "d")]
+
+
+def parse_budgets(text: str | None) -> list[int | None]:
+    """'1m,2m,none' → [1 MiB, 2 MiB, None] (None: the whole file fits)."""
+    if not text:
+        return [None]
+    return [None if part.strip().lower() == "none" else parse_size(part.strip(), key="--budgets")
+            for part in text.split(",") if part.strip()]
+
+
+def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
+    """`validate --layouts mmap-…`: the mmap rows (every name must be an mmap layout)."""
+    if args.device is None or not Path(args.device).is_file():
+        raise InputError("no device profile", key="--device", expected="--device PROFILE.yaml")
+    trace = ActivationTrace.load(args.trace) if args.trace else ActivationTrace.load(
+        REFERENCE_TRACE)
+    result = validate_mmap(trace, names, qds, budgets=parse_budgets(args.budgets),
+                           store=args.store, profile=args.device, model_dir=args.model,
+                           reps=args.reps, tokens=args.tokens, which=args.which,
+                           advice=args.mmap_advice, model_engine=args.model_engine)
+    for row in result.rows:
+        row["budget_bytes"] = "none" if row["budget_bytes"] is None else str(row["budget_bytes"])
+    head = (f"{result.info['tokens']} tokens of {result.info['model']}, {args.reps} reps, "
+            f"through the page cache (madvise {args.mmap_advice})")
+    emit(args, {"rows": result.rows, **result.info}, head + "\n" + table(result.rows,
+                                                                          MMAP_COLUMNS))
+    return 0

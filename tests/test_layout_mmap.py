@@ -1,0 +1,86 @@
+"""The mmap baseline's page-cache replay: LRU hits and misses, read-around, eviction order,
+and the plans of the dense and sparse patterns."""
+
+import numpy as np
+import pytest
+
+from flashsim.data import REFERENCE_TRACE
+from flashsim.errors import InputError
+from flashsim.layout.mmap import simulate_page_cache
+from flashsim.layout.registry import make_layout
+from flashsim.trace.format import ActivationTrace
+
+
+def replay(batches, n_pages, capacity, ra):
+    """Batches of single-page touches, in order."""
+    ptr = np.cumsum([0] + [len(b) for b in batches])
+    pages = np.array([p for b in batches for p in b], np.int64)
+    return simulate_page_cache(ptr, pages, pages + 1, n_pages, capacity, ra)
+
+
+def reads(sim):
+    return list(zip(sim["start_page"].tolist(), sim["n_pages"].tolist()))
+
+
+def test_hits_and_misses_without_readahead():
+    sim = replay([[0, 1, 0], [1, 2]], 8, 4, 0)
+    assert sim["faults"].tolist() == [2, 1] and sim["hits"].tolist() == [1, 1]
+    assert reads(sim) == [(0, 1), (1, 1), (2, 1)]
+    assert sim["batch_ptr"].tolist() == [0, 2, 3]
+
+
+def test_eviction_takes_the_least_recently_used():
+    # capacity 2: 0, 1, then 0 again (1 is now the LRU), 2 evicts 1; then 0 hits and 1
+    # misses, evicting 2 (0 was used since)
+    sim = replay([[0, 1, 0, 2], [0, 1], [0, 2]], 8, 2, 0)
+    assert sim["faults"].tolist() == [3, 1, 1]
+    assert sim["hits"].tolist() == [1, 1, 1]
+
+
+def test_read_around_reads_the_missing_runs_of_the_window():
+    sim = replay([[8], [10], [3]], 32, 32, 8)  # window 8 pages centred: [4, 12)
+    assert reads(sim)[0] == (4, 8)
+    assert sim["faults"].tolist() == [1, 0, 1]  # page 10 was read around page 8
+    assert reads(sim)[1] == (0, 4)  # [0, 8) minus the cached [4, 8)
+    assert sim["pages_read"].tolist() == [8, 0, 4]
+
+
+def test_window_is_clipped_to_the_file_and_the_cache():
+    assert reads(replay([[1]], 4, 4, 8)) == [(0, 4)]
+    assert reads(replay([[10]], 32, 2, 8)) == [(9, 2)]  # cache of 2: [p - 1, p + 1)
+
+
+def test_big_budget_misses_cold_pages_on_the_first_token_only():
+    trace = ActivationTrace.load(REFERENCE_TRACE).head(8)
+    plan = make_layout("mmap-sparse", readahead_bytes=0).plan(trace)
+    faults = plan.meta["page_faults"].sum(axis=1)
+    touched_first = plan.meta["page_faults"][0].sum()
+    assert touched_first > 0 and plan.bytes_per_token()[0] == touched_first * 4096
+    # later tokens fault only on pages no earlier token touched (cold misses)
+    assert np.all(plan.meta["page_hits"][1:].sum() > 0) and faults.sum() <= 1024
+
+
+def test_dense_reads_the_whole_file_every_token_when_the_cache_is_small():
+    trace = ActivationTrace.load(REFERENCE_TRACE).head(6)
+    lay = make_layout("mmap-dense", budget_bytes=1 << 20)
+    plan = lay.plan(trace)
+    file_bytes = lay.placement(trace.geometry).file_bytes
+    assert np.all(plan.bytes_per_token() == file_bytes)
+    assert plan.dram_resident_bytes[0].sum() == 1 << 20
+    whole = make_layout("mmap-dense").plan(trace)
+    assert whole.bytes_per_token()[0] == file_bytes and whole.bytes_per_token()[1:].sum() == 0
+
+
+def test_sparse_plan_reads_less_than_dense_and_copies_its_rows():
+    trace = ActivationTrace.load(REFERENCE_TRACE).head(6)
+    plan = make_layout("mmap-sparse", budget_bytes=1 << 20, readahead_bytes=0).plan(trace)
+    assert plan.bytes_per_token().max() < plan.file_bytes
+    assert np.array_equal(plan.mem_moved_bytes, plan.neurons_loaded * 2 * 512)
+    plan.validate()
+
+
+@pytest.mark.parametrize("bad", [{"budget_bytes": 0}, {"readahead_bytes": 1000},
+                                 {"threads": 0}, {"window": 3}])
+def test_bad_parameters_are_input_errors(bad):
+    with pytest.raises(InputError):
+        make_layout("mmap-sparse", **bad)

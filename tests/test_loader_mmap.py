@@ -1,0 +1,54 @@
+"""The real mmap baseline: the decode reading its FFN rows through the page cache of the
+mapped store, inside a memory cgroup, gives the in-DRAM decode's tokens; the cgroup goes."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashsim.layout.registry import make_layout
+from flashsim.loader.mmap_source import CGROUP_PREFIX, generate_mmap
+from flashsim.loader.store import store_for
+from flashsim.model.checkpoint import load_checkpoint
+from flashsim.trace.capture import capture_trace
+
+pytestmark = pytest.mark.disk
+
+PROMPT = "The history of the city begins with a small settlement on the river"
+CGROUPS = Path("/sys/fs/cgroup/memory")
+
+
+def groups() -> set[str]:
+    return {p.name for p in CGROUPS.glob(CGROUP_PREFIX + "*")}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    if os.geteuid() != 0 or not (CGROUPS / "memory.limit_in_bytes").exists():
+        pytest.skip("needs root and a cgroup v1 memory hierarchy")
+    folder = tmp_path_factory.mktemp("mmap")
+    ckpt = load_checkpoint(None)
+    return {p: store_for(ckpt, make_layout(f"mmap-{p}"), folder) for p in ("sparse", "dense")}
+
+
+def test_sparse_mmap_decode_gives_the_in_dram_tokens(stores):
+    before = groups()
+    ref = capture_trace(None, PROMPT, 12, quiet=True)
+    lay = make_layout("mmap-sparse", budget_bytes=8 << 20)
+    got = generate_mmap(stores["sparse"].path, lay, prompt_text=PROMPT, n_tokens=12)
+    assert np.array_equal(got["token_ids"], ref.token_ids)
+    assert got["cgroup"]["major_faults"] >= 1 and got["cgroup"]["limit_bytes"] > 8 << 20
+    assert groups() == before
+
+
+def test_dense_mmap_decode_reads_every_row(stores):
+    before = groups()
+    lay = make_layout("mmap-dense", budget_bytes=8 << 20)
+    got = generate_mmap(stores["dense"].path, lay, prompt_text=PROMPT, n_tokens=4)
+    whole = make_layout("mmap-dense")
+    again = generate_mmap(stores["dense"].path, whole, prompt_text=PROMPT, n_tokens=4)
+    assert np.array_equal(got["generated_ids"], again["generated_ids"])
+    n_rows = 2 * 1024 * 4  # fc1 + fc2 rows of every layer, every token
+    assert all(r["bytes_read"] == n_rows * 512 for r in got["per_token"])
+    assert groups() == before
