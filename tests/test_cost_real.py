@@ -12,7 +12,7 @@ from flashsim.device.gap import break_even_gap_bytes
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
-LOCAL = Path(__file__).resolve().parents[1] / "configs" / "devices" / "local-virtio.yaml"
+LOCAL = Path(__file__).resolve().parents[1] / "flashsim" / "data" / "devices" / "local-virtio.yaml"
 COMPUTE = ComputeModel(fixed_s_per_layer=1e-4, s_per_neuron=1e-8, source="fixed for the test")
 
 

@@ -21,7 +21,7 @@ from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.trace.format import ActivationTrace
 from sweep_fixtures import smoke_dict, write_yaml
 
-LOCAL = Path(__file__).resolve().parents[1] / "configs" / "devices" / "local-virtio.yaml"
+LOCAL = Path(__file__).resolve().parents[1] / "flashsim" / "data" / "devices" / "local-virtio.yaml"
 BLOCK = 4096
 
 

@@ -27,7 +27,7 @@ PINNED = {
 
 @pytest.fixture(scope="module")
 def inputs():
-    return ActivationTrace.load(REFERENCE_TRACE), load_params("configs/devices/m1max-paper.yaml")
+    return ActivationTrace.load(REFERENCE_TRACE), load_params("flashsim/data/devices/m1max-paper.yaml")
 
 
 @pytest.mark.parametrize("engine", ["fast", "des"])

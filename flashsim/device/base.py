@@ -83,7 +83,13 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InputError
+from ..units import check_queue_depth
 from .profile import DeviceParams
+
+
+class DeviceModel:
+    """What every device engine is (FlashDevice, FastDevice, a CorrectedDevice): `run` one
+    batch and `run_batches`; a made device passes through `make_device` unchanged."""
 
 
 @dataclass
@@ -108,9 +114,7 @@ def check_reads(offsets: object, lengths: object,
         raise InputError(f"{len(off)} offsets but {len(length)} lengths", key="reads")
     if len(off) and (off.min() < 0 or length.min() <= 0):
         raise InputError("reads need offsets ≥ 0 and lengths > 0", key="reads")
-    if isinstance(queue_depth, bool) or int(queue_depth) != queue_depth or queue_depth < 1:
-        raise InputError(f"queue depth {queue_depth!r} is not a positive integer",
-                         key="queue_depth", expected="an integer ≥ 1")
+    check_queue_depth(queue_depth)
     return off, length
 
 

@@ -34,7 +34,7 @@ from ..errors import InputError
 from .profile import DevicePoint, DeviceProfile
 
 
-class _Surface:
+class Surface:
     """A value interpolated over (x, y) points (here log2 chunk, log2 QD), clamped outside."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, v: np.ndarray) -> None:
@@ -85,8 +85,8 @@ class _Curve:
     """Steady-state throughput of one access pattern, and its latency as a fraction of the
     closed-loop latency QD × chunk / throughput (Little's law)."""
 
-    log_tput: _Surface
-    log_latency_ratio: _Surface
+    log_tput: Surface
+    log_latency_ratio: Surface
 
     @classmethod
     def of(cls, points: Sequence[DevicePoint]) -> _Curve:
@@ -95,7 +95,7 @@ class _Curve:
         tput = np.array([p.throughput_mb_s for p in points])
         little_us = np.array([p.queue_depth * p.chunk_bytes for p in points]) / tput
         lat = np.array([p.latency_mean_us or little for p, little in zip(points, little_us)])
-        return cls(_Surface(x, y, np.log(tput)), _Surface(x, y, np.log(lat / little_us)))
+        return cls(Surface(x, y, np.log(tput)), Surface(x, y, np.log(lat / little_us)))
 
 
 class Baseline:

@@ -1,5 +1,7 @@
-"""A profile's predictors against measured points: the layered model (fit.py, the DES fast
-path) and the interpolation baseline (baseline.py), per point and summarized.
+"""A profile's predictors against measured points: its model (the layered model times its
+measured residual, residual.py, when the profile has that correction), the layered model
+alone (fit.py, the DES fast path), and the interpolation baseline (baseline.py), per point
+and summarized.
 
 The points come from fio JSON (`fio.points_from_fio`), from a profile YAML (e.g. a fresh
 `flashsim calibrate`: its points and holdout points), from the profile's own holdout points
@@ -23,13 +25,15 @@ from pydantic import model_validator
 
 from ..errors import InputError
 from ..units import format_size
+from . import make_device
 from .baseline import Baseline
 from .fast import FastDevice
 from .fio import points_from_fio
 from .fit import fit_profile, predict_batch_makespan_us, predict_detail
-from .profile import DeviceParams, DevicePoint, DeviceProfile
+from .profile import DevicePoint, DeviceProfile
 
-PREDICTORS = ("model", "baseline")
+PREDICTORS = ("model", "layered", "baseline")
+"""model: what simulate uses (with the profile's correction); layered: the DES alone."""
 
 
 class PointsFile(DeviceProfile):
@@ -98,7 +102,7 @@ def _err(pred: float | None, meas: float | None) -> float | None:
     return 100.0 * (pred - meas) / meas
 
 
-def _model_values(device: FastDevice | None, p: DevicePoint) -> dict[str, float | None]:
+def _model_values(device: Any, p: DevicePoint) -> dict[str, float | None]:
     if device is None:
         return {"throughput_mb_s": None, "latency_us": None, "batch_makespan_us": None}
     if p.batch_reads is not None:
@@ -125,11 +129,15 @@ def _baseline_values(base: Baseline, p: DevicePoint) -> dict[str, float | None]:
         return {"throughput_mb_s": None, "latency_us": None, "batch_makespan_us": None}
 
 
-def point_rows(points: Sequence[DevicePoint], params: DeviceParams | None,
+def point_rows(points: Sequence[DevicePoint], profile: DeviceProfile | None,
                baseline: Baseline) -> list[dict[str, Any]]:
-    """Per point: measured, model and baseline throughput, latency (steady state) or batch
-    makespan (short batch), and each predictor's signed % error (predicted − measured)."""
-    device = FastDevice(params) if params is not None else None
+    """Per point: measured, model, layered-model and baseline throughput, latency (steady
+    state) or batch makespan (short batch), and each predictor's signed % error (predicted
+    − measured). `profile` gives the model (None or no params: no model predictions)."""
+    layered = model = None
+    if profile is not None and profile.params is not None:
+        layered = FastDevice(profile.params)
+        model = make_device(profile) if profile.correction != "none" else layered
     rows = []
     for p in points:
         row: dict[str, Any] = {
@@ -138,7 +146,8 @@ def point_rows(points: Sequence[DevicePoint], params: DeviceParams | None,
             "measured_throughput_mb_s": p.throughput_mb_s,
             "measured_latency_us": p.latency_mean_us if p.batch_reads is None else None,
             "measured_batch_makespan_us": p.batch_makespan_us}
-        for name, values in (("model", _model_values(device, p)),
+        for name, values in (("model", _model_values(model, p)),
+                             ("layered", _model_values(layered, p)),
                              ("baseline", _baseline_values(baseline, p))):
             for key, value in values.items():
                 row[f"{name}_{key}"] = value
@@ -178,10 +187,11 @@ def check_against(profile: DeviceProfile, points: PointSet, *, allow_buffer_mism
     """The profile's model and baseline against `points` (buffer kinds checked first)."""
     note = buffer_note(profile.measured.buffers, points.buffers,
                        allow_mismatch=allow_buffer_mismatch, file=profile_file)
-    rows = point_rows(points.points, profile.params, Baseline(profile.points))
+    rows = point_rows(points.points, profile, Baseline(profile.points))
     return {"profile": profile.name, "against": points.source,
             "profile_buffers": profile.measured.buffers, "points_buffers": points.buffers,
             "buffer_note": note, "model": "fitted" if profile.params else None,
+            "correction": profile.correction,
             "summary": error_summary(rows), "points": rows}
 
 
@@ -203,14 +213,15 @@ def check_held_out(profile: DeviceProfile, *, chunks: Sequence[int] = (),
     train = DeviceProfile.from_dict(
         {"name": profile.name, "measured": profile.measured.model_dump(),
          "points": [p.model_dump() for p in train_points]})
-    fitted = fit_profile(train, quick=quick_fit)
-    rows = point_rows(test, fitted.params, Baseline(train_points))
+    fitted = fit_profile(train, quick=quick_fit, correction=profile.correction)
+    rows = point_rows(test, fitted, Baseline(train_points))
     return {"profile": profile.name, "against": "held-out points of the profile",
             "held_out_chunks": sorted(chunk_set), "held_out_qds": sorted(qd_set),
             "n_train": len(train_points), "n_held_out": len(test), "quick_fit": quick_fit,
             "train_fit_median_abs_error_pct": fitted.fit.median_abs_error_pct,
             "train_fit_worst_abs_error_pct": fitted.fit.worst_abs_error_pct,
-            "params": fitted.params.model_dump(), "profile_buffers": profile.measured.buffers,
+            "params": fitted.params.model_dump(), "correction": fitted.correction,
+            "profile_buffers": profile.measured.buffers,
             "buffer_note": None, "model": "refitted without the held-out points",
             "summary": error_summary(rows), "points": rows}
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from .fitsearch import FitResult, Problem, fit_progress, make_pool, solve
 from .fitspace import round_params
-from .predict import median_and_worst, point_errors
-from .profile import DevicePoint, PointError
+from .predict import corrected_device, median_and_worst, point_errors
+from .profile import DeviceParams, DevicePoint, PointError
 
 CV_FOLDS = 8
 """Folds of the standard cross-validation: on an 8 × 7 chunk × QD grid each fold leaves out
@@ -40,13 +40,24 @@ def fold_of(points: list[DevicePoint], k: int) -> list[int]:
              + cols.index(p.queue_depth)) % k for p in points]
 
 
+def fold_device(params: DeviceParams, train: list[DevicePoint], correction: str):
+    """The model a fit of `train` gives: the layered model, times its measured residual at
+    `train`'s points when `correction` is measured-residual."""
+    if correction == "measured-residual":
+        return corrected_device(params, train)
+    return params
+
+
 def cross_validate(points: list[DevicePoint], full: FitResult, k: int = CV_FOLDS, *,
-                   batch_weight: float, quiet: bool = True) -> dict[str, Any]:
-    """FitInfo fields of a k-fold cross-validation of `full` (the fit of all `points`)."""
+                   batch_weight: float, quiet: bool = True,
+                   correction: str = "measured-residual") -> dict[str, Any]:
+    """FitInfo fields of a k-fold cross-validation of `full` (the fit of all `points`), with
+    the profile's correction refitted per fold too (and the layered model's errors alone)."""
     t0 = time.perf_counter()
     k = max(2, min(int(k), len(points)))
     fold = fold_of(points, k)
     errors: list[PointError | None] = [None] * len(points)
+    uncorrected: list[PointError | None] = [None] * len(points)
     pool = make_pool()
     try:
         with fit_progress(f"{k}-fold cross-validation", quiet) as tick:
@@ -58,26 +69,36 @@ def cross_validate(points: list[DevicePoint], full: FitResult, k: int = CV_FOLDS
                 params = params.model_copy(update={
                     "link_transfer_spread": full.params.link_transfer_spread})
                 held = [i for i, g in enumerate(fold) if g == f]
-                for i, e in zip(held, point_errors(params, [points[i] for i in held])):
-                    errors[i] = e
+                held_points = [points[i] for i in held]
+                for i, e, u in zip(held, point_errors(fold_device(params, train, correction),
+                                                      held_points),
+                                   point_errors(params, held_points)):
+                    errors[i], uncorrected[i] = e, u
                 tick()
     finally:
         if pool is not None:
             pool.shutdown()
     median, worst = median_and_worst(errors)
+    u_median, u_worst = median_and_worst(uncorrected)
     return {"cv_folds": k, "cv_method": CV_METHOD, "cv_median_abs_error_pct": median,
             "cv_worst_abs_error_pct": worst, "cv_points": errors,
+            "uncorrected_cv_median_abs_error_pct": u_median,
+            "uncorrected_cv_worst_abs_error_pct": u_worst, "uncorrected_cv_points": uncorrected,
             "cv_duration_s": round(time.perf_counter() - t0, 1)}
 
 
-def holdout_record(params, holdout: list[DevicePoint]) -> dict[str, Any]:
-    """FitInfo fields of the error at the holdout points (none: nothing)."""
+def holdout_record(params: DeviceParams, points: list[DevicePoint], holdout: list[DevicePoint],
+                   correction: str = "measured-residual") -> dict[str, Any]:
+    """FitInfo fields of the error at the holdout points (none: nothing): of the profile's
+    model (with its correction from `points`) and of the layered model alone."""
     if not holdout:
         return {}
-    errors = point_errors(params, holdout)
+    errors = point_errors(fold_device(params, points, correction), holdout)
     median, worst = median_and_worst(errors)
+    u_median, u_worst = median_and_worst(point_errors(params, holdout))
     return {"holdout_median_abs_error_pct": median, "holdout_worst_abs_error_pct": worst,
-            "holdout_points": errors}
+            "holdout_points": errors, "uncorrected_holdout_median_abs_error_pct": u_median,
+            "uncorrected_holdout_worst_abs_error_pct": u_worst}
 
 
 def perturbed_points(points: list[DevicePoint], rel: float) -> list[DevicePoint]:

@@ -21,6 +21,7 @@ import simpy
 from .base import (
     REAP,
     SUBMIT,
+    DeviceModel,
     DeviceRun,
     ModelConstants,
     check_batch_ptr,
@@ -33,7 +34,7 @@ from .base import (
 from .profile import DeviceParams, load_params
 
 
-class FlashDevice:
+class FlashDevice(DeviceModel):
     """SimPy discrete-event flash device; `run` one batch, `run_batches` many on an idle device."""
 
     def __init__(self, params: DeviceParams | dict) -> None:

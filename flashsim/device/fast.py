@@ -15,6 +15,7 @@ from .base import (
     REAP,
     SUBMIT,
     TRANSFER_SALT,
+    DeviceModel,
     DeviceRun,
     ModelConstants,
     check_batch_ptr,
@@ -334,7 +335,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
         makespan[b] = mk
 
 
-class FastDevice:
+class FastDevice(DeviceModel):
     """Numba fast path of `FlashDevice`: same model, same API, same answers."""
 
     def __init__(self, params: DeviceParams | dict) -> None:

@@ -42,6 +42,7 @@ from .predict import (
     summarize,
 )
 from .profile import DeviceParams, DevicePoint, DeviceProfile
+from .residual import CORRECTIONS
 
 _steady_core = steady_core
 """The old name of steady_core (tests' shared cases import it)."""
@@ -76,10 +77,12 @@ def check_points(points: list[DevicePoint]) -> int:
 def fit_model(points: list[DevicePoint], *, quick: bool = False,
               batch_weight: float = BATCH_WEIGHT,
               host_modes: tuple[tuple[int, bool], ...] | None = None,
-              quiet: bool = True) -> FitResult:
-    """The fit behind `fit_params`, with the form and coordinates it ended on."""
+              quiet: bool = True, exclude: frozenset[str] = frozenset()) -> FitResult:
+    """The fit behind `fit_params`, with the form and coordinates it ended on; `exclude`:
+    terms beyond the core four to leave out (an ablation)."""
     extras = check_points(points) >= MIN_POINTS_FOR_EXTRAS
-    space = Space(base_time_us(points), extras, any(p.batch_reads is not None for p in points))
+    space = Space(base_time_us(points), extras, any(p.batch_reads is not None for p in points),
+                  frozenset(exclude))
     if host_modes is None:
         host_modes = HOST_MODES if extras and not quick else HOST_MODES[:1]
     pool = make_pool()
@@ -146,17 +149,49 @@ def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint]) -> floa
 
 def fit_profile(profile: DeviceProfile, *, quick: bool = False,
                 batch_weight: float = BATCH_WEIGHT, cv_folds: int = 0,
-                quiet: bool = True) -> DeviceProfile:
-    """A copy of `profile` with fitted `params` and `fit`: per-point errors, the error at
-    its holdout points (measured, never fitted) and, with `cv_folds` ≥ 2, the k-fold
-    cross-validated error (`crossval`)."""
+                quiet: bool = True, correction: str = "auto") -> DeviceProfile:
+    """A copy of `profile` with fitted `params`, its `correction` and `fit`: per-point errors
+    of the layered model, the error at its holdout points (measured, never fitted) and, with
+    `cv_folds` ≥ 2, the k-fold cross-validated error (`crossval`), each of the corrected
+    model and of the layered model alone. In sample the corrected model is exact, so the
+    per-point errors are the layered model's.
+
+    `correction` auto keeps the measured residual only where it earns its place: when its
+    cross-validated median |error| is below the layered model's alone (auto runs the
+    cross-validation with CV_FOLDS folds if `cv_folds` is 0)."""
+    if correction not in (*CORRECTIONS, "auto"):
+        raise InputError(f"unknown correction {correction!r}", key="correction",
+                         expected="auto, " + " or ".join(CORRECTIONS))
+    if correction == "auto" and not cv_folds:
+        cv_folds = CV_FOLDS
     t0 = time.perf_counter()
     result = fit_model(profile.points, quick=quick, batch_weight=batch_weight, quiet=quiet)
     fit = summarize(point_errors(result.params, profile.points))
-    fit = fit.model_copy(update={"method": FIT_METHOD,
-                                 "duration_s": round(time.perf_counter() - t0, 1),
-                                 **holdout_record(result.params, profile.holdout_points)})
+    cv = {}
     if cv_folds:
-        fit = fit.model_copy(update=cross_validate(profile.points, result, cv_folds,
-                                                   batch_weight=batch_weight, quiet=quiet))
-    return profile.model_copy(update={"params": result.params, "fit": fit})
+        cv = cross_validate(profile.points, result, cv_folds, batch_weight=batch_weight,
+                            quiet=quiet, correction=CORRECTIONS[0])
+    chosen, why = choose_correction(correction, cv)
+    if cv and chosen == "none":  # the profile's own errors are then the layered model's
+        cv = {**cv, "cv_median_abs_error_pct": cv["uncorrected_cv_median_abs_error_pct"],
+              "cv_worst_abs_error_pct": cv["uncorrected_cv_worst_abs_error_pct"],
+              "cv_points": cv["uncorrected_cv_points"]}
+    cv.pop("uncorrected_cv_points", None)
+    fit = fit.model_copy(update={
+        "method": FIT_METHOD, "duration_s": round(time.perf_counter() - t0, 1),
+        "correction_method": why, **cv,
+        **holdout_record(result.params, profile.points, profile.holdout_points, chosen)})
+    return profile.model_copy(update={"params": result.params, "fit": fit,
+                                      "correction": chosen})
+
+
+def choose_correction(setting: str, cv: dict) -> tuple[str, str]:
+    """The correction `setting` gives and why: auto picks the measured residual when its
+    cross-validated median |error| is below the layered model's alone."""
+    if setting != "auto":
+        return setting, f"{setting}: as asked"
+    with_pct = cv["cv_median_abs_error_pct"]
+    without_pct = cv["uncorrected_cv_median_abs_error_pct"]
+    chosen = CORRECTIONS[0] if with_pct < without_pct else "none"
+    return chosen, (f"auto: {chosen} ({cv['cv_folds']}-fold cross-validated median |error| "
+                    f"{with_pct:.1f}% with the measured residual, {without_pct:.1f}% without)")

@@ -119,6 +119,8 @@ class Space:
     """Enough points for the terms beyond the core four."""
     batches: bool
     """Short-batch points: batch_start_us is fitted (nothing else sees it)."""
+    exclude: frozenset[str] = frozenset()
+    """Terms beyond the core four left out of every form (an ablation: absent, at 0)."""
 
     def form(self, n_units: int, stripe_bytes: int, host_cpus: int, passes: bool) -> Form:
         """A candidate: the core terms, and with enough points those its mode can tell
@@ -127,7 +129,7 @@ class Space:
         passes = passes and self.extras
         if not self.extras:
             return Form(n_units, stripe_bytes, host_cpus, passes, tuple(range(N_CORE)))
-        skip = set()
+        skip = set(self.exclude)
         if not passes:
             skip.add("link_pass_us")
         if not self.batches:

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import InputError
-from ..units import format_size, parse_size
+from ..units import check_queue_depth, format_size, parse_size
 from .profile import DeviceParams, load_params
 
 AUTO = "auto"
 """The merge gap setting that asks for the device's break-even gap."""
+
+DEFAULT_MERGE_GAP = AUTO
+"""The one default of every cost-aware entry point (the API's `simulate_layout`, `simulate` /
+`compare`, sweeps, `flashsim run`), so the Python API and the CLI give the same numbers."""
 
 LARGE_CHUNK_BYTES = 256 << 10
 """The second chunk size of the per-read cost line (the first is one block). One block is the
@@ -82,9 +86,7 @@ def _break_even_cached(params_json: str, queue_depth: int, block_bytes: int) -> 
 
 
 def _check(queue_depth: int, block_bytes: int) -> None:
-    if isinstance(queue_depth, bool) or int(queue_depth) != queue_depth or queue_depth < 1:
-        raise InputError(f"queue depth {queue_depth!r} is not a positive integer",
-                         key="queue_depth", expected="an integer ≥ 1")
+    check_queue_depth(queue_depth)
     if block_bytes <= 0 or block_bytes & (block_bytes - 1):
         raise InputError(f"block size {block_bytes} is not a power of two", key="block_bytes",
                          expected="a power of two such as 512 or 4k")

@@ -12,8 +12,10 @@ import functools
 
 import numpy as np
 
+from ..units import check_queue_depth
 from .fast import FastDevice
 from .profile import DeviceParams, DevicePoint, FitInfo, PointError
+from .residual import CorrectedDevice, Residual
 
 SPAN_BYTES = 2 << 30
 """Random offsets of a predicted point cover a file this large (the calibration default)."""
@@ -53,6 +55,7 @@ def steady_core(start_s: np.ndarray, finish_s: np.ndarray, chunk_bytes: int,
 def point_reads(chunk_bytes: int, queue_depth: int, pattern: str = "random",
                 n_reads: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The workload behind a predicted point: (offsets, lengths)."""
+    check_queue_depth(queue_depth)  # refused before 64 reads a unit of depth are allocated
     n = n_reads or max(2000, 64 * int(queue_depth))
     if pattern == "sequential":
         off = np.arange(n, dtype=np.int64) * chunk_bytes
@@ -94,6 +97,9 @@ def fit_values(device: FastDevice, p: DevicePoint, n_reads: int | None) -> list[
 def predict_detail(params: DeviceParams | dict, chunk_bytes: int, queue_depth: int,
                    pattern: str = "random", n_reads: int | None = None) -> dict[str, float]:
     """Predicted throughput (MB/s) and mean / p50 / p99 latency (µs) of one point."""
+    if isinstance(params, CorrectedDevice):
+        detail = predict_detail(params.inner, chunk_bytes, queue_depth, pattern, n_reads)
+        return params.residual.correct_detail(detail, chunk_bytes, queue_depth, pattern)
     device = params if isinstance(params, FastDevice) else FastDevice(params)
     off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
     run = device.run(off, length, queue_depth)
@@ -132,7 +138,7 @@ def predict_batch_makespan_us(params: DeviceParams | dict, chunk_bytes: int, que
                               n_total: int | None = None) -> float:
     """Predicted median makespan (µs) of a batch of `batch_reads` reads at `queue_depth`, each
     batch from an idle device: what calibration's short-batch points measure."""
-    device = params if isinstance(params, FastDevice) else FastDevice(params)
+    device = params if isinstance(params, (FastDevice, CorrectedDevice)) else FastDevice(params)
     off, length, ptr = _cached_batches(int(chunk_bytes), int(batch_reads), pattern, n_total)
     return float(np.median(device.run_batches(off, length, ptr, int(queue_depth)))) * 1e6
 
@@ -144,9 +150,19 @@ def predict_point(params: DeviceParams | dict, chunk_bytes: int,
     return d["throughput_mb_s"], d["latency_mean_us"]
 
 
-def point_errors(params: DeviceParams, points: list[DevicePoint]) -> list[PointError]:
+def corrected_device(device: FastDevice | DeviceParams,
+                     points: list[DevicePoint]) -> CorrectedDevice:
+    """The structural `device` times its measured residual at the steady-state `points`."""
+    device = device if isinstance(device, FastDevice) else FastDevice(device)
+    steady = [p for p in points if p.batch_reads is None]
+    model = [predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern) for p in steady]
+    return CorrectedDevice(device, Residual.of(steady, model))
+
+
+def point_errors(params: DeviceParams | FastDevice | CorrectedDevice,
+                 points: list[DevicePoint]) -> list[PointError]:
     """Signed % error (model − measured) of throughput and mean latency at every point."""
-    device = FastDevice(params)
+    device = params if isinstance(params, (FastDevice, CorrectedDevice)) else FastDevice(params)
     out = []
     for p in points:
         if p.batch_reads is not None:

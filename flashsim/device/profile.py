@@ -1,24 +1,64 @@
 """DeviceProfile: a flash device's measured chunk × queue-depth points, its fitted model, the fit.
 
-One YAML file per device in configs/devices/. Loading is strict: unknown keys, bad sizes
-(`-4k`, `4q`), queue depth 0 or too few points to fit are one-line InputErrors naming the
-file and the key.
+One YAML file per device; the bundled ones (flashsim/data/devices/) are also found by name.
+Loading is strict: unknown keys, bad sizes (`-4k`, `4q`), queue depth 0 or too few points to
+fit are one-line InputErrors naming the file and the key.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..atomic import atomic_write_text
 from ..cliutil import to_jsonable
 from ..config import SizeBytes, StrictModel, load_yaml_model, validate_model
+from ..data import resolve_device
 from ..errors import InputError
+
+PROFILE_SCHEMA_VERSION = 1
+"""The profile layout this flashsim reads and writes (`schema_version` in the YAML)."""
+BANDWIDTH_MB_S = (1e-3, 1e9)
+"""A bandwidth a profile may hold: from 1 kB/s (slower than a floppy) to 1 PB/s (far beyond any
+link: the stand-in for "costs nothing"); a value outside is a unit mistake, and 1e-300 MB/s
+would overflow every time computed from it."""
+MAX_TIME_US = 1e8
+"""The longest physical per-read or per-batch time: 100 s."""
+
+
+def physical_value(value: Any, name: str) -> Any:
+    """A profile's float `name` checked against what a device can be: finite, a bandwidth
+    (`*_mb_s`) within BANDWIDTH_MB_S, a time (`*_us`) at most MAX_TIME_US."""
+    if not isinstance(value, float):
+        return value
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    low, high = BANDWIDTH_MB_S
+    if name.endswith("_mb_s") and not low <= value <= high:
+        raise ValueError(f"{value:g} MB/s is not a physical bandwidth "
+                         f"(expected {low:g} to {high:g} MB/s)")
+    if name.endswith("_us") and abs(value) > MAX_TIME_US:
+        raise ValueError(f"{value:g} µs is not a physical time (expected at most "
+                         f"{MAX_TIME_US:g} µs)")
+    return value
+
+
+def physical_field(model: Any, value: Any, handler: Any, info: ValidationInfo) -> Any:
+    """A field's value as pydantic reads it, then `physical_value`; `true` is no number (lax
+    pydantic would read it as 1)."""
+    name = info.field_name or ""
+    annotation = model.model_fields[name].annotation
+    if isinstance(value, bool) and bool not in (getattr(annotation, "__args__", None)
+                                                or (annotation,)):
+        raise ValueError(f"{value} is not a {name.rsplit('_', 1)[-1]} value (expected a number)")
+    return physical_value(handler(value), name)
+
 
 MIN_POINTS_TO_FIT = 4
 """Fewer distinct steady-state (chunk, queue depth, pattern) points than this cannot pin the
@@ -104,6 +144,11 @@ class DeviceParams(StrictModel):
         description="fixed time of one pass of the link (link_passes), on top of its reads' "
                     "overhead and bytes; 0 = none")
 
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _physical(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        return physical_field(cls, value, handler, info)
+
 
 class MeasuredInfo(StrictModel):
     """Where and how the points were measured."""
@@ -129,6 +174,11 @@ class MeasuredInfo(StrictModel):
                     "more ran 1.5-2.5x slower); unknown for profiles that did not record it")
     iomem: str | None = Field(default=None, description="fio's iomem (mem) option, for "
                                                        "profiles imported from fio")
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _physical(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        return physical_field(cls, value, handler, info)
 
 
 class DevicePoint(StrictModel):
@@ -158,6 +208,11 @@ class DevicePoint(StrictModel):
                     "chunk / makespan")
     batch_makespan_us: float | None = Field(default=None, gt=0.0)
     note: str | None = None
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _physical(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        return physical_field(cls, value, handler, info)
 
     @model_validator(mode="after")
     def _batch_has_makespan(self) -> DevicePoint:
@@ -232,11 +287,21 @@ class FitInfo(StrictModel):
                                   "with the others, never fitted)")
     holdout_worst_abs_error_pct: float | None = None
     holdout_points: list[PointError] = Field(default_factory=list)
+    correction_method: str | None = Field(
+        default=None, description="how the profile's correction was chosen")
+    uncorrected_cv_median_abs_error_pct: float | None = Field(
+        default=None, description="the cross-validated error of the layered model alone "
+                                  "(without the profile's measured-residual correction)")
+    uncorrected_cv_worst_abs_error_pct: float | None = None
+    uncorrected_holdout_median_abs_error_pct: float | None = Field(
+        default=None, description="the holdout error of the layered model alone")
+    uncorrected_holdout_worst_abs_error_pct: float | None = None
 
 
 class DeviceProfile(StrictModel):
     """A device: its points, the fitted parameters and the fit quality."""
 
+    schema_version: int = PROFILE_SCHEMA_VERSION
     name: str
     description: str = ""
     measured: MeasuredInfo = Field(default_factory=MeasuredInfo)
@@ -246,7 +311,20 @@ class DeviceProfile(StrictModel):
         description="points measured with the others (same rounds) that no fit sees: their "
                     "error is the model's error off the fitted grid")
     params: DeviceParams | None = None
+    correction: Literal["measured-residual", "none"] = Field(
+        default="none",
+        description="measured-residual: the layered model times the measured / modelled ratio "
+                    "at the steady-state points, interpolated between them (residual.py); "
+                    "none: the layered model alone")
     fit: FitInfo | None = None
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _known_version(cls, version: Any) -> int:
+        if isinstance(version, bool) or version != PROFILE_SCHEMA_VERSION:
+            raise ValueError(f"profile schema version {version!r}, this flashsim reads version "
+                             f"{PROFILE_SCHEMA_VERSION}")
+        return PROFILE_SCHEMA_VERSION
 
     @model_validator(mode="after")
     def _enough_points(self) -> DeviceProfile:
@@ -259,8 +337,9 @@ class DeviceProfile(StrictModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeviceProfile:
-        """Read and validate a profile YAML file (InputError naming file and key on bad input)."""
-        return load_yaml_model(path, cls)
+        """Read and validate a profile YAML file, or a bundled profile by name (`m1max-paper`);
+        an InputError naming file and key on bad input."""
+        return load_yaml_model(resolve_device(path), cls)
 
     @classmethod
     def from_dict(cls, data: dict, *, file: str | os.PathLike | None = None) -> DeviceProfile:

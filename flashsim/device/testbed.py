@@ -6,7 +6,10 @@
   default (15 000 IOPS, 300 MB/s), below this VM's disk (~55 000 IOPS at 4 KiB QD 32,
   ~1 GB/s at 1 MiB) so the caps, not the disk, set the plateau;
 - `zram`: /dev/zram0 filled with random (incompressible) data, read with O_DIRECT straight
-  from the block device: microsecond latency, memory-bound bandwidth.
+  from the block device: microsecond latency, memory-bound bandwidth;
+- `zram-ext4`: ext4 on /dev/zram0, mounted in the state folder, with a random-data file in
+  it: the same RAM-backed device under a file system, for what needs files (weight stores,
+  `flashsim validate`: `{dir}` in a command is the mounted folder).
 
 Every resource a testbed makes (data file, cgroup, zram contents) is recorded in a state
 file before it is made and removed by `down()`, also on SIGINT/SIGTERM/SIGHUP, so a
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -34,7 +38,7 @@ from .calibrate import ensure_data_file
 from .cgroup import BlkioGroup, blkio_root, disk_of
 from .zram import Zram
 
-KINDS = ("virtio", "throttled", "zram")
+KINDS = ("virtio", "throttled", "zram", "zram-ext4")
 DEFAULT_SIZE_BYTES = 1 << 30
 THROTTLE_IOPS = 15_000
 """eMMC 5.1-like random-read cap (datasheets: ~10-15k IOPS at 4 KiB), under this disk's
@@ -45,6 +49,12 @@ CGROUP_PREFIX = "flashsim-testbed-"
 DATA_FILE_PREFIX = "flashsim-testbed-"
 ENV_NAME, ENV_PATH = "FLASHSIM_TESTBED", "FLASHSIM_TESTBED_PATH"
 PATH_PLACEHOLDER = "{path}"
+DIR_PLACEHOLDER = "{dir}"
+ENV_DIR = "FLASHSIM_TESTBED_DIR"
+EXT4_ROOM = 1.25
+"""zram-ext4: the device is this much bigger than the data file (ext4's metadata, journal)..."""
+EXT4_EXTRA_BYTES = 1536 << 20
+"""...plus this much: room for weight stores and a 1 GiB calibration file beside the data."""
 STOP_GRACE_S = 10.0
 
 
@@ -119,6 +129,7 @@ class TestbedState:
     iops: int | None = None
     bps: int | None = None
     zram: str | None = None
+    mount: str | None = None  # zram-ext4: where the file system is mounted
     comp_algorithm: str | None = None
     size_bytes: int = DEFAULT_SIZE_BYTES
     persistent: bool = False  # brought up by `up`, taken down by `down`
@@ -199,11 +210,17 @@ class Testbed:
         if s.name in ("throttled", "zram") and os.geteuid() != 0:
             raise InputError(f"testbed {s.name} needs root (it writes cgroup and sysfs files)",
                              key="NAME")
-        if s.name == "zram":
+        if s.name in ("zram", "zram-ext4"):
             zram = Zram()
             zram.ensure_module()
             zram.check_free()
             s.zram, s.path = zram.name, str(zram.path)
+            if s.name == "zram-ext4":
+                if not shutil.which("mkfs.ext4"):
+                    raise InputError("mkfs.ext4 not found", key="NAME",
+                                     expected="e2fsprogs installed")
+                s.mount = str(state_dir() / f"{s.name}-mnt")
+                s.path = s.data_file = str(Path(s.mount) / f"{DATA_FILE_PREFIX}{s.name}.dat")
             return
         if not self.dir.is_dir():
             raise InputError("folder does not exist", file=self.dir, key="--dir")
@@ -248,6 +265,14 @@ class Testbed:
 
     def _create(self) -> None:
         s = self.state
+        if s.mount:
+            Zram(s.zram).setup(int(s.size_bytes * EXT4_ROOM) + EXT4_EXTRA_BYTES // 4096 * 4096,
+                               s.comp_algorithm)
+            _check_call(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", str(Zram(s.zram).path)])
+            Path(s.mount).mkdir(parents=True, exist_ok=True)
+            _check_call(["mount", "-o", "noatime", str(Zram(s.zram).path), s.mount])
+            ensure_data_file(s.data_file, s.size_bytes, seed=self.seed)
+            return
         if s.zram:
             zram = Zram(s.zram)
             zram.setup(s.size_bytes, s.comp_algorithm)
@@ -262,8 +287,11 @@ class Testbed:
     # -- using it ---------------------------------------------------------------------
 
     def command(self, cmd: Sequence[str]) -> list[str]:
-        """`cmd` with every `{path}` replaced by the testbed's path."""
-        return [str(c).replace(PATH_PLACEHOLDER, self.path) for c in cmd]
+        """`cmd` with every `{path}` replaced by the testbed's path (and `{dir}` by the
+        folder it is in: the mounted file system of zram-ext4)."""
+        folder = str(Path(self.path).parent)
+        return [str(c).replace(PATH_PLACEHOLDER, self.path).replace(DIR_PLACEHOLDER, folder)
+                for c in cmd]
 
     def run(self, cmd: Sequence[str], **popen: Any) -> int:
         """Run `cmd` as a child process (inside the throttle group for `throttled`, from its
@@ -273,6 +301,7 @@ class Testbed:
             raise InputError("no command to run", key="CMD", expected="-- CMD ARGS...")
         env = dict(popen.pop("env", None) or os.environ)
         env[ENV_NAME], env[ENV_PATH] = self.name, self.path
+        env[ENV_DIR] = str(Path(self.path).parent)
         procs = Path(self.state.cgroup) / "cgroup.procs" if self.state.cgroup else None
 
         def join_group() -> None:  # runs in the child between fork and exec
@@ -322,6 +351,8 @@ class Testbed:
                 steps.append(lambda: Path(s.data_file).unlink(missing_ok=True))
             if s.cgroup:
                 steps.append(lambda: self.group().remove())
+            if s.mount:
+                steps.append(lambda: _unmount(Path(s.mount)))
             if s.zram:
                 steps.append(lambda: Zram(s.zram).reset())
             for step in steps:
@@ -349,6 +380,23 @@ class Testbed:
         finally:
             if self._signals is not None:
                 self._signals.close()
+
+
+def _check_call(cmd: list[str]) -> None:
+    """Run a setup command; its failure is an InputError naming it and its message."""
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        raise InputError(f"{' '.join(cmd)} failed: {message[-1] if message else done.returncode}",
+                         key="NAME")
+
+
+def _unmount(mount: Path) -> None:
+    """Unmount the testbed's file system (if mounted) and remove its empty mount point."""
+    if os.path.ismount(mount):
+        _check_call(["umount", str(mount)])
+    with contextlib.suppress(FileNotFoundError):
+        mount.rmdir()
 
 
 def _stop(child: subprocess.Popen, signum: int) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..device.calibrate import calibrate
 from ..device.fit import fit_profile
-from ..device.profile import DeviceParams, DeviceProfile, median_point
+from ..device.profile import DeviceProfile, median_point
 from ..layout.plan import IOPlan
 from ..loader.store import WeightStore
 from .schedule import Slot
@@ -70,8 +70,10 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
 
 
 def merge_rounds(rounds: list[Any], *, quick: bool = False,
-                 batch_weight: float = VALIDATE_BATCH_WEIGHT) -> DeviceProfile:
-    """One fitted profile from calibration rounds: per point the median over rounds."""
+                 batch_weight: float = VALIDATE_BATCH_WEIGHT,
+                 correction: str = "measured-residual", quiet: bool = True) -> DeviceProfile:
+    """One fitted profile from calibration rounds: per point the median over rounds
+    (`quiet=False`: the fit's counter on a terminal)."""
     rounds = [r for r in rounds if r is not None]
     by_key: dict[tuple[int, int, int, str], list[Any]] = {}
     for prof in rounds:
@@ -84,7 +86,8 @@ def merge_rounds(rounds: list[Any], *, quick: bool = False,
     first = rounds[0]
     measured = first.measured.model_copy(update={"repeats": max(map(len, by_key.values()))})
     profile = type(first).model_validate({**dict(first), "points": points, "measured": measured})
-    return fit_profile(profile, quick=quick, batch_weight=batch_weight)
+    return fit_profile(profile, quick=quick, batch_weight=batch_weight, correction=correction,
+                       quiet=quiet)
 
 
 @dataclass
@@ -116,10 +119,12 @@ class Calibration:
             batch_reads=spec.calibration_batch_reads, grid_part=slot.calibration_part,
             pieces=spec.calibration_pieces))
 
-    def fit(self) -> tuple[DeviceParams, dict[str, Any]]:
-        """The parameters fitted to all rounds, and what the report says about the fit."""
-        prof = merge_rounds(self.rounds, quick=self.spec.quick_fit)
-        return prof.params, {"calibrated": True, "calibrated_on": str(self.data_file),
+    def fit(self) -> tuple[DeviceProfile, dict[str, Any]]:
+        """The profile fitted to all rounds, and what the report says about the fit."""
+        prof = merge_rounds(self.rounds, quick=self.spec.quick_fit,
+                            correction=self.spec.correction, quiet=self.spec.quiet)
+        return prof, {"calibrated": True, "calibrated_on": str(self.data_file),
+                      "correction": prof.correction,
                       "rounds": self.spec.reps, "pieces_per_round": self.spec.calibration_pieces,
                       "params": prof.params.model_dump(),
                       "fit_median_abs_error_pct": prof.fit.median_abs_error_pct,

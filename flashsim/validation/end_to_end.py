@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..device.profile import DeviceParams
+from ..device import make_device
+from ..device.profile import DeviceParams, DeviceProfile
 from ..errors import InputError
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
@@ -28,8 +29,8 @@ from .e2e_measure import PARTS, EndToEndMeasured, measure_decodes, reference_dec
 from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, predict_parts_s
 from .e2e_setup import EndToEndSetup, gap_params, prepare
 from .e2e_spec import EndToEndSpec, end_to_end_spec
+from .predict import given_profile
 from .schedule import schedule
-from .spec import profile_source
 
 
 def read_prompt(prompt_text: str | None, prompt_file: str | os.PathLike | None
@@ -60,9 +61,9 @@ def validate_end_to_end(prompt_text: str | None = None, *,
 
     `options` are `EndToEndSpec`'s fields; a bad value is an InputError naming it. Among
     them: `layouts` (sparse ones), `qds`, `tokens` (generated per decode), `prompt_tokens`
-    (cut the prompt), `reps`, `seed`, `top_p`; `store`: the folder where each layout's store
-    is built on first use and reused; `profile` (a path or object) or `calibrate` (a quick
-    profile measured between the decodes, as `validate` does); `merge_gap` (`auto`: the
+    (cut the prompt), `reps`, `seed`, `top_p`; `store`: the folder of each layout's store
+    (`build_stores`: built there when missing); `profile` (a path or object) or `calibrate` (a
+    quick profile measured between the decodes, as `validate` does); `merge_gap` (`auto`: the
     profile's break-even gap at each QD, as `simulate`); `simulate_options`: keyword
     arguments for `cost.run.simulate_plan` (the memory and compute models, e.g.
     `memcpy_bytes_per_s`, `compute_model`). `train_trace`: what co-activation layouts learn from.
@@ -75,7 +76,7 @@ def validate_end_to_end(prompt_text: str | None = None, *,
 def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = None
                    ) -> EndToEndResult:
     """The run `spec` describes: stores, decodes (+ calibration), prediction, rows."""
-    given = gap_params(spec)  # a bad profile fails before any store is built
+    gap_params(spec)  # a bad profile fails before any store is built
     setup = prepare(spec, train_trace)
     reference = reference_decode(spec, setup)
     calibration = None
@@ -88,16 +89,16 @@ def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = Non
     if calibration is not None:
         params, profile_info = calibration.fit()
     else:
-        params = given
-        profile_info = {"calibrated": False, "source": profile_source(spec.profile),
-                        "params": params.model_dump()}
+        params, profile_info = given_profile(spec)
     return predicted_result(spec, setup, measured, params, profile_info)
 
 
 def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,
-                     params: DeviceParams, profile_info: dict[str, Any]) -> EndToEndResult:
+                     params: DeviceProfile | DeviceParams, profile_info: dict[str, Any]
+                     ) -> EndToEndResult:
     """Predict every row with the simulator and compare it with `measured`."""
     rows, per_token, models = [], {}, {}
+    params = make_device(params, spec.model_engine)  # one residual for every row
     for key in setup.keys:
         name, q = setup.names[key[0]], key[1]
         plan = measured.plans[key]

@@ -16,17 +16,22 @@ from ..device import load_params, make_device
 from ..device.baseline import Baseline
 from ..device.profile import DeviceParams, DevicePoint, DeviceProfile
 from ..layout.plan import IOPlan
-from .spec import ValidationSpec, profile_source
+from .spec import CalibrationOptions, ValidationSpec, profile_source
 
 
-def given_profile(spec: ValidationSpec) -> tuple[DeviceParams, dict[str, Any]]:
-    """The parameters of the profile the spec names, and what the report says about it."""
-    params = load_params(spec.profile)
-    return params, {"calibrated": False, "source": profile_source(spec.profile),
-                    "params": params.model_dump()}
+def given_profile(spec: CalibrationOptions) -> tuple[DeviceProfile | DeviceParams, dict[str, Any]]:
+    """The profile the spec names (loaded; bare parameters stay parameters), and what the
+    report says about it."""
+    source = spec.profile
+    if isinstance(source, (str, os.PathLike)):
+        source = DeviceProfile.load(source)
+    params = load_params(source)
+    correction = source.correction if isinstance(source, DeviceProfile) else "none"
+    return source, {"calibrated": False, "source": profile_source(spec.profile),
+                    "correction": correction, "params": params.model_dump()}
 
 
-def predict_token_s(plan: IOPlan, params: DeviceParams, queue_depth: int, draws: int,
+def predict_token_s(plan: IOPlan, params: Any, queue_depth: int, draws: int,
                     model_engine: str = "fast") -> np.ndarray:
     """Predicted I/O seconds per (draw, token): layers one after another, as measured."""
     return io_seconds_draws(plan, params, queue_depth, draws, model_engine).sum(axis=2)

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..device import make_device
 from ..device.baseline import Baseline
-from ..device.profile import DeviceParams
+from ..device.profile import DeviceParams, DeviceProfile
+from ..progress import progress
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
 from .fio_export import require_fio, run_fio
@@ -42,7 +44,7 @@ def validate(trace: ActivationTrace, layouts: list[str], qds: list[int],
 
     `options` are `ValidationSpec`'s fields; a bad value is an InputError naming it. Among them:
     `store`: a store file (used for every layout; it must match each plan) or a folder where
-    each layout's store is built on first use (named by placement digest, reused later).
+    each layout's store is (named by placement digest); `build_stores` builds those missing.
     `profile`: a device profile (path or object); with `calibrate` a quick profile is
     measured in the same run and used instead (one round per repetition, dealt out between
     its row blocks; per point the median over rounds, then the fit) on a `calibration_bytes`
@@ -82,17 +84,20 @@ def fio_times(setup: Setup) -> dict[RowKey, dict[str, float]]:
     """fio's replay of every row's plan (its time per token and throughput)."""
     return {(i, q): run_fio(setup.plans[i], setup.stores[i].path, setup.folder / "fio", q,
                             name=f"{setup.layouts[i].name}-qd{q}")
-            for i, q in setup.keys}
+            for i, q in progress(setup.keys, total=len(setup.keys), desc="fio", unit="row")}
 
 
 def predicted_rows(spec: ValidationSpec, setup: Setup, measured: Measured,
-                   params: DeviceParams, fio: dict[RowKey, dict[str, float]],
+                   params: DeviceProfile | DeviceParams,
+                   fio: dict[RowKey, dict[str, float]],
                    baseline: Baseline | None = None
                    ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, np.ndarray]]]:
     """Predict every row (one simulator pass per repetition) and compare with `measured`;
     with `baseline`, its prediction beside the model's."""
     rows, per_token = [], {}
-    for i, q in setup.keys:
+    params = make_device(params, spec.model_engine)  # one residual for every row
+    for i, q in progress(setup.keys, total=len(setup.keys), desc="predict", unit="row",
+                         quiet=spec.quiet):
         plan, name = setup.plans[i], setup.layouts[i].name
         pred = predict_token_s(plan, params, q, spec.reps, spec.model_engine)
         row = layout_row(name, plan, q, spec.reps, measured.io_s[(i, q)],

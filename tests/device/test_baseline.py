@@ -12,7 +12,7 @@ from flashsim.device.baseline import Baseline
 from flashsim.device.profile import DevicePoint, DeviceProfile
 from flashsim.errors import InputError
 
-DEVICES = Path(__file__).resolve().parents[2] / "configs" / "devices"
+DEVICES = Path(__file__).resolve().parents[2] / "flashsim" / "data" / "devices"
 
 
 def _pt(chunk, qd, tput, lat=None, **kw) -> DevicePoint:

@@ -27,7 +27,7 @@ from flashsim.device.fit import fit_profile, predict_detail
 from flashsim.device.profile import DevicePoint, DeviceProfile
 from flashsim.errors import InputError
 
-FIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "devices" / "fio-local-virtio"
+FIO_DIR = Path(__file__).resolve().parents[2] / "flashsim" / "data" / "devices" / "fio-local-virtio"
 
 
 @pytest.mark.disk
@@ -321,7 +321,7 @@ def test_device_fit_cross_validates_and_scores_the_holdout(tmp_path, capsys):
 
 
 def test_profiles_without_the_new_fit_fields_still_load():
-    committed = Path(__file__).resolve().parents[2] / "configs" / "devices" / "m1max-paper.yaml"
+    committed = Path(__file__).resolve().parents[2] / "flashsim" / "data" / "devices" / "m1max-paper.yaml"
     profile = DeviceProfile.load(committed)
     assert profile.holdout_points == [] and profile.fit.cv_folds is None
 

@@ -18,7 +18,7 @@ from flashsim.device.profile import DeviceProfile
 from flashsim.errors import InputError
 from flashsim.io.buffers import transparent_huge_pages_enabled
 
-DEVICES = Path(__file__).resolve().parents[2] / "configs" / "devices"
+DEVICES = Path(__file__).resolve().parents[2] / "flashsim" / "data" / "devices"
 FIO_PROFILE = DEVICES / "local-virtio-fio.yaml"
 ROUND1 = DEVICES / "fio-local-virtio" / "round1.json"
 

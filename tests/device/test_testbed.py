@@ -250,6 +250,24 @@ def test_zram_is_read_with_o_direct_and_reset_after(tmp_path):
 
 @real
 @pytest.mark.disk
+def test_zram_ext4_mounts_a_file_system_with_a_data_file_and_removes_it(tmp_path):
+    """ext4 on zram0: a random-data file read with O_DIRECT, `{dir}` its folder; after
+    down, no mount, no mount point, zram reset."""
+    size = 16 << 20
+    with make_testbed("zram-ext4", size_bytes=size, seed=3,
+                      state_file=tmp_path / "z.json") as bed:
+        mount = Path(bed.state.mount)
+        assert os.path.ismount(mount) and Path(bed.path).parent == mount
+        assert bed.command(["x", "{dir}/stores", "{path}"]) == ["x", f"{mount}/stores", bed.path]
+        with DirectReader(bed.path) as r:
+            assert r.o_direct and r.file_bytes == size
+        (mount / "stores").mkdir()  # what a command run on it may leave: removed with it
+    assert not mount.exists() and Zram().disksize_bytes() == 0
+    assert not (tmp_path / "z.json").exists()
+
+
+@real
+@pytest.mark.disk
 def test_cli_run_in_the_throttle_group_is_undone_by_sigterm(tmp_path):
     state = tmp_path / "t.json"
     proc = subprocess.Popen([sys.executable, "-m", "flashsim", "device", "testbed", "run",

@@ -1,0 +1,137 @@
+"""The measured residual: what the layered model misses at the calibration points, carried
+to the points between them.
+
+The layered model (des.py) gives a device's structure — queues, units, a shared link, host
+work, batch starts — from a few parameters, but a real device can do things no parameter
+expresses: a blkio throttle is a token bucket, zram copies synchronously on the submitting
+CPU, a virtual disk's back end has its own moods. At every steady-state calibration point
+the ratio measured / modelled (throughput and mean latency, per access pattern) is known;
+between points it is interpolated in (log2 chunk, log2 QD) on its logarithm, exactly as the
+interpolation baseline interpolates the values themselves (baseline.Surface), and clamped at
+the grid's edges. The corrected model is the layered model times that ratio:
+
+- a steady-state point: throughput × throughput ratio, latency × latency ratio;
+- a batch of n reads at QD q (a plan's layer batch, a short-batch point): the model's
+  makespan × the bytes-weighted mean over its reads of 1 / throughput ratio(length, min(q, n))
+  (a read of c bytes costs c / throughput, so a slower device stretches the batch by the
+  ratio of its reads' sizes; the model still decides the batch's own dynamics: its start,
+  its ramp, how its reads share units and link).
+
+At a calibration point the corrected model reproduces the measurement, so only
+cross-validated and held-out errors say how good it is (calibrate reports both, with and
+without the correction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .base import DeviceModel, DeviceRun
+from .baseline import Surface
+from .profile import DeviceParams, DevicePoint
+
+CORRECTIONS = ("measured-residual", "none")
+"""A profile's `correction`: the measured residual on top of the layered model, or none."""
+
+
+class Residual:
+    """Measured / modelled throughput and latency over a profile's steady-state points."""
+
+    def __init__(self, surfaces: dict[str, tuple[Surface, Surface]]) -> None:
+        self.surfaces = surfaces
+
+    @classmethod
+    def of(cls, points: Sequence[DevicePoint], model: Sequence[dict[str, float]]) -> Residual:
+        """The residual at steady-state `points`, given the structural model's prediction of
+        each (predict.steady_point's keys)."""
+        by_pattern: dict[str, list[tuple[DevicePoint, dict[str, float]]]] = {}
+        for p, m in zip(points, model):
+            by_pattern.setdefault(p.pattern, []).append((p, m))
+        surfaces = {}
+        for pattern, pairs in by_pattern.items():
+            pts, model = [p for p, _ in pairs], [m for _, m in pairs]
+            tput = np.array([p.throughput_mb_s / m["throughput_mb_s"] for p, m in zip(pts, model)])
+            lat = np.array([(p.latency_mean_us or m["latency_mean_us"]) / m["latency_mean_us"]
+                            for p, m in zip(pts, model)])
+            x = np.log2([p.chunk_bytes for p in pts])
+            y = np.log2([p.queue_depth for p in pts])
+            surfaces[pattern] = (Surface(x, y, np.log(tput)), Surface(x, y, np.log(lat)))
+        return cls(surfaces)
+
+    def _surface(self, pattern: str, which: int) -> Surface | None:
+        pair = self.surfaces.get(pattern) or self.surfaces.get("random")
+        return None if pair is None else pair[which]
+
+    def throughput_ratio(self, chunk_bytes, queue_depth, pattern: str = "random") -> np.ndarray:
+        """Measured / modelled throughput at each (chunk, QD); 1 without points of the pattern."""
+        s = self._surface(pattern, 0)
+        shape = np.broadcast_shapes(np.shape(chunk_bytes), np.shape(queue_depth))
+        if s is None:
+            return np.ones(shape)
+        return np.exp(s(np.log2(chunk_bytes), np.log2(queue_depth)))
+
+    def latency_ratio(self, chunk_bytes, queue_depth, pattern: str = "random") -> np.ndarray:
+        """Measured / modelled mean latency at each (chunk, QD)."""
+        s = self._surface(pattern, 1)
+        shape = np.broadcast_shapes(np.shape(chunk_bytes), np.shape(queue_depth))
+        if s is None:
+            return np.ones(shape)
+        return np.exp(s(np.log2(chunk_bytes), np.log2(queue_depth)))
+
+    def batch_time_factor(self, lengths: np.ndarray, batch_ptr: np.ndarray,
+                          queue_depth: int) -> np.ndarray:
+        """Per batch: the bytes-weighted mean over its reads of 1 / throughput ratio at
+        (read length, min(QD, reads in the batch)); 1 for an empty batch."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        ptr = np.asarray(batch_ptr, dtype=np.int64)
+        n_reads = np.diff(ptr)
+        out = np.ones(len(n_reads))
+        full = n_reads > 0
+        if not len(lengths) or not full.any():
+            return out
+        qd_of_read = np.repeat(np.minimum(int(queue_depth), np.maximum(n_reads, 1)), n_reads)
+        inv = 1.0 / self.throughput_ratio(lengths, qd_of_read)
+        starts = ptr[:-1][full]
+        weighted = np.add.reduceat(lengths * inv, starts)
+        total = np.add.reduceat(lengths.astype(float), starts)
+        out[full] = weighted / total
+        return out
+
+    def correct_detail(self, detail: dict[str, float], chunk_bytes: int, queue_depth: int,
+                       pattern: str = "random") -> dict[str, float]:
+        """A steady-state prediction (predict.steady_point's keys) with the residual applied."""
+        t = float(self.throughput_ratio(chunk_bytes, queue_depth, pattern))
+        lat = float(self.latency_ratio(chunk_bytes, queue_depth, pattern))
+        return {"throughput_mb_s": detail["throughput_mb_s"] * t,
+                **{k: detail[k] * lat for k in ("latency_mean_us", "latency_p50_us",
+                                                 "latency_p99_us")}}
+
+
+class CorrectedDevice(DeviceModel):
+    """A device engine (fast or des) with the measured residual applied to what it returns."""
+
+    def __init__(self, inner, residual: Residual) -> None:
+        self.inner = inner
+        self.residual = residual
+
+    @property
+    def params(self) -> DeviceParams:
+        return self.inner.params
+
+    def run(self, offsets: object, lengths: object, queue_depth: int):
+        """One batch from an idle device, every time stretched by the batch's factor."""
+        run = self.inner.run(offsets, lengths, queue_depth)
+        length = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        f = float(self.residual.batch_time_factor(length, np.array([0, len(length)]),
+                                                  queue_depth)[0])
+        return DeviceRun(run.start_s * f, run.finish_s * f, run.makespan_s * f)
+
+    def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
+                    queue_depth: int) -> np.ndarray:
+        """Makespan (s) of every batch, each times its factor (see the module doc)."""
+        makespan = self.inner.run_batches(offsets, lengths, batch_ptr, queue_depth)
+        return makespan * self.residual.batch_time_factor(
+            np.asarray(lengths).reshape(-1), np.asarray(batch_ptr).reshape(-1), queue_depth)
+
