@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from flashsim.layout.dram import DramMatrix
+from flashsim.data import REFERENCE_TRACE
+from flashsim.layout.dram import DramManager, DramMatrix, check_half_decode
+from flashsim.layout.registry import make_layout
 from flashsim.layout.window import Residency
+from flashsim.trace.format import ActivationTrace
 
 
 def own_rows(ids):
@@ -44,3 +47,31 @@ def test_every_resident_neuron_finds_its_own_row(window):
         rows = res.rows_of(0, resident)
         assert sorted(rows.tolist()) == list(range(len(held)))  # packed at the top
         assert np.array_equal(mat.data[rows], own_rows(resident))
+
+
+def test_the_fp16_decode_is_numpys_for_every_pattern():
+    check_half_decode()  # raises unless all 65536 halves decode bit for bit as numpy's
+
+
+@pytest.mark.parametrize("name,params", [
+    ("sparse", {}), ("bundled", {"merge_gap_bytes": 64 << 10}),
+    ("windowed+bundled", {}), ("windowed", {"merge_gap_bytes": 8192}),
+    ("sparse", {"merge_gap_bytes": 1 << 20, "max_read_bytes": 8192}),  # more reads than ranges
+])
+def test_the_managers_reads_are_the_plans_batch_by_batch(name, params):
+    """The manager's one-kernel prepare (window step + read derivation) reads the plan's
+    batches exactly, and moves the plan's rows."""
+    ref = ActivationTrace.load(REFERENCE_TRACE).head(40)
+    layout = make_layout(name, **params)
+    plan = layout.plan(ref)
+    manager = DramManager(layout, ref.geometry, np.float16)
+    assert manager._fused
+    first = ref.n_prompt_tokens
+    for t in range(ref.n_tokens):
+        for l, s in enumerate(ref.predicted):
+            step, off, length = manager.prepare(t, l, s[t].astype(np.int64))
+            if t >= first:
+                want_off, want_len = plan.batch_reads(t - first, l)
+                assert np.array_equal(off, want_off) and np.array_equal(length, want_len)
+                moved = (step.evict.n_rows + len(step.new)) * 2 * ref.geometry.row_bytes
+                assert moved == plan.mem_moved_bytes[t - first, l]

@@ -9,8 +9,13 @@ replaced by a buffer of the right length in DRAM), is fitted with least absolute
                             + s_per_read_byte · bytes read + s_per_moved_row · rows moved
 
 (loaded: neurons read; reads, bytes read: the batch's; rows moved: leaving rows overwritten
-by the last ones). `MemoryModel.memcpy(bw)` is the paper's model instead: the bytes moved
-by memory management over the memcpy bandwidth.
+by the last ones). The manager is two numba kernel calls per (token, layer), so the terms
+are what the measurement shows: per call, the calls' dispatch and the caches the read and
+the compute left cold (timed as the runtime runs, see memory_timing); per neuron, the
+fp16 → fp32 decode of its row and its share of the read derivation; per read and byte,
+locating the records in the read data; per moved row, one row copy.
+`MemoryModel.memcpy(bw)` is the paper's model instead: the bytes moved by memory
+management over the memcpy bandwidth.
 """
 
 from __future__ import annotations

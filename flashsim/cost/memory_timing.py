@@ -2,10 +2,13 @@
 
 The manager runs exactly as in `FlashWeightSource._step`: `prepare` (window step, read
 derivation), then `store` (decode + row copies), each between two perf_counter calls. The
-read's bytes come from a rotating slice of a buffer larger than the caches (a read's data
-arrives in DRAM, not in the cache). Neuron sets: the bundled training trace's predicted
-sets when the geometry is the bundled model's; else SYNTHETIC sets (random ids, 1–10 % of
-the layer, persisting between tokens) on two layers of the geometry, named as such.
+read is replaced, untimed, by copying its bytes into one kept buffer (the reader's
+`reuse_buffer`) and a wait: in the runtime `store` follows a blocking read and `prepare`
+follows the layer's compute, so the manager starts with caches others have used; without
+the waits it would be timed hot, several times faster than the runtime. Neuron sets: the
+bundled training trace's predicted sets when the geometry is the bundled model's; else
+SYNTHETIC sets (random ids, 1–10 % of the layer, persisting between tokens) on two layers
+of the geometry, named as such.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from ..data import TRAINING_TRACE
 from ..geometry import ModelGeometry
 from ..layout.dram import DramManager
 from ..layout.registry import make_layout
+from ..progress import progress
 from ..trace.format import ActivationTrace
 
 LAYOUTS = ("sparse", "bundled", "windowed+bundled", "coactivation")
 GAPS_BYTES = (0, 64 << 10)
 BUFFER_BYTES = 64 << 20
+WEIGHT_STD = 0.02  # the read bytes: fp16 values of this spread, like trained weights
+WAIT_S = 100e-6  # untimed, before prepare and before store: what the read and compute yield
 WARM_TOKENS = 16  # untimed first positions: the windows fill
 TIMED_TOKENS = 96
 
@@ -44,18 +50,25 @@ def time_manager(manager: DramManager, sets: Iterator[tuple[int, int, np.ndarray
                  n_warm: int) -> MemorySamples:
     """Run the manager over (token, layer, ids) in order; time tokens from `n_warm` on."""
     rng = np.random.default_rng(0)
-    buffer = rng.integers(0, 255, BUFFER_BYTES, dtype=np.uint8)
+    # weight-like fp16 values: random bytes would be 1/32 subnormal, whose rescale in the
+    # decode costs a microcode assist each (weights hardly have any)
+    source = (rng.standard_normal(BUFFER_BYTES // 2, dtype=np.float32) * WEIGHT_STD
+              ).astype(np.float16).view(np.uint8)
+    kept = np.zeros(BUFFER_BYTES, dtype=np.uint8)  # the reader's reused buffer
     at = 0
     rows: list[tuple[float, int, int, int, int]] = []
     for token, layer, ids in sets:
+        time.sleep(WAIT_S)  # the layer's compute
         t0 = time.perf_counter()
         step, off, length = manager.prepare(token, layer, ids)
         t1 = time.perf_counter()
         n = int(length.sum())
         if at + n > BUFFER_BYTES:
             at = 0
-        data = buffer[at:at + n]  # stands for the read: untimed, as I/O is in the runtime
+        data = kept[:n]  # stands for the read: untimed, as I/O is in the runtime
+        data[:] = source[at:at + n]
         at += n
+        time.sleep(WAIT_S)
         t2 = time.perf_counter()
         manager.store(layer, step, off, length, data)
         t3 = time.perf_counter()
@@ -94,12 +107,11 @@ def time_memory_management(geometry: ModelGeometry) -> tuple[MemorySamples, str]
     n_steps = WARM_TOKENS + TIMED_TOKENS
     parts = []
     names = LAYOUTS if real else tuple(n for n in LAYOUTS if "coactivation" not in n)
-    for name in names:
-        for gap in GAPS_BYTES:
-            layout = make_layout(name, train_trace=trace if real else None,
-                                 merge_gap_bytes=gap)
-            sets = _trace_sets(trace, n_steps) if real else _synthetic_sets(g, n_steps, 0)
-            parts.append(time_manager(DramManager(layout, g, _dtype(g)), sets, WARM_TOKENS))
+    runs = [(name, gap) for name in names for gap in GAPS_BYTES]
+    for name, gap in progress(runs, total=len(runs), desc="memory calibration", unit="layout"):
+        layout = make_layout(name, train_trace=trace if real else None, merge_gap_bytes=gap)
+        sets = _trace_sets(trace, n_steps) if real else _synthetic_sets(g, n_steps, 0)
+        parts.append(time_manager(DramManager(layout, g, _dtype(g)), sets, WARM_TOKENS))
     merged = MemorySamples(*(np.concatenate([getattr(p, f) for p in parts])
                              for f in MemorySamples.__dataclass_fields__))
     what = (f"{', '.join(names)}; gaps 0 and 64 KiB; {TIMED_TOKENS} tokens of "

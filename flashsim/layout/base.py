@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from ..errors import InputError
 from ..geometry import ModelGeometry, NeuronSets
 from ..trace.format import ActivationTrace
-from .align import align_merge
+from .align import align_merge, align_merge_kernel
 from .placement import Placement
 from .plan import IOPlan
 from .window import Residency
@@ -73,6 +74,11 @@ class Layout:
                            block_bytes=placement.block_bytes, gap_bytes=self.merge_gap_bytes,
                            max_read_bytes=self.max_read_bytes)
 
+    def reads_own_records(self, placement: Placement) -> bool:
+        """True when a batch's reads are `unit_batch_reads` of its loads (each neuron's own
+        record(s) at the placement's offsets), so a runtime may derive them in one kernel."""
+        return False
+
     def batch_reads(self, layer: int, loads: np.ndarray, placement: Placement
                     ) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, lengths) of the reads that bring neurons `loads` of one (token, layer).
@@ -95,14 +101,65 @@ def unit_ranges(layer: int, units: NeuronSets, placement: Placement
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(token, start, end) of the neuron records `units` of `layer`: each unit is read at the
     placement's fc1 offset (and, for split placements, also at its fc2 offset)."""
-    tok = np.repeat(np.arange(len(units), dtype=np.int64), units.counts())
-    ids = units.ids.astype(np.int64)
-    toks, starts = [tok], [placement.fc1_offset_bytes[layer, ids]]
-    if placement.kind == "split":
-        toks.append(tok)
-        starts.append(placement.fc2_offset_bytes[layer, ids])
-    start = np.concatenate(starts)
-    return np.concatenate(toks), start, start + placement.read_unit_bytes
+    return _unit_ranges(np.ascontiguousarray(units.ptr, dtype=np.int64),
+                        np.ascontiguousarray(units.ids), placement.fc1_offset_bytes[layer],
+                        placement.fc2_offset_bytes[layer], placement.kind == "split",
+                        placement.read_unit_bytes)
+
+
+@njit(cache=True)
+def _unit_ranges(ptr, ids, fc1_offset, fc2_offset, split, unit_bytes):
+    """Numba kernel of `unit_ranges`: the fc1 ranges of every token, then (split) the fc2."""
+    n = len(ids)
+    tok = np.empty(2 * n if split else n, np.int64)
+    start = np.empty(len(tok), np.int64)
+    for t in range(len(ptr) - 1):
+        for j in range(ptr[t], ptr[t + 1]):
+            tok[j], start[j] = t, fc1_offset[ids[j]]
+            if split:
+                tok[n + j], start[n + j] = t, fc2_offset[ids[j]]
+    return tok, start, start + unit_bytes
+
+
+def unit_batch_reads(layout: Layout, layer: int, loads: np.ndarray, placement: Placement
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """`Layout.batch_reads` of a layout whose read units are the loads themselves, in one
+    kernel call: the same `_unit_ranges` and `align_merge_kernel` kernels as the plan's."""
+    ids = np.ascontiguousarray(loads, dtype=np.int64)
+    offsets, params = unit_read_args(layout, layer, placement)
+    room = 2 * len(ids)  # reads ≤ ranges, unless `max_read_bytes` cuts runs into pieces
+    while True:
+        offset, length = np.empty(room, np.int64), np.empty(room, np.int64)
+        n = unit_batch_reads_kernel(ids, offsets, params, offset, length)
+        if n <= room:
+            return offset[:n], length[:n]
+        room = n
+
+
+def unit_read_args(layout: Layout, layer: int, placement: Placement
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """What `unit_batch_reads_kernel` needs besides the ids and the output: the layer's
+    [fc1; fc2] record offsets and [split, unit bytes, block, merge gap, largest read or 0]."""
+    offsets = np.stack([placement.fc1_offset_bytes[layer], placement.fc2_offset_bytes[layer]])
+    params = np.array([placement.kind == "split", placement.read_unit_bytes,
+                       placement.block_bytes, layout.merge_gap_bytes,
+                       layout.max_read_bytes or 0], np.int64)
+    return offsets, params
+
+
+@njit(cache=True)
+def unit_batch_reads_kernel(ids, offsets, params, offset, length):
+    """Numba kernel of `unit_batch_reads` (arguments: `unit_read_args`): one batch's reads
+    written to offset[:n] and length[:n] where they fit; returns n."""
+    ptr = np.zeros(2, np.int64)
+    ptr[1] = len(ids)
+    split, unit_bytes, block, gap, max_read = params
+    tok, start, end = _unit_ranges(ptr, ids, offsets[0], offsets[1], split != 0, unit_bytes)
+    _, off, n_bytes = align_merge_kernel(tok, start, end, 1, block, gap, max_read)
+    if len(off) <= len(offset):
+        offset[:len(off)] = off
+        length[:len(off)] = n_bytes
+    return len(off)
 
 
 def check_trace(trace: ActivationTrace, which: str, geometry: ModelGeometry | None

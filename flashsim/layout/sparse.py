@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import ModelGeometry, NeuronSets
 from ..trace.format import ActivationTrace
-from .base import Layout, build_plan, check_trace, unit_ranges
+from .base import Layout, build_plan, check_trace, unit_batch_reads, unit_ranges
 from .placement import Placement, bundled_placement, split_placement
 from .plan import IOPlan
 from .window import Residency, check_window
@@ -55,8 +55,20 @@ class SparseLayout(Layout):
         return split_placement(geometry, self.block_bytes)
 
     def read_units(self, layer: int, loads: NeuronSets, placement: Placement) -> NeuronSets:
-        """Which records to read for the neurons to load (identity here; see coactivation)."""
+        """Which records to read for the neurons to load: the loads themselves, unless the
+        placement carries friend copies (see coactivation)."""
         return loads
+
+    def reads_own_records(self, placement: Placement) -> bool:
+        return placement.friend is None  # `read_units` is the identity
+
+    def batch_reads(self, layer: int, loads: np.ndarray, placement: Placement
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """One batch's reads; without friend copies in one kernel call (`unit_batch_reads`,
+        the plan's kernels), as the runtime steps every (token, layer)."""
+        if not self.reads_own_records(placement):
+            return super().batch_reads(layer, loads, placement)
+        return unit_batch_reads(self, layer, loads, placement)
 
     def read_ranges(self, layer: int, loads: NeuronSets, placement: Placement
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -26,15 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from ..errors import InputError
 from ..geometry import NeuronSets
 
-_NEVER = np.int64(-(1 << 40))
-_NO_ROWS = np.zeros(0, dtype=np.int64)
+_NEVER = np.int32(-(1 << 30))  # last use of a neuron never used (token indices are int32)
 
 
-@dataclass
+@dataclass(slots=True)
 class RowMoves:
     """Deletion by overwrite in one layer's matrix: row dst_rows[i] gets row src_rows[i]."""
 
@@ -46,7 +46,7 @@ class RowMoves:
         return len(self.dst_rows)
 
 
-@dataclass
+@dataclass(slots=True)
 class WindowStep:
     """One (token, layer) step: the neurons to read and how the layer's matrix changes.
 
@@ -90,84 +90,137 @@ def check_window(window: int | None) -> int | None:
 class LayerWindow:
     """One layer's DRAM cache and its preallocated matrix's rows, stepped token by token.
 
-    `window` None keeps nothing between tokens (every token reads its whole set).
+    `window` None keeps nothing between tokens (every token reads its whole set). The state
+    (last use per neuron, neuron per row, row per neuron) lives in numpy arrays that one
+    numba kernel call per step updates (`window_step_kernel`, which returns only counts: the
+    step's arrays are allocated here and filled by the kernel).
     """
 
     def __init__(self, d_ffn: int, window: int | None) -> None:
         self.window = check_window(window)
-        self.last_used = np.full(d_ffn, _NEVER, dtype=np.int64)
-        self.slot = np.zeros(d_ffn, dtype=np.int64)  # neuron in matrix row r
-        self.pos = np.full(d_ffn, -1, dtype=np.int64)  # matrix row of neuron i
+        # the three below in one int32 array: half the cache lines a step touches
+        self.table = np.empty((3, d_ffn), dtype=np.int32)
+        self.last_used = self.table[0]
+        self.slot = self.table[1]  # neuron in matrix row r
+        self.pos = self.table[2]  # matrix row of neuron i
+        self.last_used[:], self.slot[:], self.pos[:] = _NEVER, 0, -1
         self.n_used = 0
         self.k_prev = self.window or 1
         self.last_t = -1
 
     def step(self, t: int, ids: np.ndarray, budget_rows: int | None = None,
-             where: str = "") -> WindowStep:
+             layer: int | None = None) -> WindowStep:
         """Token t uses `ids`: what to read and how the matrix changes.
 
         With `budget_rows` the window shrinks so this layer keeps at most that many rows.
         """
         ids = np.asarray(ids, dtype=np.int64)
-        if self.window is None:  # every row leaves (none moves), the whole set is read
-            self._evict(self.pos >= 0, np.zeros(len(self.pos), dtype=bool))
-            return self._append(t, ids, ids, RowMoves(_NO_ROWS, _NO_ROWS), 1)
-        last_used = self.last_used
-        was_resident = last_used >= t - self.k_prev  # W_{t-1}
-        new = ids[~was_resident[ids]]
-        last_used[ids] = t
-        k = self.window
-        if budget_rows is not None:
-            k = self._fit(t, len(ids), budget_rows, where)
-        evict = self._evict(was_resident, last_used >= t - k + 1)
-        return self._append(t, ids, new, evict, k)
-
-    def _fit(self, t: int, n_ids: int, budget_rows: int, where: str) -> int:
-        """The longest window (≤ k_prev + 1) whose |W_t| fits in `budget_rows`."""
-        k_max = min(self.window, self.k_prev + 1)
-        age = t - self.last_used
-        size = np.cumsum(np.bincount(age[age < k_max], minlength=k_max))  # |W_t| for k=1..
-        k = int(np.count_nonzero(size <= budget_rows))
+        new, dst, src = (np.empty(len(ids), np.int64), np.empty(self.n_used, np.int64),
+                         np.empty(self.n_used, np.int64))
+        n_new, n_moves, first, n_used, k = window_step_kernel(
+            self.last_used, self.slot, self.pos, self.n_used, self.k_prev, t, ids,
+            self.window or 0, budget_rows is not None, budget_rows or 0, new, dst, src)
         if k == 0:
-            raise InputError(f"DRAM budget leaves {max(budget_rows, 0)} rows for the "
-                             f"{n_ids} neurons token {t} needs{where}",
+            where = "" if layer is None else f" in layer {layer}"
+            raise InputError(f"DRAM budget leaves {max(budget_rows or 0, 0)} rows for the "
+                             f"{len(ids)} neurons token {t} needs{where}",
                              key="dram_budget_bytes",
                              expected="a budget that holds at least one token's neurons")
-        return k
-
-    def _append(self, t: int, ids: np.ndarray, new: np.ndarray, evict: RowMoves,
-                k: int) -> WindowStep:
-        """Insert `new` at the end of the matrix."""
-        first = self.n_used
-        self.slot[first:first + len(new)] = new
-        self.pos[new] = np.arange(first, first + len(new))
-        self.n_used += len(new)
-        self.k_prev = k
-        self.last_t = t
-        return WindowStep(new, evict, first, k)
+        self.n_used, self.k_prev, self.last_t = n_used, k, t
+        return WindowStep(new[:n_new], RowMoves(dst[:n_moves], src[:n_moves]), first, k)
 
     def shrink(self) -> RowMoves:
         """Drop the oldest token of the window (k → k - 1) now; returns the rows moved."""
-        t, k = self.last_t, self.k_prev - 1
-        moves = self._evict(self.last_used >= t - self.k_prev + 1, self.last_used >= t - k + 1)
+        k = self.k_prev - 1
+        dst, src = np.empty(self.n_used, np.int64), np.empty(self.n_used, np.int64)
+        n_moves, self.n_used = _evict_rows(self.last_used, self.slot, self.pos, self.n_used,
+                                           self.last_t - k + 1, dst, src)
         self.k_prev = k
-        return moves
+        return RowMoves(dst[:n_moves], src[:n_moves])
 
-    def _evict(self, was_resident: np.ndarray, is_resident: np.ndarray) -> RowMoves:
-        """Delete rows leaving the window: holes below the new end get the last rows."""
-        slot, pos = self.slot, self.pos
-        dropped = np.flatnonzero(was_resident & ~is_resident)
-        cut = self.n_used - len(dropped)
-        holes = np.sort(pos[dropped])
-        holes = holes[holes < cut]
-        tail = slot[cut:self.n_used]
-        movers = tail[is_resident[tail]]
-        src = pos[movers]
-        slot[holes] = movers
-        pos[movers] = holes
-        pos[dropped] = -1
-        self.n_used = cut
-        return RowMoves(holes, src)
+
+@njit(cache=True)
+def _evict_rows(last_used, slot, pos, n_used, keep_from, dst, src):
+    """Numba kernel: rows whose neuron was last used before `keep_from` leave the matrix.
+
+    Deletion by overwrite: the holes below the new end (ascending) get the surviving rows
+    of the tail (ascending), written to dst[:m] and src[:m]; holes in the tail are cut
+    off. Returns (m, new n_used).
+    """
+    n_drop = 0
+    for r in range(n_used):
+        if last_used[slot[r]] < keep_from:
+            n_drop += 1
+    cut = n_used - n_drop
+    m = 0
+    for r in range(cut):
+        if last_used[slot[r]] < keep_from:
+            dst[m] = r
+            m += 1
+    j = 0
+    for r in range(cut, n_used):
+        i = slot[r]
+        if last_used[i] < keep_from:
+            pos[i] = -1
+        else:
+            src[j] = r
+            j += 1
+    for j in range(m):
+        pos[slot[dst[j]]] = -1
+        i = slot[src[j]]
+        slot[dst[j]] = i
+        pos[i] = dst[j]
+    return m, cut
+
+
+@njit(cache=True)
+def _fit_window(last_used, t, k_max, budget_rows):
+    """Numba kernel: the longest window (≤ k_max) whose |W_t| fits in `budget_rows` (0: none)."""
+    size = np.zeros(k_max, np.int64)
+    for i in range(len(last_used)):
+        age = t - last_used[i]
+        if age < k_max:
+            size[age] += 1
+    k, held = 0, 0
+    for a in range(k_max):
+        held += size[a]
+        if held <= budget_rows:
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def window_step_kernel(last_used, slot, pos, n_used, k_prev, t, ids, window, budgeted, budget_rows,
+                 new, dst, src):
+    """Numba kernel of one (token, layer) step (`LayerWindow.step`); window 0: none kept;
+    `budget_rows` holds only where `budgeted`. Writes the new neurons (ids not in W_{t-1},
+    in ids' order) to new[:n] and the row moves (`_evict_rows`) to dst[:m], src[:m]; the
+    new neurons' rows are appended after the kept ones. Returns (n, m, first new row,
+    n_used, k_t), k_t 0 when the budget does not hold the token's set.
+    """
+    n, m, k = 0, 0, 1
+    if window == 0:  # every row leaves (none moves), the whole set is read
+        for r in range(n_used):
+            pos[slot[r]] = -1
+        new[:len(ids)] = ids
+        n, first = len(ids), 0
+    else:
+        for j in range(len(ids)):  # W_{t-1}: used at t - k_prev or later
+            if last_used[ids[j]] < t - k_prev:
+                new[n] = ids[j]
+                n += 1
+        for j in range(len(ids)):
+            last_used[ids[j]] = t
+        k = window
+        if budgeted:
+            k = _fit_window(last_used, t, min(window, k_prev + 1), budget_rows)
+            if k == 0:
+                return n, 0, n_used, n_used, 0
+        m, first = _evict_rows(last_used, slot, pos, n_used, t - k + 1, dst, src)
+    for j in range(n):
+        slot[first + j] = new[j]
+        pos[new[j]] = first + j
+    return n, m, first, first + n, k
 
 
 class Residency:
@@ -194,19 +247,19 @@ class Residency:
         (layers < l already at t, layers > l still at t - 1); when its own set does not fit,
         the other layers' biggest windows are shrunk first (their oldest token dropped).
         """
-        budget, shrunk = None, []
-        if self.budget_rows is not None and budgeted:
-            others = [j for j in range(len(self.layers)) if j != layer]
+        if self.budget_rows is None or not budgeted:
+            return self.layers[layer].step(t, ids)
+        shrunk = []
+        others = [j for j in range(len(self.layers)) if j != layer]
+        held = sum(self.layers[j].n_used for j in others)
+        while self.budget_rows - held < len(ids):  # make room: shrink the biggest window
+            can = [j for j in others if self.layers[j].k_prev > 1]
+            if not can:
+                break
+            j = max(can, key=lambda j: self.layers[j].n_used)
+            shrunk.append((j, self.layers[j].shrink()))
             held = sum(self.layers[j].n_used for j in others)
-            while self.budget_rows - held < len(ids):  # make room: shrink the biggest window
-                can = [j for j in others if self.layers[j].k_prev > 1]
-                if not can:
-                    break
-                j = max(can, key=lambda j: self.layers[j].n_used)
-                shrunk.append((j, self.layers[j].shrink()))
-                held = sum(self.layers[j].n_used for j in others)
-            budget = self.budget_rows - held
-        step = self.layers[layer].step(t, ids, budget, f" in layer {layer}")
+        step = self.layers[layer].step(t, ids, self.budget_rows - held, layer)
         step.shrunk = shrunk
         return step
 
