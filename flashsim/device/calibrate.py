@@ -32,6 +32,15 @@ from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_DURATION_S = 0.4
+STANDARD_BATCH_READS = (4, 16, 64)
+"""Short batches a standard calibration measures beside the steady-state grid: a plan is
+made of them (a layer's reads, issued together from an idle device), and a device may serve
+a burst unlike a sustained stream (a token bucket lets it through at full speed; a virtual
+disk's back end wakes up), which no steady-state point shows."""
+STANDARD_BATCH_QDS = (1, 8, 32)
+STANDARD_BATCH_MAX_CHUNK = 256 << 10
+"""Short batches are measured for chunks up to this size: what plans read (rows, merged
+ranges of a few rows)."""
 DEFAULT_WARMUP_S = 0.1
 DEFAULT_REPEATS = 5
 """The standard calibration: 8 chunks × 7 QDs in 5 rounds of 0.4 s a point (after 0.1 s of
@@ -211,7 +220,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
               warmup_s: float = DEFAULT_WARMUP_S, repeats: int = DEFAULT_REPEATS,
               allow_page_cache: bool = False, name: str = "device",
               description: str = "", seed: int = 0, quiet: bool = False,
-              engine: str = "auto", batch_reads=(), batch_qds=None,
+              engine: str = "auto", batch_reads=STANDARD_BATCH_READS,
+              batch_qds=STANDARD_BATCH_QDS, batch_max_chunk: int = STANDARD_BATCH_MAX_CHUNK,
               batch_duration_s: float | None = None, clustered_reads=(),
               grid_part: tuple[int, int] | None = None, holdout=(), fit: bool = False,
               cv_folds: int = CV_FOLDS) -> DeviceProfile | None:
@@ -226,18 +236,23 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     over its own work; None when part j is empty. A part's profile holds one point per
     measurement (a point measured twice in it appears twice), for the caller to merge.
 
-    With `batch_reads` (e.g. 1, 4, 16, 64) also short-batch points: batches of that many
-    random reads at each of `batch_qds` (default `qds`), `batch_duration_s` (default half of
-    `duration_s`) per point and round, in the same random order as the others;
+    With `batch_reads` (the standard 4, 16, 64; () for none) also short-batch points:
+    batches of that many random reads at each of `batch_qds` (None: `qds`), for chunks up
+    to `batch_max_chunk`, `batch_duration_s` (default half of `duration_s`) per point and
+    round, in the same random order as the others;
     `clustered_reads` adds batches of reads to every other chunk from a random start (reads
     near one another: what tells striping apart), at the batch QDs above 1.
     """
     _check_settings(chunks, repeats, duration_s, warmup_s, (*batch_reads, *clustered_reads))
     holdout = check_holdout(holdout, chunks, qds)
+    largest = max([*chunks, *(c for c, _ in holdout)])
+    if size_bytes < largest:  # refused before the data file is made
+        raise InputError(f"a {size_bytes}-byte file is smaller than one {largest}-byte read",
+                         key="size", expected=f"at least {largest} bytes")
     created = ensure_data_file(path, size_bytes, seed=seed)
     rng = np.random.default_rng(seed)
     grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds),
-                            batch_reads, clustered_reads, readable_bytes(path))
+                 batch_reads, clustered_reads, readable_bytes(path), batch_max_chunk)
     grid += [(c, q, None, "random") for c, q in holdout]
     rounds = _rounds(grid, repeats, rng, grid_part)
     if grid_part is not None and not rounds:
@@ -311,12 +326,14 @@ def _check_settings(chunks, repeats: int, duration_s: float, warmup_s: float,
 
 
 def _grid(chunks, qds, batch_qds, batch_reads, clustered_reads,
-                     file_bytes: int) -> list[GridKey]:
+          file_bytes: int, batch_max_chunk: int | None = None) -> list[GridKey]:
     """Every point to measure: steady-state chunk × QD, then the random short batches, then
-    the clustered ones (at batch QDs above 1, where the file has room for 2n chunks)."""
+    the clustered ones (at batch QDs above 1, where the file has room for 2n chunks); short
+    batches only of chunks up to `batch_max_chunk` (None: every chunk)."""
     grid: list[GridKey] = [(c, q, None, "random") for c in chunks for q in qds]
-    grid += batch_grid(chunks, batch_qds, batch_reads)
-    grid += [g for g in batch_grid(chunks, [q for q in batch_qds if q > 1], clustered_reads,
+    small = [c for c in chunks if batch_max_chunk is None or c <= batch_max_chunk]
+    grid += batch_grid(small, batch_qds, batch_reads)
+    grid += [g for g in batch_grid(small, [q for q in batch_qds if q > 1], clustered_reads,
                                    "clustered") if file_bytes // g[0] >= 2 * g[2]]
     return grid
 

@@ -50,10 +50,12 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
                      help="reader engine (auto: compiled native Linux AIO where available, "
                           "else the thread pool)")
-    cal.add_argument("--batch-reads", type=cliargs.counts("--batch-reads", maximum=1 << 20),
-                     default=None,
-                     help="also measure short-batch points: batches of these many reads "
-                          "(e.g. 1,4,16,64) at each QD, median makespan (default: none)")
+    cal.add_argument("--batch-reads", default="4,16,64",
+                     help="short-batch points beside the grid: batches of these many reads "
+                          "(chunks up to 256 KiB) at each --batch-qds, median makespan "
+                          "(default 4,16,64; 'none': the steady-state grid only)")
+    cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
+                     help="queue depths of the short batches (default 1,8,32)")
     cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
                      help="build the profile from fio JSON outputs instead of measuring")
     cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
@@ -168,7 +170,14 @@ def _calibration_profile(args: argparse.Namespace, name: str) -> DeviceProfile:
             raise InputError("--holdout points are measured; fio outputs have none",
                              key="--holdout", expected="--holdout without --from-fio")
         return profile_from_fio(args.from_fio, name=name, description=args.description)
-    from .calibrate import DEFAULT_CHUNKS, DEFAULT_QDS, calibrate, check_holdout, parse_holdout
+    from .calibrate import (
+        DEFAULT_CHUNKS,
+        DEFAULT_QDS,
+        STANDARD_BATCH_QDS,
+        calibrate,
+        check_holdout,
+        parse_holdout,
+    )
     if not args.file:
         raise InputError("--file is required unless --from-fio is given", key="--file")
     chunks = parse_size_list(args.chunks, key="--chunks") if args.chunks else DEFAULT_CHUNKS
@@ -183,8 +192,19 @@ def _calibration_profile(args: argparse.Namespace, name: str) -> DeviceProfile:
                      warmup_s=args.warmup, repeats=args.repeats,
                      allow_page_cache=args.allow_page_cache, name=name,
                      description=args.description, quiet=args.json, engine=args.engine,
-                     batch_reads=parse_int_list(args.batch_reads, key="--batch-reads")
-                     if args.batch_reads else (), holdout=holdout)
+                     batch_reads=_batch_reads(args.batch_reads),
+                     batch_qds=args.batch_qds or STANDARD_BATCH_QDS, holdout=holdout)
+
+
+def _batch_reads(text: str) -> list[int]:
+    """--batch-reads: sizes, or 'none' for the steady-state grid only."""
+    if str(text).strip().lower() == "none":
+        return []
+    values = parse_int_list(text, key="--batch-reads")
+    if max(values) > 1 << 20:
+        raise InputError(f"batches of {max(values)} reads", key="--batch-reads",
+                         expected="at most 1048576 reads a batch, or none")
+    return values
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -156,7 +156,10 @@ def corrected_device(device: FastDevice | DeviceParams,
     device = device if isinstance(device, FastDevice) else FastDevice(device)
     steady = [p for p in points if p.batch_reads is None]
     model = [predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern) for p in steady]
-    return CorrectedDevice(device, Residual.of(steady, model))
+    batches = [p for p in points if p.batch_reads is not None]
+    model_us = [predict_batch_makespan_us(device, p.chunk_bytes, p.queue_depth, p.batch_reads,
+                                          p.pattern) for p in batches]
+    return CorrectedDevice(device, Residual.of(steady, model, batches, model_us))
 
 
 def point_errors(params: DeviceParams | FastDevice | CorrectedDevice,

@@ -12,10 +12,13 @@ the grid's edges. The corrected model is the layered model times that ratio:
 
 - a steady-state point: throughput × throughput ratio, latency × latency ratio;
 - a batch of n reads at QD q (a plan's layer batch, a short-batch point): the model's
-  makespan × the bytes-weighted mean over its reads of 1 / throughput ratio(length, min(q, n))
-  (a read of c bytes costs c / throughput, so a slower device stretches the batch by the
-  ratio of its reads' sizes; the model still decides the batch's own dynamics: its start,
-  its ramp, how its reads share units and link).
+  makespan × the bytes-weighted mean over its reads of a time ratio at (length, min(q, n)):
+  with short-batch points in the profile, their measured / modelled makespan, interpolated
+  the same way (short batches are what plans are, and a device may serve a burst unlike a
+  sustained stream: a token bucket lets a burst through at full speed); without them,
+  1 / the steady-state throughput ratio (a read of c bytes costs c / throughput, so a
+  slower device stretches the batch by its reads' ratios). The model still decides the
+  batch's own dynamics: its start, its ramp, how its reads share units and link.
 
 At a calibration point the corrected model reproduces the measurement, so only
 cross-validated and held-out errors say how good it is (calibrate reports both, with and
@@ -39,13 +42,18 @@ CORRECTIONS = ("measured-residual", "none")
 class Residual:
     """Measured / modelled throughput and latency over a profile's steady-state points."""
 
-    def __init__(self, surfaces: dict[str, tuple[Surface, Surface]]) -> None:
+    def __init__(self, surfaces: dict[str, tuple[Surface, Surface]],
+                 batch: Surface | None = None) -> None:
         self.surfaces = surfaces
+        self.batch = batch
 
     @classmethod
-    def of(cls, points: Sequence[DevicePoint], model: Sequence[dict[str, float]]) -> Residual:
+    def of(cls, points: Sequence[DevicePoint], model: Sequence[dict[str, float]],
+           batch_points: Sequence[DevicePoint] = (),
+           batch_model_us: Sequence[float] = ()) -> Residual:
         """The residual at steady-state `points`, given the structural model's prediction of
-        each (predict.steady_point's keys)."""
+        each (predict.steady_point's keys), and at short-batch points, given the model's
+        makespan of each (µs)."""
         by_pattern: dict[str, list[tuple[DevicePoint, dict[str, float]]]] = {}
         for p, m in zip(points, model):
             by_pattern.setdefault(p.pattern, []).append((p, m))
@@ -58,7 +66,12 @@ class Residual:
             x = np.log2([p.chunk_bytes for p in pts])
             y = np.log2([p.queue_depth for p in pts])
             surfaces[pattern] = (Surface(x, y, np.log(tput)), Surface(x, y, np.log(lat)))
-        return cls(surfaces)
+        batch = None
+        if len(batch_points):
+            ratio = [p.batch_makespan_us / m for p, m in zip(batch_points, batch_model_us)]
+            batch = Surface(np.log2([p.chunk_bytes for p in batch_points]),
+                            np.log2([p.queue_depth for p in batch_points]), np.log(ratio))
+        return cls(surfaces, batch)
 
     def _surface(self, pattern: str, which: int) -> Surface | None:
         pair = self.surfaces.get(pattern) or self.surfaces.get("random")
@@ -82,8 +95,10 @@ class Residual:
 
     def batch_time_factor(self, lengths: np.ndarray, batch_ptr: np.ndarray,
                           queue_depth: int) -> np.ndarray:
-        """Per batch: the bytes-weighted mean over its reads of 1 / throughput ratio at
-        (read length, min(QD, reads in the batch)); 1 for an empty batch."""
+        """Per batch: the bytes-weighted mean over its reads of the time ratio at (read
+        length, min(QD, reads in the batch)): measured / modelled makespan of the profile's
+        short-batch points where it has them, else 1 / the steady-state throughput ratio;
+        1 for an empty batch."""
         lengths = np.asarray(lengths, dtype=np.int64)
         ptr = np.asarray(batch_ptr, dtype=np.int64)
         n_reads = np.diff(ptr)
@@ -92,7 +107,10 @@ class Residual:
         if not len(lengths) or not full.any():
             return out
         qd_of_read = np.repeat(np.minimum(int(queue_depth), np.maximum(n_reads, 1)), n_reads)
-        inv = 1.0 / self.throughput_ratio(lengths, qd_of_read)
+        if self.batch is not None:  # measured short batches: their own time ratio
+            inv = np.exp(self.batch(np.log2(lengths), np.log2(qd_of_read)))
+        else:
+            inv = 1.0 / self.throughput_ratio(lengths, qd_of_read)
         starts = ptr[:-1][full]
         weighted = np.add.reduceat(lengths * inv, starts)
         total = np.add.reduceat(lengths.astype(float), starts)

@@ -61,7 +61,7 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                      duration_s=piece_s, warmup_s=0.1 / int(pieces), repeats=int(pieces),
                      seed=seed, allow_page_cache=allow_page_cache, engine=reader_engine,
                      name="validate-calibration",
-                     batch_reads=batch_reads, batch_qds=sorted(set(qds)),
+                     batch_reads=batch_reads, batch_qds=sorted(set(qds)), batch_max_chunk=None,
                      batch_duration_s=piece_s / 2,
                      clustered_reads=CLUSTERED_BATCH_READS if batch_reads else (),
                      description="quick grid measured by flashsim validate --calibrate, "

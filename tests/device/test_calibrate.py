@@ -35,7 +35,7 @@ def test_calibrate_smoke_on_a_temp_file(tmp_path, capsys):
     data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
     code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
                  "--chunks", "4k,64k", "--qd", "1,4", "--duration", "0.05", "--warmup", "0.01",
-                 "--repeats", "2", "--no-fit", "--json"])
+                 "--repeats", "2", "--batch-reads", "none", "--no-fit", "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["o_direct"] is True and payload["n_points"] == 4
@@ -58,7 +58,8 @@ def test_calibrate_with_short_batch_points(tmp_path, capsys):
     data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
     code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
                  "--chunks", "4k,64k", "--qd", "1,4", "--duration", "0.02", "--warmup", "0.01",
-                 "--repeats", "2", "--batch-reads", "1,8", "--no-fit", "--json"])
+                 "--repeats", "2", "--batch-reads", "1,8", "--batch-qds", "1,4", "--no-fit",
+                 "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     profile = DeviceProfile.load(out)
@@ -150,7 +151,7 @@ def test_grid_parts_keep_one_point_per_measurement(tmp_path):
 
     data = tmp_path / "data.bin"
     kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
-              warmup_s=0.0, repeats=3, seed=5, quiet=True)
+              warmup_s=0.0, repeats=3, seed=5, quiet=True, batch_reads=())
     parts = [calibrate(data, grid_part=(j, 2), **kw) for j in range(2)]
     counts = Counter((p.chunk_bytes, p.queue_depth) for prof in parts for p in prof.points)
     assert counts == {(c, q): 3 for c in (4096, 65536) for q in (1, 4)}
@@ -271,7 +272,8 @@ def test_calibrate_measures_holdout_points_apart(tmp_path, capsys):
     data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
     code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
                  "--chunks", "4k,64k", "--qd", "1,4", "--duration", "0.02", "--warmup", "0",
-                 "--repeats", "2", "--holdout", "8k/2,64k/2", "--no-fit", "--json"])
+                 "--repeats", "2", "--holdout", "8k/2,64k/2", "--batch-reads", "none",
+                 "--no-fit", "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     profile = DeviceProfile.load(out)
@@ -315,7 +317,7 @@ def test_device_fit_cross_validates_and_scores_the_holdout(tmp_path, capsys):
     assert payload["holdout_worst_abs_error_pct"] < 3.0
     fit = DeviceProfile.load(path).fit
     assert len(fit.cv_points) == 9 and len(fit.holdout_points) == 1 and fit.duration_s >= 0
-    assert main(["device", "fit", "--profile", str(path)]) == 0
+    assert main(["device", "fit", "--profile", str(path), "--correction", "none"]) == 0
     out = capsys.readouterr().out
     assert "holdout (1 points, never fitted)" in out and "cross-validated" not in out
 
@@ -330,10 +332,11 @@ def test_profiles_without_the_new_fit_fields_still_load():
 def test_calibrate_api_fits_and_cross_validates_when_asked(tmp_path):
     profile = calibrate(tmp_path / "data.bin", size_bytes=8 << 20, chunks=(4096, 65536),
                         qds=(1, 4), duration_s=0.02, warmup_s=0.0, repeats=1, quiet=True,
-                        holdout=[(8192, 2)], fit=True, cv_folds=2)
+                        holdout=[(8192, 2)], fit=True, cv_folds=2, batch_reads=())
     assert profile.params is not None and profile.fit.cv_folds == 2
     assert len(profile.fit.cv_points) == 4 and len(profile.fit.holdout_points) == 1
     assert profile.fit.holdout_points[0].chunk_bytes == 8192
     unfitted = calibrate(tmp_path / "data.bin", size_bytes=8 << 20, chunks=(4096, 65536),
-                         qds=(1, 4), duration_s=0.02, warmup_s=0.0, repeats=1, quiet=True)
+                         qds=(1, 4), duration_s=0.02, warmup_s=0.0, repeats=1, quiet=True,
+                         batch_reads=())
     assert unfitted.params is None and unfitted.fit is None

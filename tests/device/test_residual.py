@@ -152,3 +152,27 @@ def test_an_ablation_variant_leaves_its_term_out_of_every_form():
     names = [v.name for v in variants()]
     assert names[0] == "full model" and len(names) == len(set(names))
     assert all((1, True) not in v.host_modes for v in variants() if "passes" in v.name)
+
+
+def test_short_batch_points_set_the_time_of_batches():
+    """SYNTHETIC short-batch points at half the layered model's makespan (a device that
+    serves bursts twice as fast as the model says): the corrected model's batches follow
+    them, its steady state keeps the steady-state ratio."""
+    from flashsim.device.fit import predict_batch_makespan_us
+
+    batches = []
+    for c in (4096, 65536):
+        for n, q in ((4, 1), (4, 4), (16, 8), (64, 32)):
+            m = predict_batch_makespan_us(PARAMS, c, q, n)
+            batches.append(DevicePoint(chunk_bytes=c, queue_depth=q, batch_reads=n,
+                                       batch_makespan_us=m / 2, throughput_mb_s=n * c / m * 2,
+                                       source="assumption"))
+    device = corrected_device(PARAMS, tilted_points(GRID) + batches)
+    for p in batches:
+        got = predict_batch_makespan_us(device, p.chunk_bytes, p.queue_depth, p.batch_reads)
+        assert got == pytest.approx(p.batch_makespan_us, rel=1e-6)
+    between = predict_batch_makespan_us(device, 16384, 8, 16)
+    assert between == pytest.approx(predict_batch_makespan_us(PARAMS, 16384, 8, 16) / 2)
+    steady = predict_detail(device, 16384, 8)["throughput_mb_s"]
+    assert steady == pytest.approx(predict_detail(PARAMS, 16384, 8)["throughput_mb_s"]
+                                   * float(tilt(16384, 8)))
