@@ -3,6 +3,7 @@ value's parser), a bug is one line and exit 1, a closed pipe is a quiet exit."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +192,44 @@ def test_the_api_refuses_what_the_cli_refuses():
             check_queue_depth(bad)
     with pytest.raises(ValueError, match="65536"):
         queue_depths([1, 50_000_000])
+
+
+def _sweep_with(tmp_path, **changes) -> str:
+    """The smoke sweep with text replaced; its bundled traces and profiles stay valid."""
+    src = Path("configs/sweeps/smoke.yaml").read_text()
+    for old, new in changes.items():
+        src = src.replace(old, new)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(src)
+    return str(path)
+
+
+def test_a_sweep_with_an_infinite_rate_or_an_unknown_bundled_device_names_its_file(
+        tmp_path, capsys):
+    bad = _sweep_with(tmp_path, **{"memcpy_gb_s: 10.0": "memcpy_gb_s: .inf"})
+    err = one_line_exit_2(capsys, ["sweep", bad, "--out", str(tmp_path / "out")])
+    assert "memcpy_gb_s" in err and "sweep.yaml" in err
+    bad = _sweep_with(tmp_path, **{"bundled:m1max-paper.yaml": "bundled:nope.yaml"})
+    err = one_line_exit_2(capsys, ["sweep", bad, "--out", str(tmp_path / "out")])
+    assert "sweep.yaml" in err and "devices" in err and "nope" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_synthetic_trace_too_big_for_this_machine_is_refused(tmp_path, capsys):
+    out = tmp_path / "big-synthetic.trace"
+    err = one_line_exit_2(capsys, ["trace", "synth", "--tokens", "1048576", "--out", str(out)])
+    assert "GiB" in err and "tokens" in err and not out.exists()
+
+
+def test_calibrating_a_file_smaller_than_one_read_makes_no_file(tmp_path, capsys):
+    data = tmp_path / "d.bin"
+    err = one_line_exit_2(capsys, ["calibrate", "--file", str(data), "--size", "4k",
+                                   "--holdout", "12k/3", "--out", str(tmp_path / "p.yaml")])
+    assert "smaller than one" in err and not data.exists()
+
+
+def test_mmap_validation_with_a_missing_store_builds_nothing(tmp_path, capsys):
+    store = tmp_path / "nope"
+    err = one_line_exit_2(capsys, ["validate", "--layouts", "mmap-sparse", "--device",
+                                   "m1max-paper", "--store", str(store), "--qd", "1"])
+    assert "--build-stores" in err and not store.exists()

@@ -61,7 +61,7 @@ QueueDepth = Annotated[int, Field(ge=1, le=4096)]
 class HostRates(StrictModel):
     """Memory-copy and compute rates; left out, they are measured once per output folder."""
 
-    memcpy_gb_s: float | None = Field(default=None, gt=0.0)
+    memcpy_gb_s: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     compute_fixed_us_per_layer: float | None = Field(default=None, ge=0.0)
     compute_ns_per_neuron: float | None = Field(default=None, ge=0.0)
 
@@ -146,7 +146,10 @@ def resolve_path(text: str, base: Path) -> Path:
 
 
 def _ref(text: str, base: Path, file: Path, key: str) -> FileRef:
-    path = resolve_path(text, base)
+    try:
+        path = resolve_path(text, base)
+    except InputError as exc:  # an unknown bundled name: say which sweep file and key
+        raise InputError(exc.problem, file=file, key=key, expected=exc.expected) from None
     if not path.is_file():
         raise InputError(f"file does not exist: {path}", file=file, key=key,
                          expected="a path relative to the sweep file, absolute, or bundled:NAME")

@@ -20,6 +20,7 @@ persistence P(active at t+1 | active at t) matches the real trace's (at its own 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -437,6 +438,25 @@ def _fit_noise_slow(structure: RealStructure, params: LatentParams, seed: int) -
 # ---- the generator ---------------------------------------------------------------------
 
 
+def _check_request(geometry: ModelGeometry, n_tokens: int, n_prompt_tokens: int) -> None:
+    """InputError for a token count that makes no trace, or one this machine's memory cannot
+    hold: the latent process keeps two boolean masks of layers × tokens × neurons and
+    float32 noise of tokens × neurons a few times over."""
+    if n_tokens < 2 or not 0 <= n_prompt_tokens < n_tokens:
+        raise InputError(f"{n_tokens} tokens with {n_prompt_tokens} prompt tokens",
+                         key="n_tokens", expected="at least 2 tokens, some after the prompt")
+    need = geometry.n_layers * n_tokens * geometry.d_ffn * 2 + 16 * n_tokens * geometry.d_ffn
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # no sysconf: nothing to check against
+        return
+    if need > have:
+        raise InputError(f"{n_tokens} tokens of {geometry.n_layers} × {geometry.d_ffn} neurons "
+                         f"need ~{need / 2**30:.0f} GiB, more than this machine's "
+                         f"{have / 2**30:.0f} GiB", key="n_tokens",
+                         expected="fewer tokens or a smaller geometry")
+
+
 def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: ActivationTrace,
                     rates: SyntheticRates, seed: int = 0, n_prompt_tokens: int = 0,
                     calibration_neurons: int = 256, quiet: bool = True) -> ActivationTrace:
@@ -446,9 +466,7 @@ def synthetic_trace(geometry: ModelGeometry, n_tokens: int, *, fitted_to: Activa
     achieved statistics (measured on the result with trace_stats). quiet=False shows a bar.
     """
     rates.check(geometry.n_layers)
-    if n_tokens < 2 or not 0 <= n_prompt_tokens < n_tokens:
-        raise InputError(f"{n_tokens} tokens with {n_prompt_tokens} prompt tokens",
-                         key="n_tokens", expected="at least 2 tokens, some after the prompt")
+    _check_request(geometry, n_tokens, n_prompt_tokens)
     structure = fit_real_structure(fitted_to)
     seeds = np.random.SeedSequence(seed).generate_state(6)
     rng = np.random.default_rng(seeds[0])

@@ -138,13 +138,13 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                   budgets: list[int | None], store: str | os.PathLike, profile: Any,
                   model_dir: str | os.PathLike | None = None, reps: int = 3,
                   tokens: int | None = None, which: str = "predicted", advice: str = "normal",
-                  readahead_bytes: int | None = None, model_engine: str = "fast"
-                  ) -> ValidationResult:
+                  readahead_bytes: int | None = None, model_engine: str = "fast",
+                  build_stores: bool = False) -> ValidationResult:
     """Rows (layout × budget × threads) of predicted vs measured per-token gather time.
 
-    `store`: a folder where the mmap placement's store is built on first use (or a store
-    file). `readahead_bytes`: the simulated read-around (default: the disk's read_ahead_kb;
-    with `advice="random"`: 0)."""
+    `store`: a store file, or a folder where the mmap placement's store is (built there
+    with `build_stores`; else a missing store is an InputError). `readahead_bytes`: the
+    simulated read-around (default: the disk's read_ahead_kb; with `advice="random"`: 0)."""
     bad = [n for n in layouts if not is_mmap(n)]
     if bad or not layouts:
         raise InputError(f"not mmap layouts: {bad}", key="layouts",
@@ -157,7 +157,7 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
         for budget in budgets:
             for q in qds:
                 lay = make_layout(name, budget_bytes=budget, threads=q)
-                st = _store(lay, folder, model_dir, trace)
+                st = _store(lay, folder, model_dir, trace, build_stores)
                 ra = (0 if advice == "random" else read_ahead_bytes(st.path)
                       if readahead_bytes is None else readahead_bytes)
                 lay = make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra)
@@ -170,12 +170,15 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
     return ValidationResult(rows_out, per_token, info)
 
 
-def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrace
-           ) -> WeightStore:
+def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrace,
+           build: bool) -> WeightStore:
     if path.is_file():
         return WeightStore.open(path)
+    if not path.is_dir() and not build:
+        raise InputError("no such store or folder", file=path, key="--store",
+                         expected="an existing store or folder, or --build-stores")
     path.mkdir(parents=True, exist_ok=True)
-    return store_for(load_checkpoint(model_dir), layout, path, trace.geometry)
+    return store_for(load_checkpoint(model_dir), layout, path, trace.geometry, build=build)
 
 
 def _row(lay: MmapLayout, st: WeightStore, trace: ActivationTrace, which: str, advice: str,
@@ -224,14 +227,16 @@ def parse_budgets(text: str | None) -> list[int | None]:
 
 def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
     """`validate --layouts mmap-…`: the mmap rows (every name must be an mmap layout)."""
-    if args.device is None or not Path(args.device).is_file():
-        raise InputError("no device profile", key="--device", expected="--device PROFILE.yaml")
+    if args.device is None:
+        raise InputError("no device profile", key="--device",
+                         expected="--device PROFILE.yaml or a bundled name")
     trace = ActivationTrace.load(args.trace) if args.trace else ActivationTrace.load(
         REFERENCE_TRACE)
     result = validate_mmap(trace, names, qds, budgets=parse_budgets(args.budgets),
                            store=args.store, profile=args.device, model_dir=args.model,
                            reps=args.reps, tokens=args.tokens, which=args.which,
-                           advice=args.mmap_advice, model_engine=args.model_engine)
+                           advice=args.mmap_advice, model_engine=args.model_engine,
+                           build_stores=args.build_stores)
     for row in result.rows:
         row["budget_bytes"] = "none" if row["budget_bytes"] is None else str(row["budget_bytes"])
     head = (f"{result.info['tokens']} tokens of {result.info['model']}, {args.reps} reps, "
