@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     spec = spec_from_options(LAYOUTS, [1, 8, 32], {
         "store": args.store, "build_stores": True, "tokens": args.tokens, "reps": args.reps,
-        "calibrate": True, "calibrate_on": "file", "reader_engine": "aio"})
+        "calibrate": True, "calibrate_on": "store", "reader_engine": "aio"})
     trace = ActivationTrace.load(REFERENCE_TRACE)
     setup = prepare(spec, trace, ActivationTrace.load(TRAINING_TRACE))
     calibration = Calibration.target(spec, setup.plans, setup.stores, setup.folder)
