@@ -20,18 +20,24 @@ MOUNTS = "/proc/mounts"
 SYS_DEV_BLOCK = Path("/sys/dev/block")
 
 
-def blkio_root(mounts: str | os.PathLike = MOUNTS) -> Path:
-    """Mount point of the cgroup v1 hierarchy that has the blkio controller."""
+def v1_root(controller: str, mounts: str | os.PathLike = MOUNTS) -> Path:
+    """Mount point of the cgroup v1 hierarchy that has `controller` (blkio, memory)."""
     try:
         lines = Path(mounts).read_text().splitlines()
     except OSError:
         lines = []
     for line in lines:
         parts = line.split()
-        if len(parts) >= 4 and parts[2] == "cgroup" and "blkio" in parts[3].split(","):
+        if len(parts) >= 4 and parts[2] == "cgroup" and controller in parts[3].split(","):
             return Path(parts[1].replace("\\040", " "))
-    raise InputError("no cgroup v1 blkio hierarchy is mounted", file=mounts,
-                     expected="a 'cgroup ... blkio' line (mount -t cgroup -o blkio ...)")
+    raise InputError(f"no cgroup v1 {controller} hierarchy is mounted", file=mounts,
+                     expected=f"a 'cgroup ... {controller}' line "
+                              f"(mount -t cgroup -o {controller} ...)")
+
+
+def blkio_root(mounts: str | os.PathLike = MOUNTS) -> Path:
+    """Mount point of the cgroup v1 hierarchy that has the blkio controller."""
+    return v1_root("blkio", mounts)
 
 
 def disk_of(path: str | os.PathLike, sys_dev_block: Path = SYS_DEV_BLOCK) -> tuple[int, int, str]:
@@ -129,16 +135,7 @@ def memory_root(mounts: str | os.PathLike = MOUNTS) -> Path:
     if os.geteuid() != 0:
         raise InputError("a memory cgroup needs root", key="budget",
                          expected="run as root (cgroup v1 memory.limit_in_bytes)")
-    try:
-        lines = Path(mounts).read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 4 and parts[2] == "cgroup" and "memory" in parts[3].split(","):
-            return Path(parts[1].replace("\\040", " "))
-    raise InputError("no cgroup v1 memory hierarchy is mounted", file=mounts,
-                     expected="a 'cgroup ... memory' line (mount -t cgroup -o memory ...)")
+    return v1_root("memory", mounts)
 
 
 class MemoryGroup(BlkioGroup):

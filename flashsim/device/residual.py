@@ -77,21 +77,20 @@ class Residual:
         pair = self.surfaces.get(pattern) or self.surfaces.get("random")
         return None if pair is None else pair[which]
 
-    def throughput_ratio(self, chunk_bytes, queue_depth, pattern: str = "random") -> np.ndarray:
-        """Measured / modelled throughput at each (chunk, QD); 1 without points of the pattern."""
-        s = self._surface(pattern, 0)
+    def _ratio(self, which: int, chunk_bytes, queue_depth, pattern: str) -> np.ndarray:
+        s = self._surface(pattern, which)
         shape = np.broadcast_shapes(np.shape(chunk_bytes), np.shape(queue_depth))
         if s is None:
             return np.ones(shape)
         return np.exp(s(np.log2(chunk_bytes), np.log2(queue_depth)))
 
+    def throughput_ratio(self, chunk_bytes, queue_depth, pattern: str = "random") -> np.ndarray:
+        """Measured / modelled throughput at each (chunk, QD); 1 without points of the pattern."""
+        return self._ratio(0, chunk_bytes, queue_depth, pattern)
+
     def latency_ratio(self, chunk_bytes, queue_depth, pattern: str = "random") -> np.ndarray:
         """Measured / modelled mean latency at each (chunk, QD)."""
-        s = self._surface(pattern, 1)
-        shape = np.broadcast_shapes(np.shape(chunk_bytes), np.shape(queue_depth))
-        if s is None:
-            return np.ones(shape)
-        return np.exp(s(np.log2(chunk_bytes), np.log2(queue_depth)))
+        return self._ratio(1, chunk_bytes, queue_depth, pattern)
 
     def batch_time_factor(self, lengths: np.ndarray, batch_ptr: np.ndarray,
                           queue_depth: int) -> np.ndarray:
