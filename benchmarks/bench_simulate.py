@@ -6,7 +6,9 @@
 The plan is the layout's IOPlan of the trace (default: the bundled reference trace, the
 `sparse` layout, which has the most reads). The fast path runs the whole plan (best of
 `--repeats`, after one warm-up call that loads the compiled kernel); SimPy runs the first
-`--des-tokens` tokens (it is ~100× slower). Goal: fast ≥ 5M reads/s on one core.
+`--des-tokens` tokens (it is ~100× slower). A profile with a measured residual wraps the
+engine (CorrectedDevice): `fast_model_reads_per_s` is the layered model's kernel alone.
+Goals: fast ≥ 10 M reads/s on plans, SimPy ≥ 200 k reads/s (one core).
 """
 
 from __future__ import annotations
@@ -54,21 +56,29 @@ def main() -> None:
     fast.run_batches(plan.offset_bytes[:1], plan.length_bytes[:1], [0, 1], args.qd)  # warm-up
     all_batches = len(plan.batch_ptr) - 1
     fast_rate, fast_n = reads_per_s(fast, plan, args.qd, all_batches, args.repeats)
+    model = getattr(fast, "inner", fast)  # the layered model without the residual
+    model_rate, _ = reads_per_s(model, plan, args.qd, all_batches, args.repeats)
     des_batches = min(all_batches, args.des_tokens * plan.n_layers)
     des_rate, des_n = reads_per_s(des, plan, args.qd, des_batches, 1)
     result = {"trace": args.trace, "layout": args.layout, "queue_depth": args.qd,
               "device": args.device, "fast_reads": fast_n, "fast_reads_per_s": fast_rate,
               "des_reads": des_n, "des_reads_per_s": des_rate,
-              "speedup": fast_rate / des_rate, "goal_fast_reads_per_s": 5e6,
+              "fast_model_reads_per_s": model_rate,
+              "speedup": fast_rate / des_rate, "goal_fast_reads_per_s": 10e6,
+              "goal_des_reads_per_s": 200e3, "fast_vs_goal": fast_rate / 10e6,
+              "des_vs_goal": des_rate / 200e3,
               "mean_reads_per_batch": float(np.diff(plan.batch_ptr).mean())}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{args.layout} plan of {plan.n_tokens} tokens, {plan.n_reads} reads "
               f"({result['mean_reads_per_batch']:.1f} per batch), QD {args.qd}")
-        print(f"fast path : {fast_rate / 1e6:8.2f} M reads/s ({fast_n} reads)")
-        print(f"SimPy     : {des_rate / 1e6:8.4f} M reads/s ({des_n} reads)")
-        print(f"ratio     : {result['speedup']:8.1f}×  (goal: fast ≥ 5 M reads/s)")
+        print(f"fast path : {fast_rate / 1e6:8.2f} M reads/s ({fast_n} reads; "
+              f"{result['fast_vs_goal']:.2f}× the 10 M goal; kernel alone "
+              f"{model_rate / 1e6:.2f} M)")
+        print(f"SimPy     : {des_rate / 1e6:8.4f} M reads/s ({des_n} reads; "
+              f"{result['des_vs_goal']:.2f}× the 200 k goal)")
+        print(f"ratio     : {result['speedup']:8.1f}×")
 
 
 if __name__ == "__main__":

@@ -207,7 +207,18 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
 
 
 def _read_hash(i: int, offset: int, length: int) -> int:
-    return _mix64(_mix64(_mix64(i & _MASK64) ^ (offset & _MASK64)) ^ (length & _MASK64))
+    """_mix64(_mix64(_mix64(i) ^ offset) ^ length), the three rounds inlined (the SimPy
+    engine hashes every read twice: Python calls are most of its cost)."""
+    m = _MASK64
+    z = i & m
+    for x in (offset & m, length & m, None):
+        z = (z + 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        z ^= z >> 31
+        if x is not None:
+            z ^= x
+    return z
 
 
 def _weibull(z: int, spread: float, inv_gamma: float) -> float:

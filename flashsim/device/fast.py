@@ -136,13 +136,13 @@ def _transfer_factor(i, offset, length, spread, inv_gamma):
 
 
 @njit(cache=True, inline="always")
-def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
+def _issue(i, r, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
            unit_bps, stripe, unit_free, start, flash_end):
-    """Issue read i (its index in the whole call) at `t_issue`: claim its flash units; return
-    its first-byte time."""
+    """Issue read i (its index in the whole call; r in its batch) at `t_issue`: claim its
+    flash units; return its first-byte time."""
     command_s = command_s * _command_factor(i, off[i], length[i], command_spread,
                                             command_inv_gamma)
-    start[i] = t_issue
+    start[r] = t_issue
     o = off[i]
     ln = length[i]
     s0 = o // stripe
@@ -177,7 +177,7 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
                 first_begin = begin
             if done > end:
                 end = done
-    flash_end[i] = end
+    flash_end[r] = end
     return first_begin + command_s
 
 
@@ -187,7 +187,8 @@ def _issue(i, t_issue, off, length, command_s, command_spread, command_inv_gamma
 @njit(cache=True, nogil=True)
 def _simulate(k, off, length, ptr, qd, start, finish, makespan):
     """Every batch off[ptr[b]:ptr[b+1]] from an idle device, with the model constants `k`
-    (a ModelConstants): each read's start and finish, each batch's makespan."""
+    (a ModelConstants): each batch's makespan, and the start and finish of the last batch's
+    reads (read ptr[b] + r at [r]: `start`, `finish` hold the largest batch)."""
     # the constants as locals, read once: the loop then keeps them in registers
     host_s, command_s, n_units, unit_bps = k.host_s, k.command_s, k.n_units, k.unit_bytes_per_s
     link_bps, stripe, congestion, transport_s = (k.link_bytes_per_s, k.stripe_bytes,
@@ -204,7 +205,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
     heap_t = np.empty(qd + 3)  # a worker's event each, a pass's begin and close
     heap_s = np.empty(qd + 3, dtype=np.int64)
     heap_p = np.empty(qd + 3, dtype=np.int64)
-    flash_end = np.empty(len(off))
+    flash_end = np.empty(len(start))
     open_members = np.empty(qd, dtype=np.int64)  # the open pass's reads, in join order
     closing_members = np.empty(qd, dtype=np.int64)  # the closed pass's, until its close event
     for b in range(len(ptr) - 1):
@@ -232,7 +233,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
             nxt += 1
             in_flight += 1
             t_issue = _host(cpu_free, cpu_kind, n_cpus, batch_start_s, host_s, SUBMIT, call_s)
-            t_first = _issue(i, t_issue, off, length, command_s, command_spread,
+            t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread,
                              command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
                              flash_end)
             if passes:  # the read joins the back end's queue when it is issued
@@ -268,7 +269,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                 else:  # the close: every member's done event, in join order
                     for m in range(n_closing):
                         j = closing_members[m]
-                        fe = flash_end[j]
+                        fe = flash_end[j - lo]
                         done = (fe if fe > closing_end else closing_end) + transport_s
                         size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq,
                                      4 * j + _DONE)
@@ -299,7 +300,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                     i, off[i], length[i], transfer_spread, transfer_inv_gamma)
                 link_free = link_begin + (wake + ovh + bytes_s) * (
                     1.0 + congestion * (in_flight - 1))
-                fe = flash_end[i]
+                fe = flash_end[i - lo]
                 done = (fe if fe > link_free else link_free) + transport_s
                 size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq,
                              4 * i + _DONE)
@@ -308,7 +309,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                 if kind == _DONE:  # done at the device: reap on the host
                     in_flight -= 1
                     fin = _host(cpu_free, cpu_kind, n_cpus, now, completion_s, REAP, call_s)
-                    finish[i] = fin
+                    finish[i - lo] = fin
                     if fin > mk:
                         mk = fin
                     if n_cpus > 0:  # shared CPUs: the next submit queues from the reap's end
@@ -317,14 +318,14 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                         seq += 1
                         continue
                 else:  # reaped (shared CPUs only)
-                    fin = finish[i]
+                    fin = finish[i - lo]
                 if nxt < hi:  # the worker picks the next read
                     i = nxt
                     nxt += 1
                     in_flight += 1
                     t_issue = _host(cpu_free, cpu_kind, n_cpus, fin if fin > now else now,
                                     host_s, SUBMIT, call_s)
-                    t_first = _issue(i, t_issue, off, length, command_s,
+                    t_first = _issue(i, i - lo, t_issue, off, length, command_s,
                                      command_spread, command_inv_gamma, n_units, unit_bps,
                                      stripe, unit_free, start, flash_end)
                     if passes:
@@ -343,8 +344,9 @@ class FastDevice(DeviceModel):
         self._k = ModelConstants.from_params(self.params)
 
     def _call(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, queue_depth: int):
-        start = np.zeros(len(off))
-        finish = np.zeros(len(off))
+        largest = int(np.max(ptr[1:] - ptr[:-1])) if len(ptr) > 1 else 0
+        start = np.zeros(largest)  # the per-read times of one batch at a time
+        finish = np.zeros(largest)
         makespan = np.zeros(len(ptr) - 1)
         _simulate(self._k, off, length, ptr, int(queue_depth), start, finish, makespan)
         return start, finish, makespan

@@ -21,12 +21,7 @@ def align_merge(batch: np.ndarray, start_bytes: np.ndarray, end_bytes: np.ndarra
 
     `batch`, `start_bytes`, `end_bytes` are parallel arrays of half-open ranges in any order.
     """
-    if gap_bytes < 0:
-        raise InputError(f"merge gap {gap_bytes} is negative", key="merge_gap_bytes",
-                         expected="0 or more bytes")
-    if max_read_bytes is not None and (max_read_bytes <= 0 or max_read_bytes % block_bytes):
-        raise InputError(f"largest read {max_read_bytes} is not a positive multiple of the "
-                         f"{block_bytes}-byte block", key="max_read_bytes")
+    check_merge(block_bytes, gap_bytes, max_read_bytes)
     return align_merge_kernel(np.ascontiguousarray(batch, dtype=np.int64),
                         np.ascontiguousarray(start_bytes, dtype=np.int64),
                         np.ascontiguousarray(end_bytes, dtype=np.int64), int(n_batches),
@@ -85,3 +80,63 @@ def align_merge_kernel(batch, start_bytes, end_bytes, n_batches, block, gap, max
     for b in range(n_batches):
         ptr[b + 1] += ptr[b]
     return ptr, offset, length
+
+
+def check_merge(block_bytes: int, gap_bytes: int, max_read_bytes: int | None) -> None:
+    """InputError on a negative merge gap or a largest read that is not a block multiple."""
+    if gap_bytes < 0:
+        raise InputError(f"merge gap {gap_bytes} is negative", key="merge_gap_bytes",
+                         expected="0 or more bytes")
+    if max_read_bytes is not None and (max_read_bytes <= 0 or max_read_bytes % block_bytes):
+        raise InputError(f"largest read {max_read_bytes} is not a positive multiple of the "
+                         f"{block_bytes}-byte block", key="max_read_bytes")
+
+
+@njit(cache=True)
+def layer_merge_kernel(tok, start_bytes, end_bytes, n_tokens, block, gap, max_read, ptr, stride,
+                       col, offset, length, counts):
+    """`align_merge_kernel` for one layer's ranges, batch b = token * stride + col: the same
+    reads (sorted by aligned start per batch, runs merged, cut at max_read; 0: no cut),
+    without a sort over all batches (ranges are bucketed by token, each token's few sorted
+    only when out of order). counts None: count each token's reads into counts[token];
+    else write them to offset/length from ptr[b] on."""
+    n = len(tok)
+    head = np.zeros(n_tokens + 1, np.int64)
+    for i in range(n):
+        head[tok[i] + 1] += 1
+    for t in range(n_tokens):
+        head[t + 1] += head[t]
+    fill = head[:-1].copy()
+    ks = np.empty(n, np.int64)  # aligned starts and ends, bucketed by token
+    ke = np.empty(n, np.int64)
+    for i in range(n):
+        j = fill[tok[i]]
+        fill[tok[i]] += 1
+        ks[j] = (start_bytes[i] // block) * block
+        ke[j] = -(-end_bytes[i] // block) * block
+    for t in range(n_tokens):
+        lo, hi = head[t], head[t + 1]
+        for j in range(lo + 1, hi):
+            if ks[j] < ks[j - 1]:  # out of order: a stable sort of this token's ranges
+                o = np.argsort(ks[lo:hi], kind="mergesort")
+                ks[lo:hi], ke[lo:hi] = ks[lo:hi][o], ke[lo:hi][o]
+                break
+        w = 0 if counts is not None else ptr[t * stride + col]
+        m = 0
+        j = lo
+        while j < hi:
+            a, e = ks[j], ke[j]
+            j += 1
+            while j < hi and ks[j] <= e + gap:  # the same run
+                if ke[j] > e:
+                    e = ke[j]
+                j += 1
+            pieces = 1 if max_read == 0 else -(-(e - a) // max_read)
+            if counts is None:
+                for p in range(pieces):
+                    q = a + p * max_read
+                    offset[w + m + p] = q
+                    length[w + m + p] = e - a if max_read == 0 else min(max_read, e - q)
+            m += pieces
+        if counts is not None:
+            counts[t] = m

@@ -18,7 +18,7 @@ from numba import njit
 from ..errors import InputError
 from ..geometry import ModelGeometry, NeuronSets
 from ..trace.format import ActivationTrace
-from .align import align_merge, align_merge_kernel
+from .align import align_merge, align_merge_kernel, check_merge, layer_merge_kernel
 from .placement import Placement
 from .plan import IOPlan
 from .window import Residency
@@ -189,6 +189,11 @@ def build_plan(layout: Layout, trace: ActivationTrace, placement: Placement, tok
     layer's loads into byte ranges. Per-(token, layer) counts are [n_tokens, n_layers] arrays.
     """
     L = trace.geometry.n_layers
+    if type(layout).merge_reads is Layout.merge_reads:  # the shared merge, layer by layer
+        ptr, offset, length = _merge_by_layer(layout, loads, placement, len(tokens), L)
+        return _make_plan(layout, trace, placement, tokens, ptr, offset, length,
+                          neurons_loaded, resident_neurons, moved_rows, computed_neurons,
+                          which=which, meta=meta)
     batches, starts, ends = [], [], []
     for l, ld in enumerate(loads):
         tok, start, end = layout.read_ranges(l, ld, placement)
@@ -201,6 +206,30 @@ def build_plan(layout: Layout, trace: ActivationTrace, placement: Placement, tok
                             meta=meta)
 
 
+def _merge_by_layer(layout: Layout, loads: list[NeuronSets], placement: Placement,
+                    n_tokens: int, n_layers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`Layout.merge_reads` of every layer's ranges, batch b = token * n_layers + layer,
+    without concatenating them: a pass counts each batch's reads, a second derives the
+    ranges again and writes the reads in place (memory: the plan and one layer's ranges)."""
+    block, gap, max_read = placement.block_bytes, layout.merge_gap_bytes, layout.max_read_bytes
+    check_merge(block, gap, max_read)
+    counts = np.zeros((n_tokens, n_layers), np.int64)
+    none = np.zeros(0, np.int64)
+    ptr = np.zeros(n_tokens * n_layers + 1, np.int64)
+    for write in (False, True):
+        if write:
+            np.cumsum(counts.reshape(-1), out=ptr[1:])
+            offset, length = np.empty(ptr[-1], np.int64), np.empty(ptr[-1], np.int64)
+        for l, ld in enumerate(loads):
+            tok, start, end = layout.read_ranges(l, ld, placement)
+            layer_merge_kernel(np.ascontiguousarray(tok, dtype=np.int64),
+                               np.ascontiguousarray(start, dtype=np.int64),
+                               np.ascontiguousarray(end, dtype=np.int64), n_tokens, block, gap,
+                               max_read or 0, ptr, n_layers, l, offset if write else none,
+                               length if write else none, None if write else counts[:, l])
+    return ptr, offset, length
+
+
 def plan_from_ranges(layout: Layout, trace: ActivationTrace, placement: Placement,
                      tokens: np.ndarray, batch: np.ndarray, start_bytes: np.ndarray,
                      end_bytes: np.ndarray, neurons_loaded: np.ndarray,
@@ -208,9 +237,19 @@ def plan_from_ranges(layout: Layout, trace: ActivationTrace, placement: Placemen
                      computed_neurons: np.ndarray, *, which: str,
                      meta: dict[str, Any] | None = None) -> IOPlan:
     """IOPlan from raw byte ranges per batch (b = token * n_layers + layer), aligned + merged."""
-    g = trace.geometry
-    T, L = len(tokens), g.n_layers
+    T, L = len(tokens), trace.geometry.n_layers
     ptr, offset, length = layout.merge_reads(batch, start_bytes, end_bytes, T * L, placement)
+    return _make_plan(layout, trace, placement, tokens, ptr, offset, length, neurons_loaded,
+                      resident_neurons, moved_rows, computed_neurons, which=which, meta=meta)
+
+
+def _make_plan(layout: Layout, trace: ActivationTrace, placement: Placement,
+               tokens: np.ndarray, ptr: np.ndarray, offset: np.ndarray, length: np.ndarray,
+               neurons_loaded: np.ndarray, resident_neurons: np.ndarray,
+               moved_rows: np.ndarray, computed_neurons: np.ndarray, *, which: str,
+               meta: dict[str, Any] | None = None) -> IOPlan:
+    """The validated IOPlan of merged reads and the per-(token, layer) DRAM counts."""
+    g = trace.geometry
     record = 2 * g.row_bytes  # one DRAM row = [fc1 row | fc2 col]
     plan_meta = {"set": which, "placement": placement.summary(),
                  "trace_synthetic": trace.is_synthetic, **(meta or {})}

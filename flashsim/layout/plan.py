@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from ..errors import InputError
 from ..geometry import ModelGeometry
@@ -105,13 +106,23 @@ class IOPlan:
         if len(self.batch_ptr) != self.n_tokens * self.n_layers + 1:
             raise InputError("plan batch index does not match tokens × layers", key="batch_ptr")
         off, length = self.offset_bytes, self.length_bytes
-        bad = (off % self.block_bytes != 0) | (length % self.block_bytes != 0) | (length <= 0)
-        if np.any(bad):
-            i = int(np.argmax(bad))
+        i, misaligned = _first_bad_read(off, length, self.block_bytes, self.file_bytes)
+        if i >= 0 and misaligned:
             raise InputError(f"read {i} (offset {off[i]}, length {length[i]}) is not aligned to "
                              f"{self.block_bytes} bytes", key="reads")
-        outside = (off < 0) | (off + length > self.file_bytes)
-        if np.any(outside):
-            i = int(np.argmax(outside))
+        if i >= 0:
             raise InputError(f"read {i} (offset {off[i]}, length {length[i]}) is outside the "
                              f"{self.file_bytes}-byte file", key="reads")
+
+
+@njit(cache=True)
+def _first_bad_read(off, length, block, file_bytes):
+    """(first unaligned or empty read, True), else (first read outside the file, False), else
+    (-1, False): one pass, no temporaries the size of the plan."""
+    outside = -1
+    for i in range(len(off)):
+        if off[i] % block != 0 or length[i] % block != 0 or length[i] <= 0:
+            return i, True
+        if outside < 0 and (off[i] < 0 or off[i] + length[i] > file_bytes):
+            outside = i
+    return outside, False
