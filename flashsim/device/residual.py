@@ -36,6 +36,8 @@ from .baseline import Surface
 from .profile import DeviceParams, DevicePoint
 
 CORRECTIONS = ("measured-residual", "none")
+KEY_QD = 1 << 17
+"""(length, QD) pairs are keyed as length × KEY_QD + QD (QD ≤ 65 536 < KEY_QD)."""
 """A profile's `correction`: the measured residual on top of the layered model, or none."""
 
 
@@ -106,15 +108,19 @@ class Residual:
         if not len(lengths) or not full.any():
             return out
         qd_of_read = np.repeat(np.minimum(int(queue_depth), np.maximum(n_reads, 1)), n_reads)
-        if self.batch is not None:  # measured short batches: their own time ratio
-            inv = np.exp(self.batch(np.log2(lengths), np.log2(qd_of_read)))
-        else:
-            inv = 1.0 / self.throughput_ratio(lengths, qd_of_read)
+        # a plan repeats few (length, QD) pairs: interpolate each once
+        keys, where = np.unique(lengths * KEY_QD + qd_of_read, return_inverse=True)
+        inv = self._time_ratio(keys // KEY_QD, keys % KEY_QD)[where]
         starts = ptr[:-1][full]
         weighted = np.add.reduceat(lengths * inv, starts)
         total = np.add.reduceat(lengths.astype(float), starts)
         out[full] = weighted / total
         return out
+
+    def _time_ratio(self, lengths: np.ndarray, qds: np.ndarray) -> np.ndarray:
+        if self.batch is not None:  # measured short batches: their own time ratio
+            return np.exp(self.batch(np.log2(lengths), np.log2(qds)))
+        return 1.0 / self.throughput_ratio(lengths, qds)
 
     def correct_detail(self, detail: dict[str, float], chunk_bytes: int, queue_depth: int,
                        pattern: str = "random") -> dict[str, float]:
