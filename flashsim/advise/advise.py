@@ -81,10 +81,13 @@ class Advice:
                 "front": self.front.to_dict(orient="records")}
 
 
-def dram_need_bytes(plan: IOPlan) -> int:
+def dram_need_bytes(plan: IOPlan, reads_into_resident: bool = False) -> int:
     """FFN bytes the plan holds in DRAM at its worst token: the rows resident over all
-    layers plus the buffer its largest (token, layer) batch of reads lands in."""
+    layers plus the buffer its largest (token, layer) batch of reads lands in (none where
+    the reads land in the resident set itself, as an mmap's faults fill the page cache)."""
     resident = int(plan.dram_resident_bytes.sum(axis=1).max()) if plan.n_tokens else 0
+    if reads_into_resident:
+        return resident
     buffer = int(plan.bytes_per_batch().max()) if plan.n_reads else 0
     return resident + buffer
 
@@ -153,7 +156,8 @@ def _plan_one(cand: Candidate, base: Any, gap: int, trace: ActivationTrace, whic
         layout.merge_gap_bytes = int(gap)
     plan = layout.plan(trace, which=which) if gap0 is None else regap(gap0, layout)
     mem, comp = models.per_token_s(layout, plan)
-    return Planned(cand, int(gap), layout, plan, dram_need_bytes(plan), mem, comp)
+    return Planned(cand, int(gap), layout, plan,
+                   dram_need_bytes(plan, cand.reads_into_resident), mem, comp)
 
 
 def _plan_gaps(cand: Candidate, base: Any, gaps: list[int], trace: ActivationTrace,

@@ -41,6 +41,7 @@ class Candidate:
     window: int | None = None
     takes_gap: bool = True  # False: one plan for every merge gap (the gap changes nothing)
     budgeted: bool = False  # its window shrinks to fit the DRAM budget
+    reads_into_resident: bool = False  # reads land in the resident set (a page cache), no buffer
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -105,7 +106,7 @@ def _mmap(pattern: str) -> Family:
         name = f"mmap-{pattern}"
         build = _registry_layout(name, ctx, budget_bytes=ctx.dram_budget_bytes)
         return [Candidate(name, f"{name} (page cache = budget)", build, takes_gap=False,
-                          options={"budget_bytes": ctx.dram_budget_bytes})]
+                          reads_into_resident=True, options={"budget_bytes": ctx.dram_budget_bytes})]
     return family
 
 
