@@ -150,9 +150,11 @@ def test_the_tiny_trace_itself_loads(tmp_path):
 
 BAD_NUMBERS = st.sampled_from([float("nan"), float("inf"), float("-inf"), -1.0, -1, "fast",
                                [1.0], {"a": 1}, True])
-PARAM_KEYS = ("host_overhead_us", "command_latency_us", "n_units", "unit_bandwidth_mb_s",
-              "link_bandwidth_mb_s", "stripe_bytes", "link_overhead_us",
-              "command_latency_spread", "link_congestion_per_read")
+PARAM_KEYS = (("host", "overhead_us"), ("units", "command_latency_us"), ("units", "n_units"),
+              ("units", "bandwidth_mb_s"), ("link", "bandwidth_mb_s"), ("units", "stripe_bytes"),
+              ("link", "overhead_us"), ("units", "command_latency_spread"),
+              ("link", "congestion_per_read"))
+"""(stage, key) of parameters in the profile file (params nested by stage)."""
 POINT_KEYS = ("chunk_bytes", "queue_depth", "throughput_mb_s", "latency_mean_us",
               "latency_p99_us")
 
@@ -163,19 +165,21 @@ def broken_profile(draw):
     data = copy.deepcopy(yaml.safe_load(PROFILE_FILE.read_text()))
     kind = draw(st.sampled_from(["param", "point", "bandwidth", "drop", "unknown", "version"]))
     if kind == "param":
-        data["params"][draw(st.sampled_from(PARAM_KEYS))] = draw(BAD_NUMBERS)
+        stage, key = draw(st.sampled_from(PARAM_KEYS))
+        data["params"][stage][key] = draw(BAD_NUMBERS)
     elif kind == "point":
         i = draw(st.integers(0, len(data["points"]) - 1))
         data["points"][i][draw(st.sampled_from(POINT_KEYS))] = draw(BAD_NUMBERS)
     elif kind == "bandwidth":
-        key = draw(st.sampled_from(["unit_bandwidth_mb_s", "link_bandwidth_mb_s"]))
-        data["params"][key] = draw(st.sampled_from([1e-300, 1e300, 1e-4, 1e12]))
+        stage = draw(st.sampled_from(["units", "link"]))
+        data["params"][stage]["bandwidth_mb_s"] = draw(st.sampled_from([1e-300, 1e300, 1e-4,
+                                                                         1e12]))
     elif kind == "drop":
         del data[draw(st.sampled_from(["name", "points"]))]
     elif kind == "unknown":
         data["params"][draw(st.sampled_from(["n_unit", "bandwidth", "x"]))] = 1
     else:
-        data["schema_version"] = draw(st.sampled_from([0, 2, "1", None, 1.5]))
+        data["schema_version"] = draw(st.sampled_from([0, 3, "1", None, 1.5]))
     return kind, data
 
 

@@ -126,20 +126,20 @@ def test_a_trace_with_a_valid_checksum_but_no_geometry_key_names_file_and_key(tm
 @pytest.mark.parametrize("bandwidth", [1e-300, 1e300, float("inf")])
 def test_a_profile_bandwidth_outside_physics_is_refused(tmp_path, capsys, bandwidth):
     data = read_yaml(M1MAX)
-    data["params"]["unit_bandwidth_mb_s"] = bandwidth
+    data["params"]["units"]["bandwidth_mb_s"] = bandwidth
     path = tmp_path / "p.yaml"
     import yaml
 
     path.write_text(yaml.safe_dump(data))
     err = one_line_exit_2(capsys, ["device", "show", "--profile", str(path)])
-    assert str(path) in err and "params.unit_bandwidth_mb_s" in err
+    assert str(path) in err and "params.units.bandwidth_mb_s" in err
 
 
 def test_a_profile_of_another_schema_version_is_refused(tmp_path):
     from flashsim.device.profile import DeviceProfile
 
-    data = dict(read_yaml(M1MAX), schema_version=2)
-    with pytest.raises(InputError, match="schema version 2"):
+    data = dict(read_yaml(M1MAX), schema_version=3)
+    with pytest.raises(InputError, match="schema version 3"):
         DeviceProfile.from_dict(data, file="p.yaml")
 
 

@@ -2,7 +2,9 @@
 
 One YAML file per device; the bundled ones (flashsim/data/devices/) are also found by name.
 Loading is strict: unknown keys, bad sizes (`-4k`, `4q`), queue depth 0 or too few points to
-fit are one-line InputErrors naming the file and the key.
+fit are one-line InputErrors naming the file and the key. The fitted parameters are nested by
+the model's stage in the file (schema_version 2, profile_layout.py) and flat in Python;
+version 1 files (flat `params`) still load, and `flashsim device migrate` rewrites them.
 """
 
 from __future__ import annotations
@@ -10,20 +12,45 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ..atomic import atomic_write_text
 from ..cliutil import to_jsonable
-from ..config import SizeBytes, StrictModel, load_yaml_model, validate_model
+from ..config import (
+    SizeBytes,
+    StrictModel,
+    read_yaml,
+    validate_model,
+    validation_to_input_error,
+)
 from ..data import resolve_device
 from ..errors import InputError
+from .profile_layout import (
+    NESTED_KEY,
+    check_flat,
+    file_version,
+    flatten_params,
+    nest_params,
+    upgrade_data,
+)
 
-PROFILE_SCHEMA_VERSION = 1
-"""The profile layout this flashsim reads and writes (`schema_version` in the YAML)."""
+PROFILE_SCHEMA_VERSION = 2
+"""The profile layout this flashsim writes (`schema_version` in the YAML): version 2 nests
+`params` by stage (profile_layout.py)."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Layouts this flashsim reads: version 1 (flat `params`) is migrated in memory."""
 BANDWIDTH_MB_S = (1e-3, 1e9)
 """A bandwidth a profile may hold: from 1 kB/s (slower than a floppy) to 1 PB/s (far beyond any
 link: the stand-in for "costs nothing"); a value outside is a unit mistake, and 1e-300 MB/s
@@ -318,13 +345,42 @@ class DeviceProfile(StrictModel):
                     "none: the layered model alone")
     fit: FitInfo | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_layout(cls, data: Any) -> Any:
+        """A profile mapping of any readable schema version in the current one: version 1's
+        flat `params` are DeviceParams fields already, version 2's are flattened here (with
+        errors naming the nested key, `params.link.bandwidth_mb_s`)."""
+        if not isinstance(data, Mapping):
+            return data
+        version = file_version(data)
+        if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
+            raise InputError(f"profile schema version {version!r}, this flashsim reads "
+                             "versions " + " and ".join(map(str, READABLE_SCHEMA_VERSIONS)),
+                             key="schema_version")
+        data = dict(data, schema_version=PROFILE_SCHEMA_VERSION)
+        params = data.get("params")
+        if version == 1:
+            check_flat(params)
+        elif params is not None and not isinstance(params, DeviceParams):
+            data["params"] = _nested_params(params)
+        return data
+
     @field_validator("schema_version", mode="before")
     @classmethod
     def _known_version(cls, version: Any) -> int:
         if isinstance(version, bool) or version != PROFILE_SCHEMA_VERSION:
-            raise ValueError(f"profile schema version {version!r}, this flashsim reads version "
+            raise ValueError(f"profile schema version {version!r}, this flashsim holds version "
                              f"{PROFILE_SCHEMA_VERSION}")
         return PROFILE_SCHEMA_VERSION
+
+    @model_serializer(mode="wrap")
+    def _nest_params(self, handler: Any) -> Any:
+        """Dumps (and so the YAML) hold `params` nested by stage, as version 2 files do."""
+        data = handler(self)
+        if isinstance(data, dict) and isinstance(data.get("params"), Mapping):
+            data["params"] = nest_params(data["params"])
+        return data
 
     @model_validator(mode="after")
     def _enough_points(self) -> DeviceProfile:
@@ -339,12 +395,19 @@ class DeviceProfile(StrictModel):
     def load(cls, path: str | os.PathLike) -> DeviceProfile:
         """Read and validate a profile YAML file, or a bundled profile by name (`m1max-paper`);
         an InputError naming file and key on bad input."""
-        return load_yaml_model(resolve_device(path), cls)
+        file = resolve_device(path)
+        return cls.from_dict(read_yaml(file), file=file)
 
     @classmethod
     def from_dict(cls, data: dict, *, file: str | os.PathLike | None = None) -> DeviceProfile:
         """Validate an in-memory mapping (same errors as `load`)."""
-        return validate_model(data, cls, file=file)
+        try:
+            return validate_model(data, cls, file=file)
+        except InputError as exc:  # the layout's own errors are raised without the file
+            if exc.file is not None or file is None:
+                raise
+            raise InputError(exc.problem, file=file, key=exc.key,
+                             expected=exc.expected) from None
 
     def require_params(self, file: str | os.PathLike | None = None) -> DeviceParams:
         """The fitted parameters, or an InputError telling how to fit them."""
@@ -355,9 +418,8 @@ class DeviceProfile(StrictModel):
         return self.params
 
     def to_yaml(self) -> str:
-        """YAML text with a stable key order (sizes as plain byte counts)."""
-        data = to_jsonable(self.model_dump(mode="python", exclude_none=True))
-        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=96, allow_unicode=True)
+        """YAML text with a stable key order (sizes as plain byte counts, params by stage)."""
+        return dump_yaml(to_jsonable(self.model_dump(mode="python", exclude_none=True)))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the profile atomically."""
@@ -374,6 +436,45 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """A profile mapping as YAML text, keys in their order."""
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, width=96, allow_unicode=True)
+
+
+def _nested_params(nested: Any) -> DeviceParams:
+    """A version 2 file's `params` validated; errors name the key as the file writes it."""
+    flat = flatten_params(nested)
+    try:
+        return DeviceParams.model_validate(flat)
+    except ValidationError as exc:
+        err = validation_to_input_error(exc, DeviceParams)
+        head, _, rest = (err.key or "").partition(".")
+        key = ".".join(k for k in ("params", NESTED_KEY.get(head, head), rest) if k)
+        raise InputError(err.problem, key=key, expected=err.expected) from None
+
+
+def migrate_profile(path: str | os.PathLike, out: str | os.PathLike | None = None
+                    ) -> dict[str, Any]:
+    """Rewrite a profile file in the current layout (schema_version 2, params by stage),
+    atomically, to `out` (default: in place); every other key and value is kept as written,
+    and the file loads to the same DeviceParams. A file already current is left alone
+    unless `out` names another file."""
+    src = Path(path)
+    data = read_yaml(src)
+    before = DeviceProfile.from_dict(data, file=src)  # a file that does not load stays as is
+    version = file_version(data)
+    new = upgrade_data(data, version)
+    after = DeviceProfile.from_dict(new, file=src)
+    if after.params != before.params:
+        raise AssertionError(f"{src}: the migrated parameters differ")  # a bug, never input
+    target = Path(out) if out is not None else src
+    write = version != PROFILE_SCHEMA_VERSION or target.resolve() != src.resolve()
+    if write:
+        atomic_write_text(target, dump_yaml(new))
+    return {"profile": str(src), "out": str(target), "from_version": version,
+            "schema_version": PROFILE_SCHEMA_VERSION, "written": write}
 
 
 def load_params(source: DeviceProfile | DeviceParams | dict | str | os.PathLike) -> DeviceParams:

@@ -160,7 +160,7 @@ def test_bad_fio_json_is_one_line_exit_2(tmp_path, capsys, content, words):
 
 def test_unknown_profile_schema_and_bad_arguments(tmp_path, capsys):
     data = yaml.safe_load(FIO_PROFILE.read_text())
-    data["schema_version"] = 2
+    data["schema_version"] = 3
     newer = _write(tmp_path / "newer.yaml", data)
     for args in (("--profile", newer, "--against", ROUND1),
                  ("--profile", FIO_PROFILE, "--against", newer)):
