@@ -1,4 +1,4 @@
-"""`flashsim calibrate` and `flashsim device predict | fit | show`: thin handlers.
+"""`flashsim calibrate` and `flashsim device predict | fit | show | migrate`: thin handlers.
 
 The CLI imports this module to build its parser, so the handlers import `fit` and
 `calibrate` themselves: with scipy.optimize (0.4 s) and numba (0.15-0.3 s) they take
@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..units import format_size, parse_int_list, parse_size, parse_size_list
 from .check_commands import register_check
 from .fio import profile_from_fio
-from .profile import DeviceProfile
+from .profile import DeviceProfile, migrate_profile
 from .testbed_commands import register_testbed
 
 MAX_PROFILE_QD = 4096
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
                           "else the thread pool)")
     cal.add_argument("--batch-reads", default="4,16,64",
                      help="short-batch points beside the grid: batches of these many reads "
-                          "(chunks up to 256 KiB) at each --batch-qds, median makespan "
+                          "(chunks up to 256 KiB) at each --batch-qds, median wall time of a call "
                           "(default 4,16,64; 'none': the steady-state grid only)")
     cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
                      help="queue depths of the short batches (default 1,8,32)")
@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
     add_json_flag(cal)
     cal.set_defaults(func=cmd_calibrate)
 
-    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show, "
+    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show, migrate, "
                                                "check; real test devices: testbed")
     sub = dev.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND",
                              parser_class=type(dev))
@@ -98,8 +98,19 @@ def register(subparsers: Any) -> None:
     add_json_flag(sh)
     sh.set_defaults(func=cmd_show)
 
+    _register_migrate(sub)
     register_testbed(sub)
     register_check(sub)
+
+
+def _register_migrate(sub: Any) -> None:
+    mg = sub.add_parser("migrate", help="rewrite a profile of an older schema_version (flat "
+                                        "params) in the current layout (params by stage)")
+    mg.add_argument("profile", metavar="PROFILE", help="device profile YAML")
+    mg.add_argument("--out", type=cliargs.out_file("--out"), default=None,
+                    help="where to write (default: in place)")
+    add_json_flag(mg)
+    mg.set_defaults(func=cmd_migrate)
 
 
 def _add_cv_flag(parser: argparse.ArgumentParser, default: int) -> None:
@@ -309,4 +320,15 @@ def cmd_show(args: argparse.Namespace) -> int:
                          ("latency_mean_us", "µs", ".1f"),
                          ("model_latency_us", "model µs", ".1f")])
     emit(args, {**_fit_summary(profile), "points": rows}, human)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    result = migrate_profile(args.profile, args.out)
+    if result["written"]:
+        human = (f"{result['profile']}: schema_version {result['from_version']} → "
+                 f"{result['schema_version']}, wrote {result['out']}")
+    else:
+        human = f"{result['profile']}: already schema_version {result['schema_version']}, unchanged"
+    emit(args, result, human)
     return 0

@@ -1,5 +1,6 @@
 """The real side of a validation run: every (token, layer) batch of a plan read with the
-`DirectReader` (O_DIRECT, exactly QD reads in flight), its makespan recorded; a token's
+`DirectReader` (O_DIRECT, exactly QD reads in flight), the wall time of its `read_batch`
+call recorded (what a decode waits: the checks before the first read included); a token's
 measured I/O time is the sum over its layers (layer l's reads start after layer l-1's)."""
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ was gone and the p99 was 1.14x the p50."""
 def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
                  tokens: range | list[int] | None = None,
                  gap_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Measured makespan (s) of every (token, layer) batch of `plan` (or of its `tokens`)
+    """Measured wall time (s) of every (token, layer) batch's `read_batch` call of `plan` (or of its `tokens`)
     and the time its first read waited to be issued, both of shape [tokens, n_layers].
 
     `gap_s` > 0: the device is left idle that long before every batch (empty ones too), as
     in a decode, where layer l's compute and layer l+1's predictor run between the batches
-    (`idle_until`); the makespans exclude the gaps."""
+    (`idle_until`); the times exclude the gaps."""
     tokens = range(plan.n_tokens) if tokens is None else tokens
     n_layers = plan.n_layers
     out = np.zeros((len(tokens), n_layers))
@@ -50,8 +51,9 @@ def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
             b = t * n_layers + layer
             lo, hi = ptr[b], ptr[b + 1]
             if hi > lo:
+                t0 = time.perf_counter()
                 times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
-                out[row, layer] = times.makespan_s
+                out[row, layer] = time.perf_counter() - t0
                 first[row, layer] = times.start_s.min()
             last_end = time.perf_counter()
     return out, first
