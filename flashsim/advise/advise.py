@@ -16,6 +16,7 @@ window whose size shrinks, token by token, to what the budget leaves (the layout
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..cost.simulate import io_seconds
-from ..device import load_params
+from ..device import DeviceProfile, load_params
 from ..device.gap import parse_merge_gap, resolve_merge_gap
 from ..errors import InputError
 from ..layout.base import Layout
@@ -260,7 +261,7 @@ def _simulate(cands: list[Candidate], planned: dict[tuple[str, int], Planned],
                         rows[key]["merge_gap"] += "," + text
                     continue
                 p = planned[(cand.label, gap)]
-                io_s = io_seconds(p.plan, params, q, engine).sum(axis=1)
+                io_s = io_seconds(p.plan, params, q, engine, interleaved=True).sum(axis=1)
                 rows[key] = _row(p, q, io_s, text)
     return list(rows.values())
 
@@ -304,6 +305,8 @@ def advise_layouts(trace: ActivationTrace, profile: Any, dram_budget_bytes: int,
     """
     t0 = time.perf_counter()
     budget, qds, windows, settings = _check_search(dram_budget_bytes, qds, windows, merge_gaps)
+    if isinstance(profile, (str, os.PathLike)):
+        profile = DeviceProfile.load(profile)  # the whole profile: its correction applies
     params = load_params(profile)
     gap_of = {(s, q): resolve_merge_gap(s, params, q, block_bytes).gap_bytes
               for s in settings for q in qds}
@@ -316,7 +319,7 @@ def advise_layouts(trace: ActivationTrace, profile: Any, dram_budget_bytes: int,
     cands += _add_budgeted(cands, bases, planned, gap_of, trace, which, models, budget)
     _require_fit(planned, budget, budget_key)
     t_plans = time.perf_counter()
-    rows = _simulate(cands, planned, settings, qds, gap_of, params, engine)
+    rows = _simulate(cands, planned, settings, qds, gap_of, profile, engine)
     frame, ranked, front = _frames(rows, budget)
     t_end = time.perf_counter()
     info = {"dram_budget_bytes": budget, "queue_depths": qds, "windows": list(windows),

@@ -1,8 +1,9 @@
 """simulate(plan, profile, qd): per-token I/O, memory-management and compute time.
 
 I/O: each (token, layer) batch runs on an idle device (the device model's makespan at the
-given queue depth); a token's I/O time is the sum over its layers, since layer l's reads
-can only be issued once layer l - 1 is done. Memory: the flash runtime's memory management
+given queue depth, plus the profile's measured cost of a batch that follows compute, as a
+decode's do); a token's I/O time is the sum over its layers, since layer l's reads can only
+be issued once layer l - 1 is done. Memory: the flash runtime's memory management
 timed on this machine and fitted per (token, layer) (memory.py), or, given only a memcpy
 bandwidth, the paper's model: the plan's `mem_moved_bytes` over it. Compute: the decode's
 parts calibrated on this machine, from the computed neurons and each token's context
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..device import make_device
+from ..device.interleave import batch_overhead_s
 from ..layout.plan import IOPlan
 from ..layout.registry import LAYOUTS
 from .compute import ComputeModel, calibrate_compute
@@ -25,18 +27,22 @@ from .memcpy import measure_memcpy_bytes_per_s
 from .memory import MemoryModel, calibrate_memory
 
 
-def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast") -> np.ndarray:
+def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast", *,
+               interleaved: bool = False) -> np.ndarray:
     """Device makespan per (token, layer), seconds, shape [n_tokens, n_layers]."""
-    return io_seconds_draws(plan, profile, queue_depth, 1, engine)[0]
+    return io_seconds_draws(plan, profile, queue_depth, 1, engine, interleaved=interleaved)[0]
 
 
 def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
-                     engine: str = "fast") -> np.ndarray:
+                     engine: str = "fast", *, interleaved: bool = False) -> np.ndarray:
     """Device makespan per (draw, token, layer), seconds, shape [draws, n_tokens, n_layers].
 
     The plan is simulated `draws` times in one call, each pass with its own per-read
     command and transfer factors (they are drawn from a read's index in the call), as the
-    real reader's repetitions each meet the disk's variation anew.
+    real reader's repetitions each meet the disk's variation anew. `interleaved`: the
+    batches come between a decode's compute, each non-empty one paying the profile's
+    measured after-compute overhead (device/interleave.py); otherwise back to back, as
+    `validate` replays them.
     """
     device = make_device(profile, engine)
     n = plan.n_reads
@@ -45,7 +51,12 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
         ptr = np.concatenate([ptr[:-1] + d * n for d in range(draws)] + [[draws * n]])
         off, length = np.tile(off, draws), np.tile(length, draws)
     makespan = device.run_batches(off, length, ptr, queue_depth)
-    return np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
+    out = np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
+    overhead_s = batch_overhead_s(profile) if interleaved else 0.0
+    if overhead_s > 0.0:
+        nonempty = (np.diff(plan.batch_ptr) > 0).reshape(plan.n_tokens, plan.n_layers)
+        out += overhead_s * nonempty[None]
+    return out
 
 
 def _memory(plan: IOPlan, model: MemoryModel | None, fixed_bw: float | None, bw: float
@@ -88,7 +99,7 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
     `computed_neurons` [n_tokens, n_layers] overrides the plan's (e.g. the predicted set
     sizes, which is what the flash runtime multiplies).
     """
-    io_s = io_seconds(plan, profile, queue_depth, engine)
+    io_s = io_seconds(plan, profile, queue_depth, engine, interleaved=True)
     bw = memcpy_bytes_per_s or measure_memcpy_bytes_per_s(2 * plan.geometry.row_bytes)
     mem_s, mem_source, memory_model = _memory(plan, memory_model, memcpy_bytes_per_s, bw)
     model = compute_model or calibrate_compute(plan.geometry)

@@ -35,6 +35,8 @@ def make_device(profile_or_params: DeviceProfile | DeviceParams | dict | str | o
         from .predict import corrected_device
         from .residual import CorrectedDevice
         device = CorrectedDevice(device, corrected_device(params, profile.points).residual)
+    # the after-compute cost of a batch travels with the model made from the profile
+    device.interleave = profile.interleave if isinstance(profile, DeviceProfile) else None
     return device
 
 __all__ = ["DeviceParams", "DeviceProfile", "DeviceRun", "load_params", "make_device"]

@@ -27,6 +27,7 @@ from ..progress import progress
 from ..units import format_size, parse_size
 from .crossval import CV_FOLDS
 from .fit import fit_profile, steady_point
+from .interleave import measure_interleave
 from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
@@ -265,6 +266,9 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         results = _measure_rounds(reader, grid, rounds, duration_s=duration_s,
                                   warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet)
+        # with short batches: what the same batches cost after a decode's compute
+        interleave = (measure_interleave(reader, rng) if batch_reads and grid_part is None
+                      else None)
     total_s = time.perf_counter() - t_begin
     points = _points(results, one_per_measurement=grid_part is not None)
     held = [p for p in points if (p.chunk_bytes, p.queue_depth) in holdout
@@ -279,7 +283,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         return DeviceProfile.model_construct(name=name, description=description, measured=info,
                                              points=points, holdout_points=held)
     profile = DeviceProfile(name=name, description=description, measured=info, points=points,
-                            holdout_points=held)
+                            holdout_points=held, interleave=interleave)
     return fit_profile(profile, cv_folds=cv_folds, quiet=quiet) if fit else profile
 
 

@@ -291,6 +291,29 @@ class PointError(StrictModel):
     """A short-batch point: throughput_error_pct is then the error of n × chunk / makespan."""
 
 
+class InterleavePoint(StrictModel):
+    """One short-batch point read back to back and after a compute gap (medians, µs)."""
+
+    chunk_bytes: int = Field(gt=0)
+    queue_depth: int = Field(ge=1)
+    batch_reads: int = Field(ge=1)
+    back_to_back_us: float = Field(gt=0)
+    after_compute_us: float = Field(gt=0)
+    overhead_us: float
+
+
+class InterleaveInfo(StrictModel):
+    """What a batch costs more after the CPU computed than back to back (interleave.py):
+    a decode's batches each follow a layer's compute, a replay's do not."""
+
+    batch_overhead_us: float = Field(
+        ge=0, le=1e5, description="median over the points of after-compute minus back-to-back "
+                                  "wall time of a batch; added to every batch of a decode")
+    gap_us: float = Field(gt=0, description="compute between two batches when measured")
+    work: str = ""
+    points: list[InterleavePoint] = Field(default_factory=list)
+
+
 class FitInfo(StrictModel):
     """How well the fitted parameters reproduce the points."""
 
@@ -343,6 +366,9 @@ class DeviceProfile(StrictModel):
         description="measured-residual: the layered model times the measured / modelled ratio "
                     "at the steady-state points, interpolated between them (residual.py); "
                     "none: the layered model alone")
+    interleave: InterleaveInfo | None = Field(
+        default=None, description="the after-compute cost of a batch (None: not measured, "
+                                  "a decode's batches cost what back-to-back ones do)")
     fit: FitInfo | None = None
 
     @model_validator(mode="before")

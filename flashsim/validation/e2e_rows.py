@@ -49,7 +49,7 @@ def predict_parts_s(plan: IOPlan, params: Any, queue_depth: int, draws: int, eng
     the real side is a median over repetitions, so the model's is a median over passes).
     total: the simulator's total with its one-pass I/O replaced by each pass's I/O."""
     frame, summary = simulate_plan(plan, params, queue_depth, engine, **simulate_options)
-    io = predict_token_s(plan, params, queue_depth, draws, engine)
+    io = predict_token_s(plan, params, queue_depth, draws, engine, interleaved=True)
     rest = (frame["total_ms"] - frame["io_ms"]).to_numpy() * 1e-3
     return {"io": io, "mem": frame["mem_ms"].to_numpy() * 1e-3,
             "compute": frame["compute_ms"].to_numpy() * 1e-3,

@@ -32,9 +32,11 @@ def given_profile(spec: CalibrationOptions) -> tuple[DeviceProfile | DeviceParam
 
 
 def predict_token_s(plan: IOPlan, params: Any, queue_depth: int, draws: int,
-                    model_engine: str = "fast") -> np.ndarray:
-    """Predicted I/O seconds per (draw, token): layers one after another, as measured."""
-    return io_seconds_draws(plan, params, queue_depth, draws, model_engine).sum(axis=2)
+                    model_engine: str = "fast", *, interleaved: bool = False) -> np.ndarray:
+    """Predicted I/O seconds per (draw, token): layers one after another, as measured
+    (`interleaved`: each batch after a decode's compute, as the real decode reads them)."""
+    return io_seconds_draws(plan, params, queue_depth, draws, model_engine,
+                            interleaved=interleaved).sum(axis=2)
 
 
 def io_seconds_stream(plan: IOPlan, params: Any, queue_depth: int,
