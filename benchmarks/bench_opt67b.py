@@ -27,15 +27,6 @@ TRACE = ROOT / "results" / "paper_table2" / "opt-6.7b-synthetic.trace"
 GOAL_S, GOAL_BYTES = 5.0, 1 << 30
 
 
-def ensure_trace(path: Path) -> None:
-    """Make the synthetic OPT-6.7B trace at `path` (the paper_table2 one) if missing."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "flashsim", "trace", "synth", "--geometry", "opt-6.7b",
-                    "--out", str(path), "--json"], check=True, stdout=subprocess.DEVNULL)
-
-
 def one_layout(trace_path: str, layout: str, device: str, qd: int) -> dict:
     """Plan and simulate `layout` in this process: seconds per stage and peak RSS."""
     from flashsim.cost.paper_table2 import table2_configs
@@ -71,7 +62,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(one_layout(args.trace, args.child, args.device, args.qd)))
         return
-    ensure_trace(Path(args.trace))
+    from flashsim.trace.synthetic import ensure_opt_6_7b_trace  # the parent only
+    ensure_opt_6_7b_trace(args.trace)
     rows = []
     for layout in args.layouts:
         out = subprocess.run([sys.executable, __file__, "--trace", args.trace, "--device",

@@ -58,11 +58,8 @@ directly at four windows (see README.md)."""
 def load_trace(name: str) -> ActivationTrace:
     if name == "opt-mini":
         return ActivationTrace.load(REFERENCE_TRACE)
-    if not TRACE_67B.exists():
-        from flashsim.trace.synthetic import opt_6_7b_synthetic_trace
-        TRACE_67B.parent.mkdir(parents=True, exist_ok=True)
-        opt_6_7b_synthetic_trace().save(TRACE_67B)
-    return ActivationTrace.load(TRACE_67B)
+    from flashsim.trace.synthetic import ensure_opt_6_7b_trace
+    return ActivationTrace.load(ensure_opt_6_7b_trace(TRACE_67B))
 
 
 def _pick(row: Any) -> dict[str, Any] | None:
@@ -290,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
                "mmap_queue_depths": list(MMAP_QDS), "paper_queue_depth": PAPER_QD,
                "studies": studies, "seconds": time.perf_counter() - t0}
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     plot(results, out / "figure.png")
     for study in studies.values():

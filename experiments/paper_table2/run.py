@@ -13,7 +13,6 @@ them on the paper's M1 Max profile and writes the small comparison table.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,21 +23,12 @@ from flashsim.cost.paper_table2 import paper_table2
 from flashsim.data import bundled_device_path
 from flashsim.device import load_params
 from flashsim.trace.format import ActivationTrace
-from flashsim.trace.synthetic import is_synthetic
+from flashsim.trace.synthetic import ensure_opt_6_7b_trace, is_synthetic
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TRACE = ROOT / "results" / "paper_table2" / "opt-6.7b-synthetic.trace"
 DEVICE = bundled_device_path("m1max-paper")
-
-
-def ensure_trace(path: Path) -> None:
-    """Generate the SYNTHETIC OPT-6.7B trace (fitted to the bundled opt-mini trace) if missing."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "flashsim", "trace", "synth", "--geometry", "opt-6.7b",
-                    "--out", str(path), "--json"], check=True, stdout=subprocess.DEVNULL)
 
 
 def run(trace_path: Path, device_path: Path) -> pd.DataFrame:
@@ -56,7 +46,7 @@ def main() -> int:
     ap.add_argument("--device", default=str(DEVICE))
     ap.add_argument("--out", default=str(HERE / "table2.csv"))
     args = ap.parse_args()
-    ensure_trace(Path(args.trace))
+    ensure_opt_6_7b_trace(args.trace)
     table = run(Path(args.trace), Path(args.device))
     atomic_write_text(args.out, table.to_csv(index=False, float_format="%.4g"))
     cols = ["row", "paper_gb_per_token", "flashsim_gb_per_token", "gb_diff_pct",

@@ -548,6 +548,16 @@ def opt_6_7b_synthetic_trace(fit_path: str | Path | None = None, n_tokens: int =
                            n_prompt_tokens=n_prompt_tokens, quiet=quiet)
 
 
+def ensure_opt_6_7b_trace(path: str | Path) -> Path:
+    """`opt_6_7b_synthetic_trace()` saved at `path` unless a file is there already: the one
+    stand-in the Table 2 study, the DRAM-budget study and the benchmarks share."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opt_6_7b_synthetic_trace().save(path)
+    return path
+
+
 def achieved_stats(trace: ActivationTrace, window_k: int = 5) -> dict[str, Any]:
     """The statistics a synthetic trace is fitted to, measured with trace_stats."""
     ks = sorted({1, window_k})
