@@ -120,7 +120,8 @@ def mmap_point(trace: ActivationTrace, budget: int) -> dict[str, Any]:
                 out[f"{device}|{pattern} QD{qd}"] = {
                     "reads_per_token": float(plan.reads_per_token().mean()),
                     "mb_per_token": float(plan.bytes_per_token().mean()) / 1e6,
-                    "mem_ms": float(mem_s.mean()) * 1e3, "io_ms": float((total - mem_s).mean()) * 1e3,
+                    "mem_ms": float(mem_s.mean()) * 1e3,
+                    "io_ms": float((total - mem_s).mean()) * 1e3,
                     "total_ms": float(total.mean()) * 1e3,
                     "total_ms_p99": float(np.percentile(total, 99)) * 1e3}
     out["seconds"] = time.perf_counter() - t0

@@ -106,7 +106,8 @@ def _mmap(pattern: str) -> Family:
         name = f"mmap-{pattern}"
         build = _registry_layout(name, ctx, budget_bytes=ctx.dram_budget_bytes)
         return [Candidate(name, f"{name} (page cache = budget)", build, takes_gap=False,
-                          reads_into_resident=True, options={"budget_bytes": ctx.dram_budget_bytes})]
+                          reads_into_resident=True,
+                          options={"budget_bytes": ctx.dram_budget_bytes})]
     return family
 
 

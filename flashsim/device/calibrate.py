@@ -397,8 +397,8 @@ def _measured_info(reader: DirectReader, path: str | os.PathLike, with_batches: 
                + ("huge-page-backed buffers" if transparent_huge_pages_enabled() else
                   "4 KiB-page buffers (transparent huge pages off)")
                + ", random chunk-aligned offsets over the whole file, closed loop"
-               + ("; short-batch points: median wall time of back-to-back read_batch calls of n reads "
-                  "(as validate and the decode read a plan)" if with_batches else "")
+               + ("; short-batch points: median wall time of back-to-back read_batch calls of "
+                  "n reads (as validate and the decode read a plan)" if with_batches else "")
                + "; value = median of repeats run in rounds over the grid, each round in "
                  "random order",
         date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

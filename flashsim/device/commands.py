@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
                           "else the thread pool)")
     cal.add_argument("--batch-reads", default="4,16,64",
                      help="short-batch points beside the grid: batches of these many reads "
-                          "(chunks up to 256 KiB) at each --batch-qds, median wall time of a call "
+                          "(chunks up to 256 KiB) at each --batch-qds, median wall time of a "
+                          "call "
                           "(default 4,16,64; 'none': the steady-state grid only)")
     cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
                      help="queue depths of the short batches (default 1,8,32)")
@@ -70,8 +71,8 @@ def register(subparsers: Any) -> None:
     add_json_flag(cal)
     cal.set_defaults(func=cmd_calibrate)
 
-    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show, migrate, "
-                                               "check; real test devices: testbed")
+    dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show, "
+                                               "migrate, check; real test devices: testbed")
     sub = dev.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND",
                              parser_class=type(dev))
     pr = sub.add_parser("predict", help="predicted throughput and latency at a chunk × QD point")
@@ -329,6 +330,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         human = (f"{result['profile']}: schema_version {result['from_version']} → "
                  f"{result['schema_version']}, wrote {result['out']}")
     else:
-        human = f"{result['profile']}: already schema_version {result['schema_version']}, unchanged"
+        human = (f"{result['profile']}: already schema_version {result['schema_version']}, "
+                 "unchanged")
     emit(args, result, human)
     return 0

@@ -32,8 +32,9 @@ was gone and the p99 was 1.14x the p50."""
 def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
                  tokens: range | list[int] | None = None,
                  gap_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Measured wall time (s) of every (token, layer) batch's `read_batch` call of `plan` (or of its `tokens`)
-    and the time its first read waited to be issued, both of shape [tokens, n_layers].
+    """Measured wall time (s) of the `read_batch` call of every (token, layer) batch of
+    `plan` (or of its `tokens`) and the time its first read waited to be issued, both of
+    shape [tokens, n_layers].
 
     `gap_s` > 0: the device is left idle that long before every batch (empty ones too), as
     in a decode, where layer l's compute and layer l+1's predictor run between the batches
@@ -53,9 +54,11 @@ def measure_plan(reader: DirectReader, plan: IOPlan, queue_depth: int,
             if hi > lo:
                 t0 = time.perf_counter()
                 times = reader.read_batch(off[lo:hi], length[lo:hi], queue_depth)
-                out[row, layer] = time.perf_counter() - t0
+                last_end = time.perf_counter()
+                out[row, layer] = last_end - t0
                 first[row, layer] = times.start_s.min()
-            last_end = time.perf_counter()
+            else:
+                last_end = time.perf_counter()
     return out, first
 
 

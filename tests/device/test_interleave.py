@@ -4,6 +4,7 @@ added to a decode's batches (simulate, advise, end-to-end) and not to validate's
 import numpy as np
 import pytest
 
+from flashsim.cost.compute_model import ComputeModel
 from flashsim.cost.simulate import io_seconds, io_seconds_draws, simulate
 from flashsim.data import REFERENCE_TRACE
 from flashsim.device import DeviceProfile, make_device
@@ -44,7 +45,6 @@ def test_a_decode_pays_the_overhead_on_every_nonempty_batch_only(plan, profile):
 
 def test_simulate_estimates_a_decode_so_it_counts_the_overhead(plan, profile):
     bare = profile.model_copy(update={"interleave": None})
-    from flashsim.cost.compute_model import ComputeModel
     opts = {"memcpy_bytes_per_s": 10e9,  # fixed models: nothing timed on this machine
             "compute_model": ComputeModel.from_rates({}, "none")}
     with_o, _ = simulate(plan, profile, 8, **opts)
