@@ -27,7 +27,7 @@ from ..progress import progress
 from ..trace.format import ActivationTrace
 
 LAYOUTS = ("sparse", "bundled", "windowed+bundled", "coactivation")
-GAPS_BYTES = (0, 64 << 10)
+GAPS_BYTES = (0, 64 << 10, 256 << 10)
 BUFFER_BYTES = 64 << 20
 WEIGHT_STD = 0.02  # the read bytes: fp16 values of this spread, like trained weights
 WAIT_S = 100e-6  # untimed, before prepare and before store: what the read and compute yield
@@ -114,7 +114,7 @@ def time_memory_management(geometry: ModelGeometry) -> tuple[MemorySamples, str]
         parts.append(time_manager(DramManager(layout, g, _dtype(g)), sets, WARM_TOKENS))
     merged = MemorySamples(*(np.concatenate([getattr(p, f) for p in parts])
                              for f in MemorySamples.__dataclass_fields__))
-    what = (f"{', '.join(names)}; gaps 0 and 64 KiB; {TIMED_TOKENS} tokens of "
+    what = (f"{', '.join(names)}; gaps 0, 64 and 256 KiB; {TIMED_TOKENS} tokens of "
             + (f"{TRAINING_TRACE.name}" if real else "SYNTHETIC neuron sets on 2 layers"))
     return merged, what
 
