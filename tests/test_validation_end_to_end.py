@@ -191,6 +191,13 @@ def test_end_to_end_rows_have_every_column(model, tmp_path):
     assert info["tokens"] == 4 and info["reps"] == 2 and info["o_direct"] is True
     assert info["batch_gap"]["median_us"] > 0
     assert info["cost_models"]["memcpy_bytes_per_s"] == 1e10
+    # the decode's compute after its waits, calibrated on two rows of the calibration text
+    wait = info["wait_cost"]
+    assert [(r["layout"], r["queue_depth"]) for r in wait["calibration"]["rows"]] == [
+        ("sparse", 1), ("windowed+bundled", 32)]
+    assert wait["compute_per_batch_us"] >= 0 and wait["compute_per_io_s"] >= 0
+    for row in result.rows:  # and what the same rows give without it
+        assert all(np.isfinite(row[f"plain_{p}_error_p50_pct"]) for p in PARTS)
     assert len(list((tmp_path / "s").glob("*.ffn"))) == 3  # one store per placement
 
 
@@ -278,6 +285,9 @@ def test_end_to_end_cli_json_and_report(model, tmp_path, capsys):
     ({"--report": "x.html"}, "unsupported figure type"),
     ({"--device": None, "--calibrate": ""}, "merge gap auto needs a device profile"),
     ({"--device": "nowhere.yaml"}, "device profile does not exist"),
+    ({"--save-profile": "p.json"}, "--save-profile"),
+    ({"--save-profile": "p.yaml", "--no-wait-calibration": ""}, "nothing to save"),
+    ({"--save-profile": "/nonexistent/p.yaml"}, "--save-profile"),
 ])
 def test_end_to_end_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, changes,
                                                              message):

@@ -69,7 +69,8 @@ def main_study(argv: list[str] | None = None) -> None:
                        "--prompt-tokens", str(args.prompt_tokens), "--tokens", str(args.tokens),
                        "--layouts", args.layouts, "--qd", args.qd, "--reps", str(args.reps),
                        "--store", args.store, "--build-stores", "--device", str(device),
-                       "--report", str(out / "figure.png")])
+                       "--report", str(out / "figure.png"),
+                       "--save-profile", str(WORK / "profile-decode.yaml")])
     result = json.loads(payload)
     result["study"] = {"prompt": f"heldout-prompts.txt from line {PROMPT_LINE}",
                        "device_profile": str(device), "calibrated_now": not args.device}

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..cost.simulate import io_seconds
+from ..cost.wait_cost import PROFILE, resolve_wait_cost
 from ..device import DeviceProfile, load_params
 from ..device.gap import parse_merge_gap, resolve_merge_gap
 from ..errors import InputError
@@ -227,9 +228,12 @@ def _add_budgeted(cands: list[Candidate], bases: dict[str, Any],
     return added
 
 
-def _row(p: Planned, queue_depth: int, io_s: np.ndarray, gap_text: str) -> dict[str, Any]:
-    """One configuration's table row (per-token means; ms and MB)."""
-    total = io_s + p.mem_s + p.compute_s
+def _row(p: Planned, queue_depth: int, io_s: np.ndarray, gap_text: str,
+         wait_s: np.ndarray | float = 0.0) -> dict[str, Any]:
+    """One configuration's table row (per-token means; ms and MB); `wait_s`: compute the
+    decode pays after waiting on its reads (the profile's decode_wait)."""
+    compute_s = p.compute_s + wait_s
+    total = io_s + p.mem_s + compute_s
     plan = p.plan
     return {"config": p.candidate.label, "family": p.candidate.family, "layout": p.layout.name,
             "window": p.candidate.window, "budgeted": p.candidate.budgeted,
@@ -239,7 +243,7 @@ def _row(p: Planned, queue_depth: int, io_s: np.ndarray, gap_text: str) -> dict[
             "reads_per_token": float(plan.reads_per_token().mean()),
             "mb_per_token": float(plan.bytes_per_token().mean()) / 1e6,
             "io_ms": float(io_s.mean()) * 1e3, "mem_ms": float(p.mem_s.mean()) * 1e3,
-            "compute_ms": float(p.compute_s.mean()) * 1e3,
+            "compute_ms": float(np.mean(compute_s)) * 1e3,
             "total_ms": float(total.mean()) * 1e3,
             "total_ms_p99": float(np.percentile(total, 99)) * 1e3}
 
@@ -250,6 +254,7 @@ def _simulate(cands: list[Candidate], planned: dict[tuple[str, int], Planned],
     """Every (candidate, merge gap setting, QD) simulated once (settings that resolve to the
     same gap at a QD share the row)."""
     rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+    wait = resolve_wait_cost(PROFILE, params)
     for cand in cands:
         for q in qds:
             for setting in settings:
@@ -261,8 +266,12 @@ def _simulate(cands: list[Candidate], planned: dict[tuple[str, int], Planned],
                         rows[key]["merge_gap"] += "," + text
                     continue
                 p = planned[(cand.label, gap)]
-                io_s = io_seconds(p.plan, params, q, engine, interleaved=True).sum(axis=1)
-                rows[key] = _row(p, q, io_s, text)
+                io_s = io_seconds(p.plan, params, q, engine, interleaved=True)
+                wait_s = 0.0
+                if wait is not None and np.any(p.compute_s):  # compute counted
+                    busy = (np.diff(p.plan.batch_ptr) > 0).reshape(io_s.shape)
+                    wait_s = wait.compute_s(io_s, busy)
+                rows[key] = _row(p, q, io_s.sum(axis=1), text, wait_s)
     return list(rows.values())
 
 

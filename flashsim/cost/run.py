@@ -16,6 +16,7 @@ from ..trace.format import ActivationTrace
 from .compute import ComputeModel
 from .memory import MemoryModel
 from .simulate import simulate
+from .wait_cost import PROFILE, DecodeWaitCost
 
 DEFAULT_BLOCK_BYTES = 4096
 """Read alignment of `simulate_layout` and `flashsim simulate` / `compare` (one 4 KiB page)."""
@@ -32,15 +33,22 @@ def simulate_plan(plan: IOPlan, params: Any, queue_depth: int, engine: str = "fa
                   memcpy_bytes_per_s: float | None = None,
                   compute_model: ComputeModel | None = None,
                   memory_model: MemoryModel | None = None,
-                  computed_neurons: np.ndarray | None = None
+                  computed_neurons: np.ndarray | None = None,
+                  wait_cost: DecodeWaitCost | str | None = PROFILE
                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`simulate` plus what a reader of the summary needs to know about the plan: its
     scalar layout parameters and, for windowed layouts, the window actually kept."""
     frame, summary = simulate(plan, params, queue_depth, engine,
                               memcpy_bytes_per_s=memcpy_bytes_per_s, compute_model=compute_model,
-                              memory_model=memory_model, computed_neurons=computed_neurons)
+                              memory_model=memory_model, computed_neurons=computed_neurons,
+                              wait_cost=wait_cost)
     summary.pop("compute_model", None)
     summary.pop("memory_model", None)
+    wait = summary.pop("wait_cost_model", None) or {}
+    # flat scalars, as a sweep's Parquet records hold them
+    summary["wait_compute_per_batch_us"] = wait.get("compute_per_batch_us")
+    summary["wait_compute_per_io_s"] = wait.get("compute_per_io_s")
+    summary["wait_source"] = wait.get("source")
     summary["layout_params"] = {k: v for k, v in plan.params.items()
                                 if isinstance(v, (int, float, str, bool, type(None)))}
     windows = plan.meta.get("window_per_token")

@@ -25,6 +25,7 @@ from ..layout.registry import LAYOUTS
 from .compute import ComputeModel, calibrate_compute
 from .memcpy import measure_memcpy_bytes_per_s
 from .memory import MemoryModel, calibrate_memory
+from .wait_cost import PROFILE, DecodeWaitCost, resolve_wait_cost
 
 
 def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast", *,
@@ -90,15 +91,20 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
              memcpy_bytes_per_s: float | None = None,
              compute_model: ComputeModel | None = None,
              memory_model: MemoryModel | None = None,
-             computed_neurons: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+             computed_neurons: np.ndarray | None = None,
+             wait_cost: DecodeWaitCost | str | None = PROFILE
+             ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-token table and summary of `plan` on the device `profile` at `queue_depth`.
 
     A model passed is used as given. Memory: `memory_model`, else with `memcpy_bytes_per_s`
     the bytes moved over it, else the runtime's memory management calibrated on this
     machine. Compute: `compute_model`, else the decode calibrated on this machine.
     `computed_neurons` [n_tokens, n_layers] overrides the plan's (e.g. the predicted set
-    sizes, which is what the flash runtime multiplies).
+    sizes, which is what the flash runtime multiplies). `wait_cost`: what a decode from flash
+    pays for waiting on its reads, calibrated from real decodes (wait_cost.py; default: the
+    profile's `decode_wait` when measured; None: none): compute after each batch.
     """
+    wait_cost = resolve_wait_cost(wait_cost, profile)
     io_s = io_seconds(plan, profile, queue_depth, engine, interleaved=True)
     bw = memcpy_bytes_per_s or measure_memcpy_bytes_per_s(2 * plan.geometry.row_bytes)
     mem_s, mem_source, memory_model = _memory(plan, memory_model, memcpy_bytes_per_s, bw)
@@ -106,13 +112,17 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
     computed = computed_neurons if computed_neurons is not None else plan.computed_neurons
     if computed is None:  # plans without it: compute the loaded neurons
         computed = plan.neurons_loaded
+    compute_s = model.seconds(computed, context_tokens(plan))
+    if wait_cost is not None:
+        nonempty = (np.diff(plan.batch_ptr) > 0).reshape(plan.n_tokens, plan.n_layers)
+        compute_s = compute_s + wait_cost.compute_s(io_s, nonempty)
     bytes_tok = plan.bytes_per_token()
     reads_tok = plan.reads_per_token()
     frame = pd.DataFrame({
         "token": plan.token_index,
         "io_ms": io_s.sum(axis=1) * 1e3,
         "mem_ms": mem_s * 1e3,
-        "compute_ms": model.seconds(computed, context_tokens(plan)) * 1e3,
+        "compute_ms": compute_s * 1e3,
         "bytes": bytes_tok,
         "reads": reads_tok,
         "useful_bytes": plan.useful_bytes.sum(axis=1),
@@ -140,6 +150,7 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
         "memcpy_bytes_per_s": float(bw), "compute_model": model.to_dict(),
         "compute_source": model.source, "mem_source": mem_source,
         "memory_model": memory_model.to_dict() if memory_model is not None else None,
+        "wait_cost_model": wait_cost.to_dict() if wait_cost is not None else None,
     }
     for col in ("io_ms", "mem_ms", "compute_ms", "total_ms"):
         p50, p99 = _pcts(frame[col].to_numpy())

@@ -31,6 +31,9 @@ def table3_note(row: dict, device: str) -> str:
         comp_text = "the decode's parts as numpy matvecs at the model's shapes, timed here"
     else:
         comp_text = f"modelled, {comp}"
+    if row.get("wait_source"):
+        comp_text += (" plus what it pays after waiting on reads, measured by decodes from "
+                      "flash (the profile's decode_wait)")
     return (f"I/O: device model (profile {device}); memory: {mem_text}; "
             f"compute: {comp_text}.")
 

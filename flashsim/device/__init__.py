@@ -37,6 +37,7 @@ def make_device(profile_or_params: DeviceProfile | DeviceParams | dict | str | o
         device = CorrectedDevice(device, corrected_device(params, profile.points).residual)
     # the after-compute cost of a batch travels with the model made from the profile
     device.interleave = profile.interleave if isinstance(profile, DeviceProfile) else None
+    device.decode_wait = profile.decode_wait if isinstance(profile, DeviceProfile) else None
     return device
 
 __all__ = ["DeviceParams", "DeviceProfile", "DeviceRun", "load_params", "make_device"]

@@ -314,6 +314,17 @@ class InterleaveInfo(StrictModel):
     points: list[InterleavePoint] = Field(default_factory=list)
 
 
+class DecodeWaitInfo(StrictModel):
+    """What a decode from flash pays in compute for waiting on its reads (cost/wait_cost.py),
+    measured by real decodes on this machine: extra compute over a decode from DRAM per
+    non-empty batch and per second waited."""
+
+    compute_per_batch_us: float = Field(ge=0, le=1e5)
+    compute_per_io_s: float = Field(ge=0, le=100)
+    source: str = ""
+    calibration: dict[str, Any] = Field(default_factory=dict)
+
+
 class FitInfo(StrictModel):
     """How well the fitted parameters reproduce the points."""
 
@@ -369,6 +380,9 @@ class DeviceProfile(StrictModel):
     interleave: InterleaveInfo | None = Field(
         default=None, description="the after-compute cost of a batch (None: not measured, "
                                   "a decode's batches cost what back-to-back ones do)")
+    decode_wait: DecodeWaitInfo | None = Field(
+        default=None, description="what a decode from flash pays for waiting on its reads, "
+                                  "measured by real decodes (None: not measured)")
     fit: FitInfo | None = None
 
     @model_validator(mode="before")

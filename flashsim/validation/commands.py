@@ -10,6 +10,7 @@ from typing import Any
 from .. import cliargs
 from ..cliutil import add_json_flag, emit, table
 from ..data import resolve_device
+from ..device.profile import DecodeWaitInfo, DeviceProfile
 from ..errors import InputError
 from ..figures import figure_format
 from ..loader.commands import add_layout_args, load_trace, make_layout_from_args
@@ -149,10 +150,19 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
                      help="read alignment (default 4k)")
     e2e.add_argument("--memcpy-gb-s", type=cliargs.rate("--memcpy-gb-s"), default=None,
                      help="memory model: fix the memcpy bandwidth (default: measured)")
+    e2e.add_argument("--no-wait-calibration", action="store_const", const=True, default=None,
+                     help="do not calibrate the decode's compute after its waits on reads "
+                          "(default: from decodes of the calibration text at sparse QD 1 and "
+                          "windowed+bundled QD 32; without: the profile's decode_wait, if any)")
+    e2e.add_argument("--save-profile", type=cliargs.out_file("--save-profile",
+                                                             suffixes=(".yaml", ".yml")),
+                     default=None,
+                     help="write the --device profile with the calibrated decode_wait section "
+                          "here, for simulate, compare and advise")
 
 
 E2E_ONLY = ("prompt_file", "prompt_tokens", "seed", "top_p", "merge_gap", "block",
-            "memcpy_gb_s")
+            "memcpy_gb_s", "no_wait_calibration", "save_profile")
 """Options of --end-to-end alone (None unless given)."""
 
 
@@ -263,6 +273,8 @@ def end_to_end_options(args: argparse.Namespace) -> dict:
     opts = {k: v for k, v in given.items() if v is not None}
     if args.top_p is not None:
         opts["top_p"] = None if args.top_p == 0 else args.top_p
+    if args.no_wait_calibration:
+        opts["wait_calibration"] = False
     if args.memcpy_gb_s is not None:
         if args.memcpy_gb_s <= 0:
             raise InputError(f"{args.memcpy_gb_s} GB/s", key="--memcpy-gb-s",
@@ -280,6 +292,12 @@ def end_to_end_options(args: argparse.Namespace) -> dict:
             "quiet": args.json}
 
 
+def save_with_wait(device: str, wait: dict, out: str) -> None:
+    """The profile `device` with the run's decode_wait section, written atomically to `out`."""
+    profile = DeviceProfile.load(device)
+    profile.model_copy(update={"decode_wait": DecodeWaitInfo(**wait)}).save(out)
+
+
 def cmd_end_to_end(args: argparse.Namespace) -> int:
     """`validate --end-to-end`: the real decode from flash vs the simulator, per part."""
     from .e2e_report import write_figure  # matplotlib only when drawing
@@ -291,11 +309,17 @@ def cmd_end_to_end(args: argparse.Namespace) -> int:
         raise InputError("device profile does not exist", file=args.device)
     if args.report:
         figure_format(args.report, key="--report")
+    if args.save_profile and (args.device is None or args.no_wait_calibration):
+        raise InputError("nothing to save", key="--save-profile",
+                         expected="--device PROFILE and the wait calibration (no "
+                                  "--no-wait-calibration)")
     train = ActivationTrace.load(args.train_trace) if args.train_trace else None
     result = validate_end_to_end(prompt_file=args.prompt_file, train_trace=train,
                                  **end_to_end_options(args))
     if args.report:
         write_figure(result.rows, result.info, args.report)
+    if args.save_profile:
+        save_with_wait(args.device, result.info["wait_cost"], args.save_profile)
     info = result.info
     head = (f"{info['tokens']} tokens after {info['prompt_tokens']} prompt tokens of "
             f"{info['model']}, {info['reps']} reps, "

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..cost.run import simulate_plan
+from ..cost.wait_cost import PROFILE, DecodeWaitCost
 from ..layout.plan import IOPlan
 from .e2e_measure import PARTS
 from .predict import predict_token_s
@@ -40,20 +41,32 @@ def part_stats(part: str, measured_s: np.ndarray, predicted_s: np.ndarray) -> di
 
 
 def predict_parts_s(plan: IOPlan, params: Any, queue_depth: int, draws: int, engine: str,
-                    simulate_options: dict[str, Any]) -> tuple[dict[str, np.ndarray],
-                                                               dict[str, Any]]:
+                    simulate_options: dict[str, Any],
+                    wait_cost: DecodeWaitCost | str | None = PROFILE
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Predicted seconds per part and the simulator's summary.
 
     mem, compute: the simulator's per-token values ([tokens]). io: the device model in
     `draws` passes ([draws, tokens], each pass its own per-read draws, as `validate` does:
     the real side is a median over repetitions, so the model's is a median over passes).
-    total: the simulator's total with its one-pass I/O replaced by each pass's I/O."""
-    frame, summary = simulate_plan(plan, params, queue_depth, engine, **simulate_options)
+    total: the simulator's total with its one-pass I/O replaced by each pass's I/O.
+    `wait_cost`: the decode's compute after its batches (default: the profile's, if measured;
+    None: none)."""
+    frame, summary = simulate_plan(plan, params, queue_depth, engine, **simulate_options,
+                                   wait_cost=wait_cost)
     io = predict_token_s(plan, params, queue_depth, draws, engine, interleaved=True)
     rest = (frame["total_ms"] - frame["io_ms"]).to_numpy() * 1e-3
     return {"io": io, "mem": frame["mem_ms"].to_numpy() * 1e-3,
             "compute": frame["compute_ms"].to_numpy() * 1e-3,
             "total": io + rest[None, :]}, summary
+
+
+def plain_errors(measured_s: dict[str, np.ndarray], predicted_s: dict[str, np.ndarray]
+                 ) -> dict[str, float]:
+    """Each part's error p50 of a prediction without the decode's wait cost."""
+    return {f"plain_{part}_error_p50_pct": part_stats(part, measured_s[part],
+                                                      predicted_s[part])[f"{part}_error_p50_pct"]
+            for part in PARTS}
 
 
 def end_to_end_row(name: str, queue_depth: int, plan: IOPlan, gap: dict[str, Any],

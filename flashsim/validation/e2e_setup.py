@@ -44,15 +44,21 @@ class EndToEndSetup:
 def cut_prompt(spec: EndToEndSpec, ckpt: Checkpoint) -> tuple[str, int]:
     """The prompt text (its first `prompt_tokens` tokens when given) and its token count;
     InputError when prompt + generated tokens pass the model's context."""
+    return cut_text(spec.prompt_text, spec, ckpt, spec.prompt_tokens)
+
+
+def cut_text(text: str, spec: EndToEndSpec, ckpt: Checkpoint, prompt_tokens: int | None
+             ) -> tuple[str, int]:
+    """`text` cut to `prompt_tokens` (BOS included; None: whole) and its token count."""
     tok = load_tokenizer(spec.model_dir)
-    ids = prompt_ids(tok, ckpt.spec, spec.prompt_text, spec.tokens, spec.prompt_tokens)
-    if spec.prompt_tokens is None:
-        return spec.prompt_text, len(ids)
+    ids = prompt_ids(tok, ckpt.spec, text, spec.tokens, prompt_tokens)
+    if prompt_tokens is None:
+        return text, len(ids)
     bos = ckpt.spec.bos_token_id
     body = ids[1:] if bos is not None and ids and ids[0] == bos else ids
-    text = tok.decode([int(i) for i in body])
+    cut = tok.decode([int(i) for i in body])
     # byte-level BPE: the cut text re-encodes to the same ids, or one fewer at the cut
-    return text, len(prompt_ids(tok, ckpt.spec, text, spec.tokens))
+    return cut, len(prompt_ids(tok, ckpt.spec, cut, spec.tokens))
 
 
 def gap_params(spec: EndToEndSpec) -> Any:

@@ -45,6 +45,12 @@ class EndToEndSpec(CalibrationOptions):
     model_engine: Literal["fast", "des"] = "fast"
     simulate_options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for `cost.run.simulate_plan`: the memory and compute models."""
+    wait_calibration: bool = True
+    """Calibrate what the decode pays for waiting on its reads (cost/wait_cost.py) from real
+    decodes of the calibration text before the measured decodes, and predict with it."""
+    wait_rows: list[tuple[str, int]] = Field(
+        default_factory=lambda: [("sparse", 1), ("windowed+bundled", 32)])
+    """(layout, QD) decoded for that calibration: long waits and short ones."""
     quiet: bool = True
 
     @field_validator("prompt_text")
@@ -65,6 +71,14 @@ class EndToEndSpec(CalibrationOptions):
     @classmethod
     def _queue_depths(cls, qds: Any) -> list[int]:
         return queue_depths(qds)
+
+    @field_validator("wait_rows")
+    @classmethod
+    def _wait_rows(cls, rows: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        check_layouts([name for name, _ in rows])
+        if not rows or any(q < 1 for _, q in rows):
+            raise ValueError("expected (sparse layout, queue depth ≥ 1) pairs")
+        return rows
 
     @field_validator("tokens", "reps", mode="before")
     @classmethod

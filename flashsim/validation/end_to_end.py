@@ -20,17 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from ..cost.wait_cost import PROFILE, DecodeWaitCost
 from ..device import make_device
 from ..device.profile import DeviceParams, DeviceProfile
 from ..errors import InputError
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
 from .e2e_measure import PARTS, EndToEndMeasured, measure_decodes, reference_decode
-from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, predict_parts_s
+from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, plain_errors, predict_parts_s
 from .e2e_setup import EndToEndSetup, gap_params, prepare
 from .e2e_spec import EndToEndSpec, end_to_end_spec
 from .predict import given_profile
 from .schedule import schedule
+from .wait_calibration import calibrate_wait_cost
 
 
 def read_prompt(prompt_text: str | None, prompt_file: str | os.PathLike | None
@@ -90,26 +92,37 @@ def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = Non
         params, profile_info = calibration.fit()
     else:
         params, profile_info = given_profile(spec)
-    return predicted_result(spec, setup, measured, params, profile_info)
+    params = make_device(params, spec.model_engine)  # one residual for every row
+    wait_cost = calibrate_wait_cost(spec, setup, params, train_trace) \
+        if spec.wait_calibration else PROFILE
+    return predicted_result(spec, setup, measured, params, profile_info, wait_cost)
 
 
 def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,
-                     params: DeviceProfile | DeviceParams, profile_info: dict[str, Any]
-                     ) -> EndToEndResult:
-    """Predict every row with the simulator and compare it with `measured`."""
+                     params: DeviceProfile | DeviceParams, profile_info: dict[str, Any],
+                     wait_cost: DecodeWaitCost | str | None = PROFILE) -> EndToEndResult:
+    """Predict every row with the simulator and compare it with `measured`; with a
+    `wait_cost` each row also carries the prediction without it (`plain_*` keys)."""
     rows, per_token, models = [], {}, {}
     params = make_device(params, spec.model_engine)  # one residual for every row
     for key in setup.keys:
         name, q = setup.names[key[0]], key[1]
         plan = measured.plans[key]
         pred, summary = predict_parts_s(plan, params, q, spec.reps, spec.model_engine,
-                                        spec.simulate_options)
+                                        spec.simulate_options, wait_cost)
         models = cost_models(summary)
-        rows.append(end_to_end_row(name, q, plan, setup.gaps[key].to_dict(),
-                                   measured.parts_s[key], pred, measured.gaps_s[key]))
+        row = end_to_end_row(name, q, plan, setup.gaps[key].to_dict(),
+                             measured.parts_s[key], pred, measured.gaps_s[key])
+        if isinstance(wait_cost, DecodeWaitCost):
+            plain, _ = predict_parts_s(plan, params, q, spec.reps, spec.model_engine,
+                                       spec.simulate_options, None)
+            row.update(plain_errors(measured.parts_s[key], plain))
+        rows.append(row)
         per_token[(name, int(q))] = {p: {"measured_s": measured.parts_s[key][p],
                                          "predicted_s": pred[p]} for p in PARTS}
-    return EndToEndResult(rows, per_token, run_info(spec, setup, measured, profile_info, models))
+    info = run_info(spec, setup, measured, profile_info, models)
+    info["wait_cost"] = wait_cost.to_dict() if isinstance(wait_cost, DecodeWaitCost) else None
+    return EndToEndResult(rows, per_token, info)
 
 
 def run_info(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,
