@@ -269,7 +269,7 @@ def _simulate(cands: list[Candidate], planned: dict[tuple[str, int], Planned],
                 io_s = io_seconds(p.plan, params, q, engine, interleaved=True)
                 wait_s = 0.0
                 if wait is not None and np.any(p.compute_s):  # compute counted
-                    busy = (np.diff(p.plan.batch_ptr) > 0).reshape(io_s.shape)
+                    busy = p.plan.reads_per_batch() > 0
                     wait_s = wait.compute_s(io_s, busy)
                 rows[key] = _row(p, q, io_s.sum(axis=1), text, wait_s)
     return list(rows.values())

@@ -55,7 +55,7 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
     out = np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
     overhead_s = batch_overhead_s(profile) if interleaved else 0.0
     if overhead_s > 0.0:
-        nonempty = (np.diff(plan.batch_ptr) > 0).reshape(plan.n_tokens, plan.n_layers)
+        nonempty = plan.reads_per_batch() > 0
         out += overhead_s * nonempty[None]
     return out
 
@@ -114,7 +114,7 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
         computed = plan.neurons_loaded
     compute_s = model.seconds(computed, context_tokens(plan))
     if wait_cost is not None:
-        nonempty = (np.diff(plan.batch_ptr) > 0).reshape(plan.n_tokens, plan.n_layers)
+        nonempty = plan.reads_per_batch() > 0
         compute_s = compute_s + wait_cost.compute_s(io_s, nonempty)
     bytes_tok = plan.bytes_per_token()
     reads_tok = plan.reads_per_token()

@@ -67,7 +67,7 @@ def row_samples(spec: EndToEndSpec, setup: EndToEndSetup, params: Any, compute_m
                                   allow_page_cache=spec.allow_page_cache, record_reads=True)
         plan = layout.plan(decode_trace(gen, setup.ckpt, spec))
         check_reads(plan, gen.reads, gen.n_prompt_tokens, f"wait calibration {name} QD{qd}")
-        nonempty = (np.diff(plan.batch_ptr) > 0).reshape(plan.n_tokens, n_layers)
+        nonempty = plan.reads_per_batch() > 0
         measured_io = batch_io_s(gen, plan.n_tokens, n_layers)
         modelled_io = np.median(io_seconds_draws(plan, params, qd, SIM_DRAWS,
                                                  spec.model_engine, interleaved=True), axis=0)
