@@ -69,15 +69,20 @@ def gap_params(spec: EndToEndSpec) -> Any:
 def row_layouts(spec: EndToEndSpec, params: Any, train_trace: ActivationTrace | None
                 ) -> tuple[dict[RowKey, Layout], dict[RowKey, GapChoice]]:
     """Each row's layout, made with the merge gap of its QD (auto: the break-even gap)."""
-    block = spec.block_bytes or DEFAULT_BLOCK_BYTES
     layouts, gaps = {}, {}
     for i, name in enumerate(spec.layouts):
         for q in spec.qds:
-            gap = resolve_merge_gap(spec.merge_gap, params, q, block, key="merge_gap")
-            gaps[(i, q)] = gap
-            layouts[(i, q)] = make_layout(name, train_trace=train_trace, block_bytes=block,
-                                          merge_gap_bytes=gap.gap_bytes)
+            layouts[(i, q)], gaps[(i, q)] = row_layout(spec, params, name, q, train_trace)
     return layouts, gaps
+
+
+def row_layout(spec: EndToEndSpec, params: Any, name: str, queue_depth: int,
+               train_trace: ActivationTrace | None) -> tuple[Layout, GapChoice]:
+    """Layout `name` with the merge gap the spec gives at `queue_depth`, and that gap."""
+    block = spec.block_bytes or DEFAULT_BLOCK_BYTES
+    gap = resolve_merge_gap(spec.merge_gap, params, queue_depth, block, key="merge_gap")
+    return make_layout(name, train_trace=train_trace, block_bytes=block,
+                       merge_gap_bytes=gap.gap_bytes), gap
 
 
 def open_stores(spec: EndToEndSpec, ckpt: Checkpoint, layouts: dict[RowKey, Layout]

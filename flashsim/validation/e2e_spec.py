@@ -46,8 +46,9 @@ class EndToEndSpec(CalibrationOptions):
     simulate_options: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for `cost.run.simulate_plan`: the memory and compute models."""
     wait_calibration: bool = True
-    """Calibrate what the decode pays for waiting on its reads (cost/wait_cost.py) from real
-    decodes of the calibration text before the measured decodes, and predict with it."""
+    """Calibrate what the decode's compute pays for waiting on its reads (cost/wait_cost.py)
+    from real decodes of the calibration text after the measured decodes, and predict with
+    it (False: the profile's `decode_wait`, if any)."""
     wait_rows: list[tuple[str, int]] = Field(
         default_factory=lambda: [("sparse", 1), ("windowed+bundled", 32)])
     """(layout, QD) decoded for that calibration: long waits and short ones."""

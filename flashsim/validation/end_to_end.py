@@ -92,7 +92,7 @@ def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = Non
         params, profile_info = calibration.fit()
     else:
         params, profile_info = given_profile(spec)
-    params = make_device(params, spec.model_engine)  # one residual for every row
+    params = make_device(params, spec.model_engine)  # one model for the wait fit and the rows
     wait_cost = calibrate_wait_cost(spec, setup, params, train_trace) \
         if spec.wait_calibration else PROFILE
     return predicted_result(spec, setup, measured, params, profile_info, wait_cost)

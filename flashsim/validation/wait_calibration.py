@@ -21,13 +21,11 @@ from ..cost.compute_decode import CALIBRATION_TEXT
 from ..cost.robust import lad_fit
 from ..cost.simulate import context_tokens, io_seconds_draws
 from ..cost.wait_cost import DecodeWaitCost
-from ..device.gap import resolve_merge_gap
-from ..layout.registry import make_layout
 from ..loader.runtime import Generation, generate_from_flash
 from ..loader.store import store_for
 from ..trace.format import ActivationTrace
 from .e2e_measure import check_reads, decode_trace, token_parts_s
-from .e2e_setup import DEFAULT_BLOCK_BYTES, EndToEndSetup, cut_text, gap_params
+from .e2e_setup import EndToEndSetup, cut_text, gap_params, row_layout
 from .e2e_spec import EndToEndSpec
 
 WAIT_REPS = 2
@@ -53,10 +51,7 @@ def row_samples(spec: EndToEndSpec, setup: EndToEndSetup, params: Any, compute_m
     """Decode the calibration text WAIT_REPS times at (name, qd): per token the extra
     compute over the DRAM compute model and its drivers (non-empty batches, I/O seconds),
     and the I/O beyond the device model's (diagnostic)."""
-    block = spec.block_bytes or DEFAULT_BLOCK_BYTES
-    gap = resolve_merge_gap(spec.merge_gap, gap_params(spec), qd, block, key="merge_gap")
-    layout = make_layout(name, train_trace=train_trace, block_bytes=block,
-                         merge_gap_bytes=gap.gap_bytes)
+    layout, _ = row_layout(spec, gap_params(spec), name, qd, train_trace)
     store = store_for(setup.ckpt, layout, setup.folder, build=spec.build_stores)
     n_layers = setup.ckpt.geometry.n_layers
     io_extra, comp_extra, batches, io_waited = [], [], [], []
