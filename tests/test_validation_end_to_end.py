@@ -244,6 +244,61 @@ def test_end_to_end_calibrated_in_the_run(model, tmp_path):
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)
 
 
+def probed_profile(data_file):
+    """The shipped local-virtio profile as if measured on `data_file` (8 MiB), quickly."""
+    from flashsim.device.profile import DeviceProfile
+
+    prof = DeviceProfile.load("flashsim/data/devices/local-virtio.yaml")
+    measured = prof.measured.model_copy(update={
+        "file_path": str(data_file), "file_bytes": 8 << 20, "point_duration_s": 0.02,
+        "warmup_s": 0.01})
+    return prof.model_copy(update={"measured": measured})
+
+
+@pytest.mark.disk
+@pytest.mark.torch
+@pytest.mark.parametrize("own_file", [False, True])
+def test_end_to_end_drift_probe_scales_the_model_and_leaves_no_file(model, tmp_path, own_file):
+    from flashsim.device.calibrate import ensure_data_file
+    from flashsim.validation.drift_probe import PROBE_FILE
+    from flashsim.validation.end_to_end import validate_end_to_end
+
+    data = tmp_path / "calib.bin"
+    if own_file:  # the profile's calibration file is still there: probed, and kept
+        ensure_data_file(data, 8 << 20, seed=0)
+    result = validate_end_to_end(PROMPT, layouts=["sparse"], qds=[1, 4], tokens=3, reps=2,
+                                 store=tmp_path / "s", build_stores=True,
+                                 model_dir=model.folder, profile=probed_profile(data),
+                                 merge_gap=0, wait_calibration=False, drift_probe=True,
+                                 simulate_options=fixed_models())
+    probe = result.info["profile"]["drift_probe"]
+    assert probe["file"] == str(data if own_file else tmp_path / "s" / PROBE_FILE)
+    assert probe["chunks"] == [4096, 16384, 65536] and probe["qds"] == [1, 4]
+    assert probe["measurements"] > 0 and np.isfinite(probe["factor"]) and probe["factor"] > 0
+    # steady points at QD 1 and 4 and 16-read batches at QD 1 are in the profile
+    assert {(p["queue_depth"], p["batch_reads"]) for p in probe["points"]} >= {(1, None),
+                                                                               (4, None)}
+    assert data.exists() is own_file and not (tmp_path / "s" / PROBE_FILE).exists()
+    for row in result.rows:  # the model scaled by the factor, and what it gives unscaled
+        assert all(np.isfinite(row[f"undrifted_{p}_error_p50_pct"]) for p in PARTS)
+
+
+@pytest.mark.disk
+@pytest.mark.torch
+def test_end_to_end_without_the_drift_probe_by_default(model, tmp_path):
+    from flashsim.validation.end_to_end import validate_end_to_end
+
+    result = validate_end_to_end(PROMPT, layouts=["sparse"], qds=[2], tokens=2, reps=1,
+                                 store=tmp_path / "s", build_stores=True,
+                                 model_dir=model.folder,
+                                 profile=probed_profile(tmp_path / "calib.bin"), merge_gap=0,
+                                 wait_calibration=False,
+                                 simulate_options=fixed_models())
+    assert "drift_probe" not in result.info["profile"]
+    assert "undrifted_io_error_p50_pct" not in result.rows[0]
+    assert not any((tmp_path / "s").glob("*.bin"))
+
+
 @pytest.mark.disk
 @pytest.mark.torch
 def test_end_to_end_cli_json_and_report(model, tmp_path, capsys):

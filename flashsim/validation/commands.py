@@ -154,6 +154,10 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
                      help="do not calibrate the decode's compute after its waits on reads "
                           "(default: from decodes of the calibration text at sparse QD 1 and "
                           "windowed+bundled QD 32; without: the profile's decode_wait, if any)")
+    e2e.add_argument("--drift-probe", action="store_const", const=True, default=None,
+                     help="re-measure the --device profile's own 4-64 KiB points between "
+                          "the decodes and scale its model by how much slower or faster they "
+                          "are now (rows keep undrifted_* errors; default: off)")
     e2e.add_argument("--save-profile", type=cliargs.out_file("--save-profile",
                                                              suffixes=(".yaml", ".yml")),
                      default=None,
@@ -162,7 +166,7 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
 
 
 E2E_ONLY = ("prompt_file", "prompt_tokens", "seed", "top_p", "merge_gap", "block",
-            "memcpy_gb_s", "no_wait_calibration", "save_profile")
+            "memcpy_gb_s", "no_wait_calibration", "drift_probe", "save_profile")
 """Options of --end-to-end alone (None unless given)."""
 
 
@@ -275,6 +279,8 @@ def end_to_end_options(args: argparse.Namespace) -> dict:
         opts["top_p"] = None if args.top_p == 0 else args.top_p
     if args.no_wait_calibration:
         opts["wait_calibration"] = False
+    if args.drift_probe:
+        opts["drift_probe"] = True
     if args.memcpy_gb_s is not None:
         if args.memcpy_gb_s <= 0:
             raise InputError(f"{args.memcpy_gb_s} GB/s", key="--memcpy-gb-s",

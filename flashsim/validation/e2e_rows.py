@@ -61,10 +61,11 @@ def predict_parts_s(plan: IOPlan, params: Any, queue_depth: int, draws: int, eng
             "total": io + rest[None, :]}, summary
 
 
-def plain_errors(measured_s: dict[str, np.ndarray], predicted_s: dict[str, np.ndarray]
-                 ) -> dict[str, float]:
-    """Each part's error p50 of a prediction without the decode's wait cost."""
-    return {f"plain_{part}_error_p50_pct": part_stats(part, measured_s[part],
+def plain_errors(measured_s: dict[str, np.ndarray], predicted_s: dict[str, np.ndarray],
+                 prefix: str = "plain") -> dict[str, float]:
+    """Each part's error p50 of another prediction (`plain`: without the decode's wait
+    cost), keyed `{prefix}_{part}_error_p50_pct`."""
+    return {f"{prefix}_{part}_error_p50_pct": part_stats(part, measured_s[part],
                                                       predicted_s[part])[f"{part}_error_p50_pct"]
             for part in PARTS}
 

@@ -22,10 +22,12 @@ import numpy as np
 
 from ..cost.wait_cost import PROFILE, DecodeWaitCost
 from ..device import make_device
+from ..device.drift import ScaledDevice
 from ..device.profile import DeviceParams, DeviceProfile
 from ..errors import InputError
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
+from .drift_probe import DriftProbe
 from .e2e_measure import PARTS, EndToEndMeasured, measure_decodes, reference_decode
 from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, plain_errors, predict_parts_s
 from .e2e_setup import EndToEndSetup, gap_params, prepare
@@ -77,32 +79,58 @@ def validate_end_to_end(prompt_text: str | None = None, *,
 
 def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = None
                    ) -> EndToEndResult:
-    """The run `spec` describes: stores, decodes (+ calibration), prediction, rows."""
+    """The run `spec` describes: stores, decodes (+ calibration or drift probe), prediction,
+    rows."""
     gap_params(spec)  # a bad profile fails before any store is built
     setup = prepare(spec, train_trace)
     reference = reference_decode(spec, setup)
-    calibration = None
+    calibration, probe = None, None
     if spec.calibrate:
         plans = [reference[1][k] for k in setup.keys]
         calibration = Calibration.target(spec, plans, setup.stores, setup.folder)  # type: ignore[arg-type]
-    slots = schedule(setup.keys, 1, spec.reps)
-    before = None if calibration is None else (lambda s: calibration.measure_part(s, "auto"))
-    measured = measure_decodes(spec, setup, slots, reference, before)
+    elif spec.drift_probe:
+        probe = drift_probe(spec, setup.folder)
+    measurer = calibration if calibration is not None else probe
+    before = None if measurer is None else (lambda slot: measurer.measure_part(slot, "auto"))
+    try:
+        measured = measure_decodes(spec, setup, schedule(setup.keys, 1, spec.reps), reference,
+                                   before)
+    finally:
+        if probe is not None:
+            probe.remove_file()
     if calibration is not None:
         params, profile_info = calibration.fit()
     else:
         params, profile_info = given_profile(spec)
     params = make_device(params, spec.model_engine)  # one model for the wait fit and the rows
-    wait_cost = calibrate_wait_cost(spec, setup, params, train_trace) \
+    drift = None if probe is None else probe.drift()
+    if probe is not None:
+        profile_info["drift_probe"] = probe.info(drift)
+    device = params if drift is None else ScaledDevice(params, drift.factor)
+    wait_cost = calibrate_wait_cost(spec, setup, device, train_trace) \
         if spec.wait_calibration else PROFILE
-    return predicted_result(spec, setup, measured, params, profile_info, wait_cost)
+    return predicted_result(spec, setup, measured, device, profile_info, wait_cost,
+                            undrifted=None if drift is None else params)
+
+
+def drift_probe(spec: EndToEndSpec, folder: Path) -> DriftProbe | None:
+    """The probe of the given profile's own points (None: bare parameters or no such points)."""
+    source = spec.profile
+    if isinstance(source, (str, os.PathLike)):
+        source = DeviceProfile.load(source)
+    if not isinstance(source, DeviceProfile):
+        return None
+    return DriftProbe.for_profile(source, spec.qds, folder)
 
 
 def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,
                      params: DeviceProfile | DeviceParams, profile_info: dict[str, Any],
-                     wait_cost: DecodeWaitCost | str | None = PROFILE) -> EndToEndResult:
+                     wait_cost: DecodeWaitCost | str | None = PROFILE,
+                     undrifted: Any = None) -> EndToEndResult:
     """Predict every row with the simulator and compare it with `measured`; with a
-    `wait_cost` each row also carries the prediction without it (`plain_*` keys)."""
+    `wait_cost` each row also carries the prediction without it (`plain_*` keys), with an
+    `undrifted` device (the profile's model before the drift probe's scaling) the
+    prediction with that one (`undrifted_*` keys)."""
     rows, per_token, models = [], {}, {}
     params = make_device(params, spec.model_engine)  # one residual for every row
     for key in setup.keys:
@@ -117,6 +145,10 @@ def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEn
             plain, _ = predict_parts_s(plan, params, q, spec.reps, spec.model_engine,
                                        spec.simulate_options, None)
             row.update(plain_errors(measured.parts_s[key], plain))
+        if undrifted is not None:
+            raw, _ = predict_parts_s(plan, undrifted, q, spec.reps, spec.model_engine,
+                                     spec.simulate_options, wait_cost)
+            row.update(plain_errors(measured.parts_s[key], raw, prefix="undrifted"))
         rows.append(row)
         per_token[(name, int(q))] = {p: {"measured_s": measured.parts_s[key][p],
                                          "predicted_s": pred[p]} for p in PARTS}
