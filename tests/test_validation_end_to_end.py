@@ -244,6 +244,37 @@ def test_end_to_end_calibrated_in_the_run(model, tmp_path):
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)
 
 
+@pytest.mark.disk
+@pytest.mark.torch
+def test_end_to_end_times_its_models_between_the_decodes(model, tmp_path, monkeypatch):
+    from flashsim.validation import e2e_models, wait_calibration
+    from flashsim.validation.end_to_end import validate_end_to_end
+
+    calls = []
+
+    def logged(module, name, label):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: calls.append(label) or real(*a, **k))
+
+    logged(e2e_models, "time_memory_management", "memory")
+    logged(e2e_models, "time_decode", "compute")
+    logged(wait_calibration.WaitRounds, "decode", "wait")
+    logged(e2e_measure, "decode", "row")
+    result = validate_end_to_end(PROMPT, layouts=["sparse", "bundled"], qds=[2], tokens=3,
+                                 reps=2, store=tmp_path / "s", build_stores=True,
+                                 model_dir=model.folder, profile=PROFILE, merge_gap=0,
+                                 wait_rows=[("sparse", 2)])
+    # the reference decode, then per repetition: the memory timing before the first block,
+    # the compute timing and the wait calibration's decode before the second
+    assert calls == ["row"] + ["memory", "row", "compute", "wait", "row"] * 2
+    models = result.info["cost_models"]
+    assert "2 rounds between the decodes" in models["mem_source"]
+    assert "2 rounds between the decodes" in models["compute_source"]
+    assert result.info["wait_cost"]["calibration"]["reps"] == 2
+    for row in result.rows:
+        assert row["predicted_mem_ms_p50"] > 0 and row["predicted_compute_ms_p50"] > 0
+
+
 def probed_profile(data_file):
     """The shipped local-virtio profile as if measured on `data_file` (8 MiB), quickly."""
     from flashsim.device.profile import DeviceProfile

@@ -47,8 +47,8 @@ class EndToEndSpec(CalibrationOptions):
     """Keyword arguments for `cost.run.simulate_plan`: the memory and compute models."""
     wait_calibration: bool = True
     """Calibrate what the decode's compute pays for waiting on its reads (cost/wait_cost.py)
-    from real decodes of the calibration text after the measured decodes, and predict with
-    it (False: the profile's `decode_wait`, if any)."""
+    from real decodes of the calibration text between the measured decodes, and predict
+    with it (False: the profile's `decode_wait`, if any)."""
     drift_probe: bool = False
     """With a given profile, re-measure a few of its own calibration points between the
     decodes and scale its model by how much slower or faster they are now (device/drift.py);

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,13 @@ from ..trace.format import ActivationTrace
 from .calibration import Calibration
 from .drift_probe import DriftProbe
 from .e2e_measure import PARTS, EndToEndMeasured, measure_decodes, reference_decode
+from .e2e_models import ModelRounds
 from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, plain_errors, predict_parts_s
 from .e2e_setup import EndToEndSetup, gap_params, prepare
 from .e2e_spec import EndToEndSpec, end_to_end_spec
 from .predict import given_profile
-from .schedule import schedule
-from .wait_calibration import calibrate_wait_cost
+from .schedule import Slot, schedule
+from .wait_calibration import WaitRounds
 
 
 def read_prompt(prompt_text: str | None, prompt_file: str | os.PathLike | None
@@ -79,38 +81,79 @@ def validate_end_to_end(prompt_text: str | None = None, *,
 
 def run_end_to_end(spec: EndToEndSpec, train_trace: ActivationTrace | None = None
                    ) -> EndToEndResult:
-    """The run `spec` describes: stores, decodes (+ calibration or drift probe), prediction,
-    rows."""
+    """The run `spec` describes: stores, decodes (with what is measured between them),
+    prediction, rows."""
     gap_params(spec)  # a bad profile fails before any store is built
     setup = prepare(spec, train_trace)
     reference = reference_decode(spec, setup)
-    calibration, probe = None, None
-    if spec.calibrate:
-        plans = [reference[1][k] for k in setup.keys]
-        calibration = Calibration.target(spec, plans, setup.stores, setup.folder)  # type: ignore[arg-type]
-    elif spec.drift_probe:
-        probe = drift_probe(spec, setup.folder)
-    measurer = calibration if calibration is not None else probe
-    before = None if measurer is None else (lambda slot: measurer.measure_part(slot, "auto"))
+    between = Between.for_run(spec, setup, reference, train_trace)
     try:
         measured = measure_decodes(spec, setup, schedule(setup.keys, 1, spec.reps), reference,
-                                   before)
+                                   between.before)
     finally:
-        if probe is not None:
-            probe.remove_file()
-    if calibration is not None:
-        params, profile_info = calibration.fit()
-    else:
-        params, profile_info = given_profile(spec)
-    params = make_device(params, spec.model_engine)  # one model for the wait fit and the rows
-    drift = None if probe is None else probe.drift()
-    if probe is not None:
-        profile_info["drift_probe"] = probe.info(drift)
-    device = params if drift is None else ScaledDevice(params, drift.factor)
-    wait_cost = calibrate_wait_cost(spec, setup, device, train_trace) \
-        if spec.wait_calibration else PROFILE
+        between.remove_files()
+    if between.rounds is not None:  # the models timed over the run's minutes (e2e_models.py)
+        spec = spec.model_copy(update={"simulate_options": {**between.rounds.models(),
+                                                            **spec.simulate_options}})
+    params, device, profile_info = between.device(spec)
+    wait_cost = PROFILE if between.wait is None else \
+        between.wait.fit(device, spec.simulate_options.get("compute_model"))
     return predicted_result(spec, setup, measured, device, profile_info, wait_cost,
-                            undrifted=None if drift is None else params)
+                            undrifted=None if device is params else params)
+
+
+@dataclass
+class Between:
+    """What a run measures between its decodes: an in-run device calibration or a drift
+    probe of the given profile, the memory and compute models' timing rounds and the wait
+    calibration's decodes."""
+
+    calibration: Calibration | None
+    probe: DriftProbe | None
+    rounds: ModelRounds | None
+    wait: WaitRounds | None
+
+    @classmethod
+    def for_run(cls, spec: EndToEndSpec, setup: EndToEndSetup,
+                reference: tuple[Any, dict, bool],
+                train_trace: ActivationTrace | None = None) -> Between:
+        calibration, probe = None, None
+        if spec.calibrate:
+            plans = [reference[1][k] for k in setup.keys]
+            calibration = Calibration.target(spec, plans, setup.stores, setup.folder)  # type: ignore[arg-type]
+        elif spec.drift_probe:
+            probe = drift_probe(spec, setup.folder)
+        wait = WaitRounds.for_run(spec, setup, train_trace) if spec.wait_calibration else None
+        return cls(calibration, probe, ModelRounds.for_run(spec, setup), wait)
+
+    def before(self, slot: Slot) -> None:
+        """The measurements that go before `slot`'s decode."""
+        if self.calibration is not None:
+            self.calibration.measure_part(slot, "auto")
+        if self.probe is not None:
+            self.probe.measure_part(slot, "auto")
+        if self.rounds is not None:
+            self.rounds.measure_part(slot)
+        if self.wait is not None:
+            self.wait.measure_part(slot)
+
+    def remove_files(self) -> None:
+        if self.probe is not None:
+            self.probe.remove_file()
+
+    def device(self, spec: EndToEndSpec) -> tuple[Any, Any, dict[str, Any]]:
+        """The profile's device model, the one the rows are predicted with (scaled by the
+        drift probe's factor, if any) and what the report says about the profile."""
+        if self.calibration is not None:
+            params, info = self.calibration.fit()
+        else:
+            params, info = given_profile(spec)
+        params = make_device(params, spec.model_engine)  # one model for the wait fit and rows
+        if self.probe is None:
+            return params, params, info
+        drift = self.probe.drift()
+        info["drift_probe"] = self.probe.info(drift)
+        return params, (params if drift is None else ScaledDevice(params, drift.factor)), info
 
 
 def drift_probe(spec: EndToEndSpec, folder: Path) -> DriftProbe | None:
