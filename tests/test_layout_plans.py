@@ -270,3 +270,22 @@ def test_dense_layouts_read_their_flash_share_per_batch_and_keep_no_residency(na
     assert layout.dense_ffn and not make_layout("bundled").dense_ffn
     with pytest.raises(InputError, match="residency"):
         layout.residency(HAND_2L)
+
+
+@pytest.mark.parametrize("name", ["sparse", "bundled", "windowed+bundled", "coactivation"])
+@pytest.mark.parametrize("kwargs", [{}, {"merge_gap_bytes": 8192, "max_read_bytes": 12288},
+                                    {"block_bytes": 16384, "max_read_bytes": 32768}],
+                         ids=["plain", "gap-and-cut", "wide-blocks"])
+def test_the_plan_of_own_records_equals_the_plan_from_ranges(name, kwargs):
+    """A layout that reads its loads' own records is planned straight from the loads (one
+    token's ranges at a time); the same layout planned through its byte ranges (the path
+    of every other layout) gives the same reads, read by read."""
+    trace = hand_trace([random_sets(5, 40), random_sets(6, 40)], HAND_2L, n_prompt=2)
+    train = hand_trace([random_sets(7, 40), random_sets(8, 40)], HAND_2L, n_prompt=0)
+    layout = make_layout(name, train_trace=train, **kwargs)
+    direct = layout.plan(trace)
+    layout.reads_own_records = lambda placement: False  # through read_ranges instead
+    ranged = layout.plan(trace)
+    for key in ("batch_ptr", "offset_bytes", "length_bytes"):
+        assert getattr(direct, key).tolist() == getattr(ranged, key).tolist()
+    assert direct.n_reads > direct.n_tokens  # (not a trivial plan)

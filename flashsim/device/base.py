@@ -207,8 +207,7 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
 
 
 def _read_hash(i: int, offset: int, length: int) -> int:
-    """_mix64(_mix64(_mix64(i) ^ offset) ^ length), the three rounds inlined (the SimPy
-    engine hashes every read twice: Python calls are most of its cost)."""
+    """_mix64(_mix64(_mix64(i) ^ offset) ^ length), the three rounds inlined."""
     m = _MASK64
     z = i & m
     for x in (offset & m, length & m, None):
@@ -240,6 +239,45 @@ def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: 
     if spread == 0.0:
         return 1.0
     return _weibull(_mix64(_read_hash(i, offset, length) ^ TRANSFER_SALT), spread, inv_gamma)
+
+
+def _mix64_array(z: np.ndarray) -> np.ndarray:
+    """_mix64 of every uint64 in z (numpy's uint64 arithmetic wraps, as the & _MASK64 does)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _weibulls(z: np.ndarray, spread: float, inv_gamma: float) -> list[float]:
+    """_weibull of every hash in z: u from the arrays (exact: 53-bit integers times 2^-53),
+    the logarithms and the power with `math`, read by read, as _weibull takes them (numpy's
+    vectorised log and exp may round the last bit otherwise)."""
+    u = (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+    log1p, log, exp = math.log1p, math.log, math.exp
+    out = []
+    for x in u.tolist():
+        e = -log1p(-x)
+        out.append(exp(spread * log(e)) * inv_gamma if e > 0.0 else 0.0)
+    return out
+
+
+def read_factors(first_index: int, offsets: np.ndarray, lengths: np.ndarray,
+                 k: ModelConstants) -> tuple[list[float], list[float]]:
+    """command_factor and transfer_factor of reads first_index, first_index + 1, … (offsets
+    and lengths ≥ 0), drawn for a batch at once: the same numbers, hashed as arrays."""
+    n = len(offsets)
+    ones = [1.0] * n
+    if k.command_spread == 0.0 and k.transfer_spread == 0.0:
+        return ones, ones
+    i = np.arange(first_index, first_index + n, dtype=np.uint64)
+    z = _mix64_array(_mix64_array(_mix64_array(i) ^ np.asarray(offsets).astype(np.uint64))
+                     ^ np.asarray(lengths).astype(np.uint64))
+    command = (ones if k.command_spread == 0.0
+               else _weibulls(z, k.command_spread, k.command_inv_gamma))
+    transfer = (ones if k.transfer_spread == 0.0 else _weibulls(
+        _mix64_array(z ^ np.uint64(TRANSFER_SALT)), k.transfer_spread, k.transfer_inv_gamma))
+    return command, transfer
 
 
 SUBMIT, REAP = 1, 2

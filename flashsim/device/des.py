@@ -7,10 +7,12 @@ joins the back end's next pass (`_PassLink`); when the device is done the worker
 on the host CPUs and picks the next read.
 
 The process structure is built for speed: one SimPy process per host worker (not per read)
-and two timeouts per read. Flash units and the link are FIFO servers kept as "free at"
-times: a read claims a server when its event is processed, in event order, which is what a
-`simpy.Resource` of capacity 1 with FIFO queueing does, without an event per stripe (a 1 MiB
-read is one reservation per unit it touches, not 256 events).
+and two timeouts per read; every read's command and transfer factors are drawn for the
+whole call before its batches run (base.read_factors: the same numbers as drawn one by one).
+Flash units and the link are FIFO servers kept as "free at" times: a read claims a server
+when its event is processed, in event order, which is what a `simpy.Resource` of capacity 1
+with FIFO queueing does, without an event per stripe (a 1 MiB read is one reservation per
+unit it touches, not 256 events).
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from .base import (
     ModelConstants,
     check_batch_ptr,
     check_reads,
-    command_factor,
     host_claim,
-    transfer_factor,
+    read_factors,
     unit_shares,
 )
 from .profile import DeviceParams, load_params
@@ -44,32 +45,37 @@ class FlashDevice(DeviceModel):
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:
         """Simulate one batch of reads from an idle device at t = 0 with `queue_depth` in flight."""
         off, length = check_reads(offsets, lengths, queue_depth)
-        return self._simulate(off, length, int(queue_depth))
+        command, transfer = read_factors(0, off, length, self._k)
+        return self._simulate(off.tolist(), length.tolist(), command, transfer,
+                              int(queue_depth))
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
                     queue_depth: int) -> np.ndarray:
         """Makespan (s) of every batch offsets[ptr[b]:ptr[b+1]], each from an idle device."""
         off, length = check_reads(offsets, lengths, queue_depth)
         ptr = check_batch_ptr(batch_ptr, len(off))
+        # every read's factors at once: read i of the call is drawn as read i
+        command, transfer = read_factors(0, off, length, self._k)
+        off_list, length_list, ptr_list = off.tolist(), length.tolist(), ptr.tolist()
         out = np.zeros(len(ptr) - 1)
         for b in range(len(ptr) - 1):
-            lo, hi = ptr[b], ptr[b + 1]
+            lo, hi = ptr_list[b], ptr_list[b + 1]
             if hi > lo:
-                out[b] = self._simulate(off[lo:hi], length[lo:hi], int(queue_depth),
-                                        first_index=int(lo)).makespan_s
+                out[b] = self._simulate(off_list[lo:hi], length_list[lo:hi], command[lo:hi],
+                                        transfer[lo:hi], int(queue_depth)).makespan_s
         return out
 
-    def _simulate(self, off: np.ndarray, length: np.ndarray, queue_depth: int,
-                  first_index: int = 0) -> DeviceRun:
-        """One batch; read i is read first_index + i of the whole call (for its factors)."""
+    def _simulate(self, off: list[int], length: list[int], command: list[float],
+                  transfer: list[float], queue_depth: int) -> DeviceRun:
+        """One batch, with its reads' command and transfer factors."""
         n = len(off)
         if n == 0:
             return DeviceRun(np.zeros(0), np.zeros(0), 0.0)
-        batch = _Batch(self._k, off.tolist(), length.tolist(), first_index)
+        batch = _Batch(self._k, off, length, command, transfer)
         for _ in range(min(queue_depth, n)):
             batch.env.process(batch.worker())
         batch.env.run()
-        return DeviceRun(batch.start, batch.finish, float(batch.finish.max()))
+        return DeviceRun(np.array(batch.start), np.array(batch.finish), max(batch.finish))
 
 
 class _HostCpus:
@@ -80,13 +86,12 @@ class _HostCpus:
         self.free_s = [0.0] * k.host_cpus
         self.last_kind = [0] * k.host_cpus  # kind of each CPU's last job (0: none yet)
         self.call_s = k.call_s
-
-    @property
-    def shared(self) -> bool:
-        return bool(self.free_s)
+        self.shared = k.host_cpus > 0
 
     def run(self, arrive_s: float, cost_s: float, kind: int) -> float:
         """Run a job arriving at `arrive_s` (plus its system call, if any); its end time."""
+        if not self.shared:  # host_claim's first case, without the call
+            return arrive_s + cost_s + self.call_s
         return host_claim(self.free_s, arrive_s, cost_s, kind, self.last_kind, self.call_s)
 
     def busy_until(self) -> float:
@@ -101,12 +106,16 @@ class _FlashUnits:
         self.k = k
         self.free_s = [0.0] * k.n_units
 
-    def claim(self, read_index: int, offset: int, length: int,
+    def claim(self, offset: int, length: int, command_s: float,
               t_issue: float) -> tuple[float, float]:
-        """Claim every unit the read touches, for its issue time: (first byte, last unit done)."""
+        """Claim every unit the read touches, for its issue time, each for the read's command
+        latency and its share of the bytes: (first byte, last unit done)."""
         k = self.k
-        command_s = k.command_s * command_factor(read_index, offset, length, k.command_spread,
-                                                 k.command_inv_gamma)
+        if offset // k.stripe_bytes == (offset + length - 1) // k.stripe_bytes:  # one stripe
+            unit = offset // k.stripe_bytes % k.n_units  # (unit_shares' first case)
+            begin = self.free_s[unit] if self.free_s[unit] > t_issue else t_issue
+            self.free_s[unit] = begin + command_s + length / k.unit_bytes_per_s
+            return begin + command_s, self.free_s[unit]
         first_begin = float("inf")
         flash_end = 0.0
         for unit, nbytes in unit_shares(offset, length, k.stripe_bytes, k.n_units):
@@ -120,12 +129,12 @@ class _FlashUnits:
         return first_begin + command_s, flash_end
 
 
-def _link_time_s(k: ModelConstants, read_index: int, offset: int, length: int,
-                in_flight: int, wake_s: float) -> float:
-    """A read's time on the link: wake-up, overhead and bytes, slowed by congestion."""
+def _link_time_s(k: ModelConstants, length: int, transfer: float, in_flight: int,
+                 wake_s: float) -> float:
+    """A read's time on the link: wake-up, overhead and bytes (times the read's transfer
+    factor), slowed by congestion."""
     overhead = k.link_overhead_s / (1.0 + k.amortization * (in_flight - 1))
-    bytes_s = length / k.link_bytes_per_s * transfer_factor(
-        read_index, offset, length, k.transfer_spread, k.transfer_inv_gamma)
+    bytes_s = length / k.link_bytes_per_s * transfer
     return (wake_s + overhead + bytes_s) * (1.0 + k.congestion * (in_flight - 1))
 
 
@@ -136,14 +145,14 @@ class _Link:
         self.k = k
         self.free_s = 0.0
 
-    def take(self, now: float, read_index: int, offset: int, length: int, in_flight: int,
+    def take(self, now: float, length: int, transfer: float, in_flight: int,
              flash_end: float) -> float:
         """Take the link at the read's first byte (`now`); the read's done time at the device."""
         if self.free_s > now:  # busy link: the read joins the back end's run
             begin, wake = self.free_s, 0.0
         else:  # idle link: the back end must be woken first
             begin, wake = now, self.k.wakeup_s
-        self.free_s = begin + _link_time_s(self.k, read_index, offset, length, in_flight, wake)
+        self.free_s = begin + _link_time_s(self.k, length, transfer, in_flight, wake)
         return (flash_end if flash_end > self.free_s else self.free_s) + self.k.transport_s
 
 
@@ -184,38 +193,41 @@ class _Batch:
     """One batch's simulation: the reads, the device's servers and the workers' progress."""
 
     def __init__(self, k: ModelConstants, offsets: list[int], lengths: list[int],
-                 first_index: int) -> None:
-        self.k, self.offsets, self.lengths, self.first_index = k, offsets, lengths, first_index
+                 command: list[float], transfer: list[float]) -> None:
+        self.k, self.offsets, self.lengths = k, offsets, lengths
+        self.command, self.transfer = command, transfer  # the reads' factors
         self.env = simpy.Environment()
         self.host = _HostCpus(k)
         self.units = _FlashUnits(k)
         self.link = _PassLink(self.env, k, self.host) if k.passes else _Link(k)
-        self.start = np.zeros(len(offsets))
-        self.finish = np.zeros(len(offsets))
+        self.start = [0.0] * len(offsets)
+        self.finish = [0.0] * len(offsets)
         self.next = 0  # the next read a worker picks
         self.in_flight = 0  # picked and not done at the device
 
     def worker(self):
         """A host worker: submit a read, wait for the device, reap it; then the next read."""
-        env, k, host = self.env, self.k, self.host
+        env, k, host, units, link = self.env, self.k, self.host, self.units, self.link
+        offsets, lengths, command, transfers = (self.offsets, self.lengths, self.command,
+                                                self.transfer)
         arrive = k.batch_start_s  # previous read reaped (first read: the batch start cost)
-        while self.next < len(self.offsets):
+        while self.next < len(offsets):
             i = self.next
             self.next += 1
             self.in_flight += 1
             now = env.now
             t_issue = host.run(arrive if arrive > now else now, k.host_s, SUBMIT)
             self.start[i] = t_issue
-            offset, length, index = self.offsets[i], self.lengths[i], self.first_index + i
-            first_byte, flash_end = self.units.claim(index, offset, length, t_issue)
+            length, transfer = lengths[i], transfers[i]
+            first_byte, flash_end = units.claim(offsets[i], length, k.command_s * command[i],
+                                                t_issue)
             if k.passes:  # the read joins the back end's queue when it is issued
                 yield env.timeout(t_issue - now)
-                cost_s = _link_time_s(k, index, offset, length, self.in_flight, 0.0)
-                done = yield from self.link.join(cost_s, flash_end)
+                cost_s = _link_time_s(k, length, transfer, self.in_flight, 0.0)
+                done = yield from link.join(cost_s, flash_end)
             else:
                 yield env.timeout(first_byte - now)
-                done = self.link.take(env.now, index, offset, length, self.in_flight,
-                                      flash_end)
+                done = link.take(env.now, length, transfer, self.in_flight, flash_end)
             yield env.timeout(done - env.now)
             self.in_flight -= 1
             arrive = host.run(env.now, k.completion_s, REAP)  # the reap, on the host CPUs

@@ -1,8 +1,8 @@
 """Fast path of the device model: the same events as des.py, in one numba kernel.
 
-The kernel replays the SimPy model's event list exactly (a heap of at most `queue_depth`
-pending events ordered by (time, scheduling order), the same arithmetic in the same order),
-so it agrees with the reference to rounding, at millions of reads per second. One kernel,
+The kernel replays the SimPy model's event list exactly (at most `queue_depth` + 2 pending
+events, popped in (time, scheduling order) by a winner tree; the same arithmetic in the same
+order), so it gives the reference's numbers, at millions of reads per second. One kernel,
 compiled once and cached on disk (`cache=True`).
 """
 
@@ -23,61 +23,65 @@ from .base import (
 )
 from .profile import DeviceParams, load_params
 
+_helper = njit(cache=True, error_model="numpy", _nrt=False)
+"""The kernel's helpers: compiled without reference counting (numba's `_nrt` option). They
+allocate nothing, and as called once or twice per event the counting of their array
+arguments' references (atomic increments and decrements that the compiler did not prune)
+took more than half the kernel's time. The numpy error model drops the checks for
+division by zero, which valid parameters never divide by (DeviceParams: sizes and
+bandwidths > 0): a few % faster."""
+
 _FIRST_BYTE, _DONE, _REAPED, _PASS = 0, 1, 2, 3
 """Event kinds, the low two bits of an event's payload; the rest is its read's index (for
 _PASS: 0 = the pass's begin, 1 = its close)."""
 
 
-@njit(cache=True, inline="always")
-def _push(heap_t, heap_s, heap_p, size, t, s, p):
-    """Schedule event (time t, scheduling order s, payload p); return the new heap size."""
-    i = size
-    while i > 0:
-        parent = (i - 1) >> 1
-        pt = heap_t[parent]
-        if pt < t or (pt == t and heap_s[parent] < s):
-            break
-        heap_t[i] = pt
-        heap_s[i] = heap_s[parent]
-        heap_p[i] = heap_p[parent]
-        i = parent
-    heap_t[i] = t
-    heap_s[i] = s
-    heap_p[i] = p
-    return size + 1
+@_helper
+def _set(ev_t, ev_s, ev_p, win, n_leaf, slot, t, s, p):
+    """Schedule slot's event (time t, scheduling order s, payload p; t = inf: none) and
+    replay its path of the winner tree: each node holds the slot of the earliest event below
+    it, ties to the earlier scheduled. A fixed number of comparisons, turned into selects:
+    the pop order of a heap without its unpredictable branches."""
+    ev_t[slot] = t
+    ev_s[slot] = s
+    ev_p[slot] = p
+    w = slot
+    node = slot + n_leaf
+    while node > 1:  # (the winner's key is read again at each level: carried, the
+        o = win[node ^ 1]  # selects compile to branches)
+        tw = ev_t[w]
+        to = ev_t[o]
+        better = (tw < to) | ((tw == to) & (ev_s[w] < ev_s[o]))
+        w = w if better else o
+        node >>= 1
+        win[node] = w
 
 
-@njit(cache=True, inline="always")
-def _pop_fix(heap_t, heap_s, heap_p, size):
-    """Remove the root (already read by the caller); return the new size."""
-    size -= 1
-    if size == 0:
-        return 0
-    t = heap_t[size]
-    s = heap_s[size]
-    p = heap_p[size]
-    i = 0
-    while True:
-        c = 2 * i + 1
-        if c >= size:
-            break
-        r = c + 1
-        if r < size and (heap_t[r] < heap_t[c]
-                         or (heap_t[r] == heap_t[c] and heap_s[r] < heap_s[c])):
-            c = r
-        if t < heap_t[c] or (t == heap_t[c] and s < heap_s[c]):
-            break
-        heap_t[i] = heap_t[c]
-        heap_s[i] = heap_s[c]
-        heap_p[i] = heap_p[c]
-        i = c
-    heap_t[i] = t
-    heap_s[i] = s
-    heap_p[i] = p
-    return size
+@_helper
+def _build(ev_t, ev_s, win, n_leaf):
+    """The winner tree over every slot's event, bottom up."""
+    for j in range(n_leaf):
+        win[n_leaf + j] = j
+    for node in range(n_leaf - 1, 0, -1):
+        a = win[2 * node]
+        b = win[2 * node + 1]
+        better = (ev_t[a] < ev_t[b]) | ((ev_t[a] == ev_t[b]) & (ev_s[a] < ev_s[b]))
+        win[node] = a if better else b
 
 
-@njit(cache=True, inline="always")
+@_helper
+def _shift_of(n):
+    """log2(n) for a power of two n, else -1: a stripe or unit count that is one divides by
+    a shift (the same integers, at a fraction of a division's cost)."""
+    if n <= 0 or n & (n - 1):
+        return -1
+    s = 0
+    while (1 << s) < n:
+        s += 1
+    return s
+
+
+@_helper
 def _host(cpu_free, cpu_kind, n_cpus, arrive, cost, kind, call_s):
     """base.host_claim: a host job arriving at `arrive` on the first-free CPU (none shared:
     no wait, every job pays the call cost); its end."""
@@ -95,7 +99,7 @@ def _host(cpu_free, cpu_kind, n_cpus, arrive, cost, kind, call_s):
     return cpu_free[j]
 
 
-@njit(cache=True, inline="always")
+@_helper
 def _mix64(z):
     """base._mix64: splitmix64's finaliser on a uint64 (wrapping arithmetic)."""
     z = z + np.uint64(0x9E3779B97F4A7C15)
@@ -104,13 +108,13 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, inline="always")
+@_helper
 def _read_hash(i, offset, length):
     """base._read_hash: the 64-bit hash of (i, offset, length)."""
     return _mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
 
 
-@njit(cache=True, inline="always")
+@_helper
 def _weibull(z, spread, inv_gamma):
     """base._weibull: E^spread / Γ(1 + spread) with E ~ Exp(1) from the hash z."""
     u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
@@ -118,7 +122,7 @@ def _weibull(z, spread, inv_gamma):
     return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
 
 
-@njit(cache=True, inline="always")
+@_helper
 def _command_factor(i, offset, length, spread, inv_gamma):
     """base.command_factor: hash(i, offset, length) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
     if spread == 0.0:
@@ -126,7 +130,7 @@ def _command_factor(i, offset, length, spread, inv_gamma):
     return _weibull(_read_hash(i, offset, length), spread, inv_gamma)
 
 
-@njit(cache=True, inline="always")
+@_helper
 def _transfer_factor(i, offset, length, spread, inv_gamma):
     """base.transfer_factor: the command factor's hash mixed once more with TRANSFER_SALT."""
     if spread == 0.0:
@@ -135,60 +139,67 @@ def _transfer_factor(i, offset, length, spread, inv_gamma):
                     inv_gamma)
 
 
-@njit(cache=True, inline="always")
-def _issue(i, r, t_issue, off, length, command_s, command_spread, command_inv_gamma, n_units,
-           unit_bps, stripe, unit_free, start, flash_end):
-    """Issue read i (its index in the whole call; r in its batch) at `t_issue`: claim its
-    flash units; return its first-byte time."""
-    command_s = command_s * _command_factor(i, off[i], length[i], command_spread,
-                                            command_inv_gamma)
-    start[r] = t_issue
-    o = off[i]
-    ln = length[i]
-    s0 = o // stripe
-    s1 = (o + ln - 1) // stripe
+@_helper
+def _claim_units(o, ln, t_issue, command_s, n_units, unit_bps, stripe, stripe_shift,
+                 unit_shift, unit_free):
+    """Claim the flash units of a read of `ln` bytes at offset `o` issued at `t_issue`, each
+    for its command latency `command_s` and its share of the bytes: (first byte, last unit
+    done). `stripe_shift`, `unit_shift`: log2 of the stripe and of the unit count where they
+    are powers of two (else -1: divide). (Scalars and one array: a call passes few words.)"""
+    if stripe_shift >= 0:
+        s0 = o >> stripe_shift
+        s1 = (o + ln - 1) >> stripe_shift
+    else:
+        s0 = o // stripe
+        s1 = (o + ln - 1) // stripe
     n_stripes = s1 - s0 + 1
-    first_begin = np.inf
-    end = 0.0
     if n_stripes == 1:
-        u = s0 % n_units
+        u = s0 & (n_units - 1) if unit_shift >= 0 else s0 % n_units
         begin = unit_free[u] if unit_free[u] > t_issue else t_issue
         done = begin + command_s + ln / unit_bps
         unit_free[u] = done
-        first_begin = begin
-        end = done
-    else:
-        head_cut = o - s0 * stripe
-        tail_cut = (s1 + 1) * stripe - (o + ln)
-        last_j = (n_stripes - 1) % n_units
-        touched = n_stripes if n_stripes < n_units else n_units
-        for j in range(touched):
-            count = (n_stripes - 1 - j) // n_units + 1
-            nbytes = count * stripe
-            if j == 0:
-                nbytes -= head_cut
-            if j == last_j:
-                nbytes -= tail_cut
-            u = (s0 + j) % n_units
-            begin = unit_free[u] if unit_free[u] > t_issue else t_issue
-            done = begin + command_s + nbytes / unit_bps
-            unit_free[u] = done
-            if begin < first_begin:
-                first_begin = begin
-            if done > end:
-                end = done
-    flash_end[r] = end
-    return first_begin + command_s
+        return begin + command_s, done
+    first_begin = np.inf
+    end = 0.0
+    head_cut = o - s0 * stripe
+    tail_cut = (s1 + 1) * stripe - (o + ln)
+    last_j = (n_stripes - 1) % n_units
+    touched = n_stripes if n_stripes < n_units else n_units
+    for j in range(touched):
+        count = (n_stripes - 1 - j) // n_units + 1
+        nbytes = count * stripe
+        if j == 0:
+            nbytes -= head_cut
+        if j == last_j:
+            nbytes -= tail_cut
+        u = (s0 + j) % n_units
+        begin = unit_free[u] if unit_free[u] > t_issue else t_issue
+        done = begin + command_s + nbytes / unit_bps
+        unit_free[u] = done
+        if begin < first_begin:
+            first_begin = begin
+        if done > end:
+            end = done
+    return first_begin + command_s, end
 
 
-# One compiled event loop, over 80 lines on purpose: split into handlers, its state (heap
-# size, scheduling counter, link and pass state, reads in flight, the constants) must pass
-# in and out at every event (tried: 12-22% fewer reads per second).
-@njit(cache=True, nogil=True)
+_NONE = np.int64(1) << np.int64(62)
+"""Scheduling order of an empty slot (its time is inf): later than any event."""
+
+
+# One compiled event loop, over 80 lines on purpose: split into handlers, its state (the
+# event slots, scheduling counter, link and pass state, reads in flight, the constants)
+# must pass in and out at every event (tried: 12-22% fewer reads per second).
+@njit(cache=True, nogil=True, error_model="numpy")
 def _simulate(k, off, length, ptr, qd, start, finish, makespan):
     """Every batch off[ptr[b]:ptr[b+1]] from an idle device, with the model constants `k`
     (a ModelConstants): each batch's makespan, and the start and finish of the last batch's
-    reads (read ptr[b] + r at [r]: `start`, `finish` hold the largest batch)."""
+    reads (read ptr[b] + r at [r]: `start`, `finish` hold the largest batch).
+
+    Every pending event sits in a slot: worker w's next one in slot w (a worker has one at
+    a time), the open pass's begin and the closed pass's close in the two slots after the
+    workers'. The winner tree over the slots pops them in SimPy's order: (time, order of
+    scheduling)."""
     # the constants as locals, read once: the loop then keeps them in registers
     host_s, command_s, n_units, unit_bps = k.host_s, k.command_s, k.n_units, k.unit_bytes_per_s
     link_bps, stripe, congestion, transport_s = (k.link_bytes_per_s, k.stripe_bytes,
@@ -199,53 +210,82 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
     batch_start_s, call_s, amortization = k.batch_start_s, k.call_s, k.amortization
     transfer_spread, transfer_inv_gamma = k.transfer_spread, k.transfer_inv_gamma
     passes, pass_s = k.passes, k.pass_s
+    stripe_shift, unit_shift = _shift_of(stripe), _shift_of(n_units)
     unit_free = np.zeros(n_units)
     cpu_free = np.zeros(max(n_cpus, 1))
     cpu_kind = np.zeros(max(n_cpus, 1), dtype=np.int64)
-    heap_t = np.empty(qd + 3)  # a worker's event each, a pass's begin and close
-    heap_s = np.empty(qd + 3, dtype=np.int64)
-    heap_p = np.empty(qd + 3, dtype=np.int64)
+    n_leaf = 1
+    while n_leaf < qd + 2:
+        n_leaf *= 2
+    ev_t = np.empty(n_leaf)
+    ev_s = np.empty(n_leaf, dtype=np.int64)
+    ev_p = np.empty(n_leaf, dtype=np.int64)
+    win = np.empty(2 * n_leaf, dtype=np.int64)
     flash_end = np.empty(len(start))
+    command = np.empty(len(start))  # the batch's command latencies and transfer factors,
+    transfer = np.empty(len(start))  # drawn before its events (the draws overlap then)
     open_members = np.empty(qd, dtype=np.int64)  # the open pass's reads, in join order
+    open_slots = np.empty(qd, dtype=np.int64)  # and their workers
     closing_members = np.empty(qd, dtype=np.int64)  # the closed pass's, until its close event
+    closing_slots = np.empty(qd, dtype=np.int64)
     for b in range(len(ptr) - 1):
         lo = ptr[b]
         hi = ptr[b + 1]
         makespan[b] = 0.0
         if hi == lo:
             continue
-        unit_free[:] = 0.0
-        cpu_free[:] = 0.0
-        cpu_kind[:] = 0
+        for u in range(n_units):
+            unit_free[u] = 0.0
+        for c in range(len(cpu_free)):
+            cpu_free[c] = 0.0
+            cpu_kind[c] = 0
         link_free = 0.0
         n_open = 0  # reads in the open pass (0: none open; the opener joins at once)
         pass_cost = 0.0
         n_closing = 0
         closing_end = 0.0
-        size = 0
         seq = 0
         in_flight = 0
         nxt = lo
-        now = 0.0
         n_workers = qd if qd < hi - lo else hi - lo
-        for _ in range(n_workers):
+        begin_slot = n_workers  # the pass's begin and close events
+        close_slot = n_workers + 1
+        size = 1  # leaves of this batch's tree: a power of two ≥ its slots
+        while size < n_workers + (2 if passes else 0):
+            size *= 2
+        for w in range(size):
+            ev_t[w] = np.inf
+            ev_s[w] = _NONE
+        for r in range(hi - lo):
+            command[r] = command_s * _command_factor(lo + r, off[lo + r], length[lo + r],
+                                                     command_spread, command_inv_gamma)
+            transfer[r] = _transfer_factor(lo + r, off[lo + r], length[lo + r],
+                                           transfer_spread, transfer_inv_gamma)
+        for w in range(n_workers):
             i = nxt
             nxt += 1
             in_flight += 1
-            t_issue = _host(cpu_free, cpu_kind, n_cpus, batch_start_s, host_s, SUBMIT, call_s)
-            t_first = _issue(i, i - lo, t_issue, off, length, command_s, command_spread,
-                             command_inv_gamma, n_units, unit_bps, stripe, unit_free, start,
-                             flash_end)
+            t_issue = (batch_start_s + host_s + call_s if n_cpus == 0  # (_host's first case)
+                       else _host(cpu_free, cpu_kind, n_cpus, batch_start_s, host_s, SUBMIT,
+                                  call_s))
+            start[i - lo] = t_issue
+            t_first, flash_end[i - lo] = _claim_units(
+                off[i], length[i], t_issue, command[i - lo], n_units, unit_bps, stripe,
+                stripe_shift, unit_shift, unit_free)
             if passes:  # the read joins the back end's queue when it is issued
                 t_first = t_issue
-            size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq,
-                         4 * i + _FIRST_BYTE)
+            ev_t[w] = t_first  # now = 0: now + (t_first - now) is t_first
+            ev_s[w] = seq
+            ev_p[w] = 4 * i + _FIRST_BYTE
             seq += 1
+        _build(ev_t, ev_s, win, size)
         mk = 0.0
-        while size > 0:
-            now = heap_t[0]
-            p = heap_p[0]
-            size = _pop_fix(heap_t, heap_s, heap_p, size)
+        while True:
+            w = win[1]
+            now = ev_t[w]
+            if now == np.inf:
+                break
+            p = ev_p[w]
             i = p >> 2
             kind = p & 3
             if kind == _PASS:  # a pass event: i = 0 its begin, 1 its close
@@ -255,38 +295,42 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                         if cpu_free[c] > busy:
                             busy = cpu_free[c]
                     if busy > now:  # a host CPU is busy: put the begin off
-                        size = _push(heap_t, heap_s, heap_p, size, now + (busy - now), seq,
-                                     _PASS)
+                        _set(ev_t, ev_s, ev_p, win, size, w, now + (busy - now), seq, _PASS)
                         seq += 1
                         continue
                     link_free = now + pass_cost
                     closing_end = link_free
                     n_closing = n_open
-                    closing_members[:n_open] = open_members[:n_open]
+                    for m in range(n_open):  # (a loop: slices would count references)
+                        closing_members[m] = open_members[m]
+                        closing_slots[m] = open_slots[m]
                     n_open = 0
-                    size = _push(heap_t, heap_s, heap_p, size, now, seq, 4 + _PASS)
+                    _set(ev_t, ev_s, ev_p, win, size, w, np.inf, _NONE, 0)
+                    _set(ev_t, ev_s, ev_p, win, size, close_slot, now, seq, 4 + _PASS)
                     seq += 1
                 else:  # the close: every member's done event, in join order
+                    _set(ev_t, ev_s, ev_p, win, size, w, np.inf, _NONE, 0)
                     for m in range(n_closing):
                         j = closing_members[m]
                         fe = flash_end[j - lo]
                         done = (fe if fe > closing_end else closing_end) + transport_s
-                        size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq,
-                                     4 * j + _DONE)
+                        _set(ev_t, ev_s, ev_p, win, size, closing_slots[m], now + (done - now),
+                             seq, 4 * j + _DONE)
                         seq += 1
                     n_closing = 0
             elif kind == _FIRST_BYTE and passes:  # issued: join the open pass, or open one
+                _set(ev_t, ev_s, ev_p, win, size, w, np.inf, _NONE, 0)
                 if n_open == 0:
                     begin = link_free if link_free > now else now + wakeup_s
                     pass_cost = pass_s
-                    size = _push(heap_t, heap_s, heap_p, size, now + (begin - now), seq,
-                                 _PASS)
+                    _set(ev_t, ev_s, ev_p, win, size, begin_slot, now + (begin - now), seq,
+                         _PASS)
                     seq += 1
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                bytes_s = length[i] / link_bps * _transfer_factor(
-                    i, off[i], length[i], transfer_spread, transfer_inv_gamma)
+                bytes_s = length[i] / link_bps * transfer[i - lo]
                 pass_cost += (ovh + bytes_s) * (1.0 + congestion * (in_flight - 1))
                 open_members[n_open] = i
+                open_slots[n_open] = w
                 n_open += 1
             elif kind == _FIRST_BYTE:  # first byte ready: take the shared link
                 if link_free > now:  # busy link: the read joins the back end's run
@@ -296,25 +340,25 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                     link_begin = now
                     wake = wakeup_s
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                bytes_s = length[i] / link_bps * _transfer_factor(
-                    i, off[i], length[i], transfer_spread, transfer_inv_gamma)
+                bytes_s = length[i] / link_bps * transfer[i - lo]
                 link_free = link_begin + (wake + ovh + bytes_s) * (
                     1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i - lo]
                 done = (fe if fe > link_free else link_free) + transport_s
-                size = _push(heap_t, heap_s, heap_p, size, now + (done - now), seq,
-                             4 * i + _DONE)
+                _set(ev_t, ev_s, ev_p, win, size, w, now + (done - now), seq, 4 * i + _DONE)
                 seq += 1
             else:
                 if kind == _DONE:  # done at the device: reap on the host
                     in_flight -= 1
-                    fin = _host(cpu_free, cpu_kind, n_cpus, now, completion_s, REAP, call_s)
+                    fin = (now + completion_s + call_s if n_cpus == 0
+                           else _host(cpu_free, cpu_kind, n_cpus, now, completion_s, REAP,
+                                      call_s))
                     finish[i - lo] = fin
                     if fin > mk:
                         mk = fin
                     if n_cpus > 0:  # shared CPUs: the next submit queues from the reap's end
-                        size = _push(heap_t, heap_s, heap_p, size, now + (fin - now), seq,
-                                     4 * i + _REAPED)
+                        _set(ev_t, ev_s, ev_p, win, size, w, now + (fin - now), seq,
+                             4 * i + _REAPED)
                         seq += 1
                         continue
                 else:  # reaped (shared CPUs only)
@@ -323,16 +367,21 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                     i = nxt
                     nxt += 1
                     in_flight += 1
-                    t_issue = _host(cpu_free, cpu_kind, n_cpus, fin if fin > now else now,
-                                    host_s, SUBMIT, call_s)
-                    t_first = _issue(i, i - lo, t_issue, off, length, command_s,
-                                     command_spread, command_inv_gamma, n_units, unit_bps,
-                                     stripe, unit_free, start, flash_end)
+                    arrive = fin if fin > now else now
+                    t_issue = (arrive + host_s + call_s if n_cpus == 0
+                               else _host(cpu_free, cpu_kind, n_cpus, arrive, host_s, SUBMIT,
+                                          call_s))
+                    start[i - lo] = t_issue
+                    t_first, flash_end[i - lo] = _claim_units(
+                        off[i], length[i], t_issue, command[i - lo], n_units, unit_bps, stripe,
+                        stripe_shift, unit_shift, unit_free)
                     if passes:
                         t_first = t_issue
-                    size = _push(heap_t, heap_s, heap_p, size, now + (t_first - now), seq,
-                                 4 * i + _FIRST_BYTE)
+                    _set(ev_t, ev_s, ev_p, win, size, w, now + (t_first - now), seq,
+                         4 * i + _FIRST_BYTE)
                     seq += 1
+                else:  # no reads left: the worker retires
+                    _set(ev_t, ev_s, ev_p, win, size, w, np.inf, _NONE, 0)
         makespan[b] = mk
 
 

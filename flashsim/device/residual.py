@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from .base import DeviceModel, DeviceRun
 from .baseline import Surface
@@ -107,10 +108,13 @@ class Residual:
         full = n_reads > 0
         if not len(lengths) or not full.any():
             return out
-        qd_of_read = np.repeat(np.minimum(int(queue_depth), np.maximum(n_reads, 1)), n_reads)
         # a plan repeats few (length, QD) pairs: interpolate each once
-        keys, where = np.unique(lengths * KEY_QD + qd_of_read, return_inverse=True)
-        inv = self._time_ratio(keys // KEY_QD, keys % KEY_QD)[where]
+        keys, where = _distinct_keys(lengths, ptr, int(queue_depth))
+        order = np.argsort(keys)  # sorted, as numpy's vectorised log and exp are given them
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        keys = keys[order]
+        inv = self._time_ratio(keys // KEY_QD, keys % KEY_QD)[rank[where]]
         starts = ptr[:-1][full]
         weighted = np.add.reduceat(lengths * inv, starts)
         total = np.add.reduceat(lengths.astype(float), starts)
@@ -130,6 +134,53 @@ class Residual:
         return {"throughput_mb_s": detail["throughput_mb_s"] * t,
                 **{k: detail[k] * lat for k in ("latency_mean_us", "latency_p50_us",
                                                  "latency_p99_us")}}
+
+
+@njit(cache=True)
+def _slot(key, mask):
+    """Where a key's search starts in a table of mask + 1 slots (a power of two): its bits
+    mixed, since the low bits of length × KEY_QD + QD are the QD alone."""
+    h = (key ^ (key >> 17)) * -7046029254386353131  # 0x9E3779B97F4A7C15, wrapping
+    return (h ^ (h >> 31)) & mask
+
+
+@njit(cache=True)
+def _read_keys(lengths, ptr, queue_depth, keys, table):
+    """The distinct keys length × KEY_QD + min(QD, reads in its batch) of a plan's reads
+    written to `keys` in the order first met, and each read's index into them; returns
+    (their number, or -1 once more than len(keys): call again with more room), and the
+    indices. One pass with `table` (-1 everywhere, a power of two ≥ 2 × len(keys) long):
+    a sort of every read's key cost more than the simulation it corrects."""
+    where = np.empty(len(lengths), np.int64)
+    mask = len(table) - 1
+    n = 0
+    for b in range(len(ptr) - 1):
+        qd = min(queue_depth, max(ptr[b + 1] - ptr[b], 1))
+        for i in range(ptr[b], ptr[b + 1]):
+            key = lengths[i] * KEY_QD + qd
+            h = _slot(key, mask)
+            while table[h] >= 0 and keys[table[h]] != key:
+                h = (h + 1) & mask
+            if table[h] < 0:  # a new key
+                if n == len(keys):
+                    return -1, where
+                keys[n] = key
+                table[h] = n
+                n += 1
+            where[i] = table[h]
+    return n, where
+
+
+def _distinct_keys(lengths: np.ndarray, ptr: np.ndarray, queue_depth: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """`_read_keys` with room enough: the distinct keys and each read's index into them."""
+    room = 1024
+    while True:
+        keys = np.empty(room, np.int64)
+        n, where = _read_keys(lengths, ptr, queue_depth, keys, np.full(4 * room, -1, np.int64))
+        if n >= 0:
+            return keys[:n], where
+        room *= 8
 
 
 class CorrectedDevice(DeviceModel):

@@ -92,6 +92,41 @@ def check_merge(block_bytes: int, gap_bytes: int, max_read_bytes: int | None) ->
                          f"{block_bytes}-byte block", key="max_read_bytes")
 
 
+@njit(cache=True, _nrt=False)
+def _merge_runs(ks, ke, lo, hi, gap, max_read, offset, length, w, write):
+    """The reads of one batch's aligned ranges ks[lo:hi], ke[lo:hi] (sorted by start): runs
+    merged where at most `gap` apart, cut at max_read (0: no cut); written from offset[w] on
+    when `write`; returns their number. (No reference counting: called once per batch, it
+    allocates nothing, and counting the references of its arrays cost more than the merge.)"""
+    m = 0
+    j = lo
+    while j < hi:
+        a, e = ks[j], ke[j]
+        j += 1
+        while j < hi and ks[j] <= e + gap:  # the same run
+            if ke[j] > e:
+                e = ke[j]
+            j += 1
+        pieces = 1 if max_read == 0 or e - a <= max_read else -(-(e - a) // max_read)
+        if write:
+            for p in range(pieces):
+                q = a + p * max_read
+                offset[w + m + p] = q
+                length[w + m + p] = e - a if max_read == 0 else min(max_read, e - q)
+        m += pieces
+    return m
+
+
+@njit(cache=True)
+def _sort_ranges(ks, ke, lo, hi):
+    """A stable sort of ranges lo:hi by aligned start, unless they are in order already."""
+    for j in range(lo + 1, hi):
+        if ks[j] < ks[j - 1]:  # out of order: a stable sort of these ranges
+            o = np.argsort(ks[lo:hi], kind="mergesort")
+            ks[lo:hi], ke[lo:hi] = ks[lo:hi][o], ke[lo:hi][o]
+            return
+
+
 @njit(cache=True)
 def layer_merge_kernel(tok, start_bytes, end_bytes, n_tokens, block, gap, max_read, ptr, stride,
                        col, offset, length, counts):
@@ -116,27 +151,40 @@ def layer_merge_kernel(tok, start_bytes, end_bytes, n_tokens, block, gap, max_re
         ke[j] = -(-end_bytes[i] // block) * block
     for t in range(n_tokens):
         lo, hi = head[t], head[t + 1]
-        for j in range(lo + 1, hi):
-            if ks[j] < ks[j - 1]:  # out of order: a stable sort of this token's ranges
-                o = np.argsort(ks[lo:hi], kind="mergesort")
-                ks[lo:hi], ke[lo:hi] = ks[lo:hi][o], ke[lo:hi][o]
-                break
+        _sort_ranges(ks, ke, lo, hi)
         w = 0 if counts is not None else ptr[t * stride + col]
-        m = 0
-        j = lo
-        while j < hi:
-            a, e = ks[j], ke[j]
-            j += 1
-            while j < hi and ks[j] <= e + gap:  # the same run
-                if ke[j] > e:
-                    e = ke[j]
-                j += 1
-            pieces = 1 if max_read == 0 else -(-(e - a) // max_read)
-            if counts is None:
-                for p in range(pieces):
-                    q = a + p * max_read
-                    offset[w + m + p] = q
-                    length[w + m + p] = e - a if max_read == 0 else min(max_read, e - q)
-            m += pieces
+        m = _merge_runs(ks, ke, lo, hi, gap, max_read, offset, length, w, counts is None)
         if counts is not None:
             counts[t] = m
+
+
+@njit(cache=True)
+def records_merge_kernel(set_ptr, ids, fc1_offset, fc2_offset, split, unit_bytes, block, gap,
+                         max_read, ptr, stride, col, offset, length, counts):
+    """`layer_merge_kernel` of one layer whose ranges are its loads' own records (each id's
+    `unit_bytes` at fc1_offset[id], and at fc2_offset[id] when `split`), straight from the
+    loads' CSR sets: each token's ranges (fc1 then fc2, as `unit_ranges` lists them) are
+    made, aligned and merged in a scratch the size of one token's, so no layer-sized range
+    arrays are made. The same reads, in the same order; `block` is a power of two."""
+    n_tokens = len(set_ptr) - 1
+    widest = 0
+    for t in range(n_tokens):
+        widest = max(widest, set_ptr[t + 1] - set_ptr[t])
+    per = 2 if split else 1
+    ks = np.empty(per * widest, np.int64)  # one token's aligned starts and ends
+    ke = np.empty(per * widest, np.int64)
+    down = -block  # (x // block) * block for x ≥ 0
+    for t in range(n_tokens):
+        m = 0
+        for half in range(per):
+            where = fc1_offset if half == 0 else fc2_offset
+            for j in range(set_ptr[t], set_ptr[t + 1]):
+                s = where[ids[j]]
+                ks[m] = s & down
+                ke[m] = (s + unit_bytes + block - 1) & down
+                m += 1
+        _sort_ranges(ks, ke, 0, m)
+        w = 0 if counts is not None else ptr[t * stride + col]
+        n = _merge_runs(ks, ke, 0, m, gap, max_read, offset, length, w, counts is None)
+        if counts is not None:
+            counts[t] = n

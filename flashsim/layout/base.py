@@ -18,7 +18,13 @@ from numba import njit
 from ..errors import InputError
 from ..geometry import ModelGeometry, NeuronSets
 from ..trace.format import ActivationTrace
-from .align import align_merge, align_merge_kernel, check_merge, layer_merge_kernel
+from .align import (
+    align_merge,
+    align_merge_kernel,
+    check_merge,
+    layer_merge_kernel,
+    records_merge_kernel,
+)
 from .placement import Placement
 from .plan import IOPlan
 from .window import Residency
@@ -210,17 +216,28 @@ def _merge_by_layer(layout: Layout, loads: list[NeuronSets], placement: Placemen
                     n_tokens: int, n_layers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`Layout.merge_reads` of every layer's ranges, batch b = token * n_layers + layer,
     without concatenating them: a pass counts each batch's reads, a second derives the
-    ranges again and writes the reads in place (memory: the plan and one layer's ranges)."""
+    ranges again and writes the reads in place (memory: the plan and one layer's ranges;
+    a layout that reads its loads' own records: the plan and one token's ranges)."""
     block, gap, max_read = placement.block_bytes, layout.merge_gap_bytes, layout.max_read_bytes
     check_merge(block, gap, max_read)
     counts = np.zeros((n_tokens, n_layers), np.int64)
     none = np.zeros(0, np.int64)
     ptr = np.zeros(n_tokens * n_layers + 1, np.int64)
+    own = layout.reads_own_records(placement)  # ranges straight from the loads
     for write in (False, True):
         if write:
             np.cumsum(counts.reshape(-1), out=ptr[1:])
             offset, length = np.empty(ptr[-1], np.int64), np.empty(ptr[-1], np.int64)
         for l, ld in enumerate(loads):
+            if own:
+                records_merge_kernel(
+                    np.ascontiguousarray(ld.ptr, dtype=np.int64), np.ascontiguousarray(ld.ids),
+                    np.ascontiguousarray(placement.fc1_offset_bytes[l], dtype=np.int64),
+                    np.ascontiguousarray(placement.fc2_offset_bytes[l], dtype=np.int64),
+                    placement.kind == "split", placement.read_unit_bytes, block, gap,
+                    max_read or 0, ptr, n_layers, l, offset if write else none,
+                    length if write else none, None if write else counts[:, l])
+                continue
             tok, start, end = layout.read_ranges(l, ld, placement)
             layer_merge_kernel(np.ascontiguousarray(tok, dtype=np.int64),
                                np.ascontiguousarray(start, dtype=np.int64),

@@ -120,8 +120,13 @@ def _first_bad_read(off, length, block, file_bytes):
     """(first unaligned or empty read, True), else (first read outside the file, False), else
     (-1, False): one pass, no temporaries the size of the plan."""
     outside = -1
+    low = block - 1 if block > 0 and block & (block - 1) == 0 else -1  # a power of two: a mask
     for i in range(len(off)):
-        if off[i] % block != 0 or length[i] % block != 0 or length[i] <= 0:
+        if low >= 0:
+            misaligned = (off[i] & low) != 0 or (length[i] & low) != 0
+        else:
+            misaligned = off[i] % block != 0 or length[i] % block != 0
+        if misaligned or length[i] <= 0:
             return i, True
         if outside < 0 and (off[i] < 0 or off[i] + length[i] > file_bytes):
             outside = i

@@ -250,7 +250,7 @@ def _checked_sets(arrays: dict[str, np.ndarray], prefix: str, layer: int, n_toke
                   d_ffn: int, p: os.PathLike) -> NeuronSets:
     """One layer's CSR sets: a ptr of n_tokens + 1 entries from 0 to len(ids), never
     decreasing; ids in [0, d_ffn), strictly increasing within each token."""
-    ptr = _array(arrays, f"{prefix}ptr_{layer}", p).astype(np.int64)
+    ptr = _array(arrays, f"{prefix}ptr_{layer}", p).astype(np.int64, copy=False)
     ids = _array(arrays, f"{prefix}ids_{layer}", p)
     if len(ptr) != n_tokens + 1 or ptr[0] != 0 or ptr[-1] != len(ids) or np.any(np.diff(ptr) < 0):
         raise InputError(f"broken index ({len(ptr)} entries for {n_tokens} tokens)", file=p,
@@ -258,8 +258,8 @@ def _checked_sets(arrays: dict[str, np.ndarray], prefix: str, layer: int, n_toke
                          expected=f"{n_tokens + 1} non-decreasing offsets from 0 to {len(ids)}")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= d_ffn):
         raise InputError(f"neuron ids outside [0, {d_ffn})", file=p, key=f"{prefix}ids_{layer}")
-    ids = ids.astype(np.int32)
-    step = np.diff(ids.astype(np.int64))
+    ids = ids.astype(np.int32, copy=False)
+    step = np.diff(ids)  # ids < 2^24: the steps fit int32
     starts = ptr[1:-1]  # a token's first id may be below its predecessor's last
     inside = np.ones(len(step), dtype=bool)
     inside[starts[(starts > 0) & (starts < len(ids))] - 1] = False

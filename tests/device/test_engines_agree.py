@@ -20,6 +20,7 @@ from device_cases import (
     mixed_batches,
     random_reads,
 )
+from flashsim.device.base import ModelConstants, command_factor, read_factors, transfer_factor
 from flashsim.device.des import FlashDevice
 from flashsim.device.fast import FastDevice
 
@@ -106,3 +107,41 @@ def test_fast_path_equals_simpy_with_passes(qd, params):
     b = FastDevice(params).run(off, length, qd)
     np.testing.assert_allclose(b.finish_s, a.finish_s, rtol=1e-12, atol=0)
     np.testing.assert_allclose(b.start_s, a.start_s, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("qd", [1, 5, 32, 100])
+@pytest.mark.parametrize("params", [PARAMS, SHARED_HOST, SPREAD, PASS_SETS[2]],
+                         ids=["plain", "one-host-cpu", "spread", "passes-two-cpus"])
+def test_fast_path_pops_tied_events_in_simpys_order(qd, params):
+    """Reads alike on one unit, with no host or command time: many events fall at one
+    instant, and only SimPy's order of scheduling breaks the ties (a tie broken otherwise
+    changes which read takes the unit first, far beyond rounding)."""
+    same = params.model_copy(update={"host_overhead_us": 0.0, "command_latency_us": 0.0,
+                                     "command_latency_spread": 0.0, "n_units": 1,
+                                     "host_completion_us": 0.0})
+    n = 150
+    off = np.zeros(n, dtype=np.int64)
+    length = np.where(np.arange(n) % 7 == 3, 16384, 4096)
+    ptr = np.array([0, 1, 2, 34, 34, 90, n])
+    des = FlashDevice(same).run_batches(off, length, ptr, qd)
+    fast = FastDevice(same).run_batches(off, length, ptr, qd)
+    np.testing.assert_allclose(fast, des, rtol=1e-12, atol=0)
+    a, b = FlashDevice(same).run(off, length, qd), FastDevice(same).run(off, length, qd)
+    np.testing.assert_allclose(b.start_s, a.start_s, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(b.finish_s, a.finish_s, rtol=1e-12, atol=0)
+
+
+def test_a_batch_of_factors_is_every_read_drawn_alone():
+    """`read_factors` (the SimPy engine's draws for a whole call) gives each read's
+    command_factor and transfer_factor, read i drawn as read first_index + i."""
+    k = ModelConstants.from_params(SPREAD)
+    rng = np.random.default_rng(9)
+    off = rng.integers(0, 1 << 40, size=500)
+    length = rng.integers(1, 1 << 24, size=500)
+    command, transfer = read_factors(77, off, length, k)
+    reads = [(77 + j, int(o), int(n)) for j, (o, n) in enumerate(zip(off, length))]
+    assert command == [command_factor(*r, k.command_spread, k.command_inv_gamma) for r in reads]
+    assert transfer == [transfer_factor(*r, k.transfer_spread, k.transfer_inv_gamma)
+                        for r in reads]
+    flat = ModelConstants.from_params(PARAMS)
+    assert read_factors(0, off, length, flat) == ([1.0] * 500, [1.0] * 500)

@@ -176,3 +176,20 @@ def test_short_batch_points_set_the_time_of_batches():
     steady = predict_detail(device, 16384, 8)["throughput_mb_s"]
     assert steady == pytest.approx(predict_detail(PARAMS, 16384, 8)["throughput_mb_s"]
                                    * float(tilt(16384, 8)))
+
+
+def test_a_batch_factor_over_many_read_sizes_weights_each_read_by_its_own_ratio():
+    """More (length, QD) pairs than the first table holds (it grows): every read still gets
+    the ratio of its own length at min(QD, its batch's reads)."""
+    res = corrected_device(PARAMS, tilted_points(GRID)).residual
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 4000, size=6000) * 512
+    ptr = np.unique(np.r_[0, rng.integers(0, 6000, 300), 6000])
+    f = res.batch_time_factor(lengths, ptr, 16)
+    n = np.diff(ptr)
+    qd = np.repeat(np.minimum(16, n), n)
+    inv = 1.0 / res.throughput_ratio(lengths, qd)
+    expected = [np.sum(lengths[a:b] * inv[a:b]) / np.sum(lengths[a:b])
+                for a, b in zip(ptr[:-1], ptr[1:])]
+    assert len(np.unique(lengths * 64 + qd)) > 1024  # the first table holds 1024
+    assert f == pytest.approx(expected, rel=1e-9)
