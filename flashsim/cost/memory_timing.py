@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -44,6 +44,12 @@ class MemorySamples:
     reads: np.ndarray
     read_bytes: np.ndarray
     moved_rows: np.ndarray  # leaving rows overwritten (rows inserted are `loaded`)
+
+
+def merge_samples(parts: list[MemorySamples]) -> MemorySamples:
+    """Every part's (token, layer) samples in one set."""
+    return MemorySamples(*(np.concatenate([getattr(p, f.name) for p in parts])
+                           for f in fields(MemorySamples)))
 
 
 def time_manager(manager: DramManager, sets: Iterator[tuple[int, int, np.ndarray]],
@@ -112,8 +118,7 @@ def time_memory_management(geometry: ModelGeometry) -> tuple[MemorySamples, str]
         layout = make_layout(name, train_trace=trace if real else None, merge_gap_bytes=gap)
         sets = _trace_sets(trace, n_steps) if real else _synthetic_sets(g, n_steps, 0)
         parts.append(time_manager(DramManager(layout, g, _dtype(g)), sets, WARM_TOKENS))
-    merged = MemorySamples(*(np.concatenate([getattr(p, f) for p in parts])
-                             for f in MemorySamples.__dataclass_fields__))
+    merged = merge_samples(parts)
     what = (f"{', '.join(names)}; gaps 0, 64 and 256 KiB; {TIMED_TOKENS} tokens of "
             + (f"{TRAINING_TRACE.name}" if real else "SYNTHETIC neuron sets on 2 layers"))
     return merged, what

@@ -10,7 +10,7 @@ the CPU over the same minutes as the decodes they are compared with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,17 +18,11 @@ import numpy as np
 from ..cost.compute import ComputeModel
 from ..cost.compute_decode import CALIBRATION_TEXT, DecodeTimings, fit_decode, time_decode
 from ..cost.memory import fit_memory
-from ..cost.memory_timing import MemorySamples, time_memory_management
+from ..cost.memory_timing import MemorySamples, merge_samples, time_memory_management
 from ..model.sparse import one_blas_thread
 from .e2e_setup import EndToEndSetup
 from .e2e_spec import EndToEndSpec
 from .schedule import Slot
-
-
-def merged_samples(rounds: list[MemorySamples]) -> MemorySamples:
-    """Every round's (token, layer) samples in one set."""
-    return MemorySamples(*(np.concatenate([getattr(r, f.name) for r in rounds])
-                           for f in fields(MemorySamples)))
 
 
 def merged_timings(rounds: list[DecodeTimings]) -> DecodeTimings:
@@ -80,7 +74,7 @@ class ModelRounds:
         """`simulate_plan` keyword arguments: the models fitted to every round."""
         out: dict[str, Any] = {}
         if self.memory:
-            out["memory_model"] = replace(fit_memory(merged_samples(self.memory)), source=(
+            out["memory_model"] = replace(fit_memory(merge_samples(self.memory)), source=(
                 f"runtime memory management timed on this machine in {len(self.memory)} "
                 f"rounds between the decodes ({self.memory_what}), least-absolute-deviation "
                 "fit"))

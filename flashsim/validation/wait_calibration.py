@@ -90,7 +90,7 @@ class WaitRounds:
     setup: EndToEndSetup
     text: str
     rows: list[tuple[str, int, Any, Any]]  # (layout name, QD, layout, store)
-    decodes: dict[int, list[WaitDecode]] = field(default_factory=dict)
+    decodes: list[list[WaitDecode]] = field(default_factory=list)  # per row
 
     @classmethod
     def for_run(cls, spec: EndToEndSpec, setup: EndToEndSetup,
@@ -103,14 +103,14 @@ class WaitRounds:
             layout, _ = row_layout(spec, gap_params(spec), name, int(q), train_trace)
             rows.append((name, int(q), layout,
                          store_for(setup.ckpt, layout, setup.folder, build=spec.build_stores)))
-        return cls(spec, setup, text, rows)
+        return cls(spec, setup, text, rows, [[] for _ in rows])
 
     def measure_part(self, slot: Slot) -> None:
         """Row i's decode goes before block (2i + 1) / (2 × rows) of each repetition."""
         j, per_rep = slot.calibration_part
         for i, row in enumerate(self.rows):
             if j == (2 * i + 1) * per_rep // (2 * len(self.rows)):
-                self.decodes.setdefault(i, []).append(self.decode(*row))
+                self.decodes[i].append(self.decode(*row))
 
     def decode(self, name: str, qd: int, layout: Any, store: Any) -> WaitDecode:
         spec, ckpt = self.spec, self.setup.ckpt
@@ -128,15 +128,13 @@ class WaitRounds:
         `simulate`'s)."""
         spec = self.spec
         compute_model = compute_model or calibrate_compute(self.setup.ckpt.geometry)
-        rows = [row_samples(self.decodes.get(i, []), name, q, params, compute_model,
+        rows = [row_samples(self.decodes[i], name, q, params, compute_model,
                             spec.model_engine) for i, (name, q, _, _) in enumerate(self.rows)]
         source = f"decodes from flash of {CALIBRATION_TEXT.name} at " \
             + ", ".join(f"{n} QD {q}" for n, q in spec.wait_rows) \
             + " between the measured ones"
-        reps = min(len(v) for v in self.decodes.values()) if self.decodes else 0
-        return fit_wait_cost([r for r in rows if len(r["batches"])], source,
-                             {"text": CALIBRATION_TEXT.name, "tokens": spec.tokens,
-                              "reps": reps})
+        return fit_wait_cost(rows, source, {"text": CALIBRATION_TEXT.name,
+                                            "tokens": spec.tokens, "reps": spec.reps})
 
 
 def fit_wait_cost(rows: list[dict[str, Any]], source: str,
