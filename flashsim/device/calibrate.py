@@ -138,22 +138,57 @@ def describe_location(path: str | os.PathLike) -> dict[str, str | None]:
 
 
 def _run_for(reader: DirectReader, chunk: int, qd: int, seconds: float, rate_per_s: float,
-             rng: np.random.Generator, slots: int):
-    n = int(max(8 * qd, min(rate_per_s * seconds, 2_000_000)))
+             rng: np.random.Generator, slots: int, min_reads_per_qd: int = 8):
+    """A closed-loop batch of about `seconds` at `rate_per_s` (at least `min_reads_per_qd` ×
+    QD reads); its times and its sustained rate (steady window: a token bucket's burst at
+    the start and the drain at the end excluded)."""
+    n = int(max(min_reads_per_qd * qd, min(rate_per_s * seconds, 2_000_000)))
     off = rng.integers(0, slots, size=n, dtype=np.int64) * chunk
     times = reader.read_batch(off, np.full(n, chunk, dtype=np.int64), qd)
-    return times, n / times.makespan_s
+    tput_mb_s = steady_point(times.start_s, times.finish_s, chunk, qd)["throughput_mb_s"]
+    rate = tput_mb_s * 1e6 / chunk if np.isfinite(tput_mb_s) and tput_mb_s > 0 else 0.0
+    return times, rate or n / times.makespan_s
+
+
+def _warm_up(reader: DirectReader, chunk: int, qd: int, warmup_s: float,
+             rate_hint_per_s: float | None, rng: np.random.Generator, slots: int) -> float:
+    """Read for about `warmup_s`; the rate to size the timed run with.
+
+    With a hint (the point's last repeat, a sustained rate) one run. Without, a probe of
+    2 × QD reads and the warm-up in two steps, a quarter then the rest, each sized from the
+    rate before it: a device that serves a burst faster than it sustains (a token bucket)
+    would make one run sized from the first reads last many times `warmup_s`. The lower of
+    the steps' sustained rates is returned (the second may be short enough to be a burst).
+    """
+    if rate_hint_per_s:
+        if warmup_s > 0:
+            _run_for(reader, chunk, qd, warmup_s, rate_hint_per_s, rng, slots, min_reads_per_qd=2)
+        return rate_hint_per_s
+    _, rate = _run_for(reader, chunk, qd, 0, 0, rng, slots, min_reads_per_qd=2)
+    if warmup_s <= 0:
+        return rate
+    t_end = time.perf_counter() + warmup_s
+    _, rate = _run_for(reader, chunk, qd, warmup_s / 4, rate, rng, slots, min_reads_per_qd=2)
+    left_s = t_end - time.perf_counter()
+    if left_s > 0:
+        _, rest = _run_for(reader, chunk, qd, left_s, rate, rng, slots, min_reads_per_qd=2)
+        rate = min(rate, rest)
+    return rate
 
 
 def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: float,
-                  warmup_s: float, rng: np.random.Generator) -> dict[str, float]:
-    """One repeat of one point: warm-up (discarded), then a timed closed-loop batch."""
+                  warmup_s: float, rng: np.random.Generator,
+                  rate_hint_per_s: float | None = None) -> dict[str, float]:
+    """One repeat of one point: warm-up (discarded), then a timed closed-loop batch.
+
+    The runs are sized in reads from a sustained rate (`_warm_up`): sized from a burst (a
+    token bucket lets the first reads through at the disk's speed) a run would last several
+    times its duration.
+    """
     slots = reader.file_bytes // chunk
     if slots < 1:
         raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
-    _, rate = _run_for(reader, chunk, qd, 0, 0, rng, slots)  # a tiny probe: 8 × QD reads
-    if warmup_s > 0:
-        _, rate = _run_for(reader, chunk, qd, warmup_s, rate, rng, slots)
+    rate = _warm_up(reader, chunk, qd, warmup_s, rate_hint_per_s, rng, slots)
     times, _ = _run_for(reader, chunk, qd, duration_s, rate, rng, slots)
     out = steady_point(times.start_s, times.finish_s, chunk, qd)
     out["duration_s"] = times.makespan_s
@@ -368,8 +403,10 @@ def _measure_rounds(reader: DirectReader, grid: list[GridKey],
     for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
         chunk, qd, n, pattern = key
         if n is None:
+            last = results[key][-1]["throughput_mb_s"] if results[key] else None
+            hint = last * 1e6 / chunk if last and np.isfinite(last) else None
             got = measure_point(reader, chunk, qd, duration_s=duration_s, warmup_s=warmup_s,
-                                rng=rng)
+                                rng=rng, rate_hint_per_s=hint)
         else:
             got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng,
                                       pattern=pattern)

@@ -340,3 +340,45 @@ def test_calibrate_api_fits_and_cross_validates_when_asked(tmp_path):
                          qds=(1, 4), duration_s=0.02, warmup_s=0.0, repeats=1, quiet=True,
                          batch_reads=())
     assert unfitted.params is None and unfitted.fit is None
+
+
+class _BurstyReader:
+    """A device that serves its first `burst_reads` reads 10× faster than it sustains them
+    (a token bucket), one read at a time; a simulated clock, so the test runs at any speed."""
+
+    def __init__(self, burst_reads: int = 500, fast_s: float = 10e-6, slow_s: float = 100e-6):
+        self.file_bytes, self.path = 1 << 30, "bursty"
+        self.tokens, self.fast_s, self.slow_s = burst_reads, fast_s, slow_s
+        self.calls: list[tuple[int, float]] = []
+
+    def read_batch(self, offsets, lengths, queue_depth):
+        from flashsim.io.reader import ReadTimes
+        n = len(offsets)
+        fast = min(self.tokens, n)
+        self.tokens -= fast
+        cost = np.r_[np.full(fast, self.fast_s), np.full(n - fast, self.slow_s)]
+        finish = np.cumsum(cost)
+        self.calls.append((n, float(finish[-1])))
+        return ReadTimes(start_s=finish - cost, finish_s=finish, makespan_s=float(finish[-1]))
+
+
+def test_a_burst_does_not_stretch_the_warm_up_or_the_timed_run():
+    """Sized from the burst's rate (100 k reads/s), a 0.1 s warm-up of one run would read
+    10 000 reads, about 1 s at the sustained 10 k/s; in steps it stays near its length, and
+    the timed run is sized from the sustained rate."""
+    from flashsim.device.calibrate import measure_point
+    reader = _BurstyReader()
+    out = measure_point(reader, 4096, 1, duration_s=0.4, warmup_s=0.1,
+                        rng=np.random.default_rng(0))
+    *warm, timed = reader.calls
+    assert sum(s for _, s in warm) < 0.4
+    assert 0.3 < timed[1] < 0.55
+    assert out["throughput_mb_s"] == pytest.approx(4096 / 100e-6 / 1e6, rel=0.02)
+
+
+def test_a_point_repeated_skips_the_probe_and_sizes_both_runs_from_its_last_rate():
+    from flashsim.device.calibrate import measure_point
+    reader = _BurstyReader(burst_reads=0)
+    measure_point(reader, 4096, 1, duration_s=0.4, warmup_s=0.1,
+                  rng=np.random.default_rng(0), rate_hint_per_s=10_000)
+    assert [n for n, _ in reader.calls] == [1000, 4000]
