@@ -29,6 +29,7 @@ from .crossval import CV_FOLDS
 from .fit import fit_profile, steady_point
 from .interleave import measure_interleave
 from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
+from .span import SPAN_KEYS, STANDARD_SPANS
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
@@ -202,13 +203,15 @@ _MAX_BATCHES = 400
 
 def measure_batch_point(reader: DirectReader, chunk: int, qd: int, batch_reads: int, *,
                         duration_s: float, rng: np.random.Generator,
-                        pattern: str = "random") -> dict[str, float]:
+                        pattern: str = "random", span_bytes: int | None = None
+                        ) -> dict[str, float]:
     """One repeat of a short-batch point: back-to-back batches of `batch_reads` random
     chunk-aligned reads (or `clustered`: every other chunk from a random start) for about
     `duration_s` (8 to 400 batches), each read with `read_batch` exactly as validate reads a
     plan's (token, layer) batch; the median wall time of the call (what a caller waits, the
-    reader's checks before the first read included)."""
-    slots = reader.file_bytes // chunk
+    reader's checks before the first read included). `span_bytes`: the reads confined to
+    the file's first that many bytes."""
+    slots = min(reader.file_bytes, span_bytes or reader.file_bytes) // chunk
     if slots < 1:
         raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
     if pattern == "clustered":
@@ -249,9 +252,9 @@ def batch_grid(chunks, qds, batch_reads, pattern: str = "random"
     return sorted(set(out))
 
 
-GridKey = tuple[int, int, int | None, str]
+GridKey = tuple[int, int, int | None, str, int | None]
 """A point of the calibration grid: (chunk bytes, queue depth, reads per batch or None for
-a steady-state point, pattern)."""
+a steady-state point, pattern, span bytes or None for the whole file)."""
 
 
 def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS,
@@ -263,7 +266,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
               batch_qds=STANDARD_BATCH_QDS, batch_max_chunk: int = STANDARD_BATCH_MAX_CHUNK,
               batch_duration_s: float | None = None, clustered_reads=(),
               grid_part: tuple[int, int] | None = None, holdout=(), fit: bool = False,
-              cv_folds: int = CV_FOLDS) -> DeviceProfile | None:
+              cv_folds: int = CV_FOLDS, spans=STANDARD_SPANS) -> DeviceProfile | None:
     """Measure every chunk × QD point `repeats` times (in rounds); a profile, fitted with
     `fit` (and cross-validated over `cv_folds` folds, 0 = not).
 
@@ -281,9 +284,14 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     round, in the same random order as the others;
     `clustered_reads` adds batches of reads to every other chunk from a random start (reads
     near one another: what tells striping apart), at the batch QDs above 1.
+
+    `spans` (bytes; () for none): the short batches of `span.SPAN_KEYS` that the grid holds
+    measured again with their reads confined to the file's first S bytes, for each S below
+    the file's size (the profile's `span_points`, never fitted: device/span.py).
     """
     _check_settings(chunks, repeats, duration_s, warmup_s, (*batch_reads, *clustered_reads))
     holdout = check_holdout(holdout, chunks, qds)
+    check_spans(spans)
     largest = max([*chunks, *(c for c, _ in holdout)])
     if size_bytes < largest:  # refused before the data file is made
         raise InputError(f"a {size_bytes}-byte file is smaller than one {largest}-byte read",
@@ -292,7 +300,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     rng = np.random.default_rng(seed)
     grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds),
                  batch_reads, clustered_reads, readable_bytes(path), batch_max_chunk)
-    grid += [(c, q, None, "random") for c, q in holdout]
+    grid += _span_grid(grid, spans, readable_bytes(path))
+    grid += [(c, q, None, "random", None) for c, q in holdout]
     rounds = _rounds(grid, repeats, rng, grid_part)
     if grid_part is not None and not rounds:
         return None
@@ -308,7 +317,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     points = _points(results, one_per_measurement=grid_part is not None)
     held = [p for p in points if (p.chunk_bytes, p.queue_depth) in holdout
             and p.batch_reads is None]
-    points = [p for p in points if p not in held]
+    spanned = [p for p in points if p.span_bytes is not None]
+    points = [p for p in points if p not in held and p.span_bytes is None]
     if not points:
         return None
     info = _measured_info(reader, path, bool(batch_reads), created=created,
@@ -316,9 +326,10 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                           total_s=total_s)
     if grid_part is not None:  # a part may hold too few points to fit: checked when merged
         return DeviceProfile.model_construct(name=name, description=description, measured=info,
-                                             points=points, holdout_points=held)
+                                             points=points, holdout_points=held,
+                                             span_points=spanned)
     profile = DeviceProfile(name=name, description=description, measured=info, points=points,
-                            holdout_points=held, interleave=interleave)
+                            holdout_points=held, span_points=spanned, interleave=interleave)
     return fit_profile(profile, cv_folds=cv_folds, quiet=quiet) if fit else profile
 
 
@@ -354,6 +365,17 @@ def check_holdout(holdout, chunks, qds, *, key: str = "holdout") -> list[tuple[i
     return out
 
 
+def check_spans(spans, *, key: str = "spans") -> tuple[int, ...]:
+    """The spans as ints; InputError for one that is not a positive multiple of the
+    alignment (a span point's reads are aligned chunks)."""
+    for span in spans:
+        if isinstance(span, bool) or int(span) <= 0 or int(span) % ALIGN_BYTES:
+            raise InputError(f"span {span!r}", key=key,
+                             expected=f"sizes that are positive multiples of {ALIGN_BYTES} "
+                                      "bytes, like 4MiB,32MiB")
+    return tuple(int(s) for s in spans)
+
+
 def _check_settings(chunks, repeats: int, duration_s: float, warmup_s: float,
                     batch_sizes) -> None:
     """InputError on settings calibration cannot run with."""
@@ -372,12 +394,21 @@ def _grid(chunks, qds, batch_qds, batch_reads, clustered_reads,
     """Every point to measure: steady-state chunk × QD, then the random short batches, then
     the clustered ones (at batch QDs above 1, where the file has room for 2n chunks); short
     batches only of chunks up to `batch_max_chunk` (None: every chunk)."""
-    grid: list[GridKey] = [(c, q, None, "random") for c in chunks for q in qds]
+    grid: list[GridKey] = [(c, q, None, "random", None) for c in chunks for q in qds]
     small = [c for c in chunks if batch_max_chunk is None or c <= batch_max_chunk]
-    grid += batch_grid(small, batch_qds, batch_reads)
-    grid += [g for g in batch_grid(small, [q for q in batch_qds if q > 1], clustered_reads,
-                                   "clustered") if file_bytes // g[0] >= 2 * g[2]]
+    grid += [(*g, None) for g in batch_grid(small, batch_qds, batch_reads)]
+    grid += [(*g, None) for g in batch_grid(small, [q for q in batch_qds if q > 1],
+                                            clustered_reads, "clustered")
+             if file_bytes // g[0] >= 2 * g[2]]
     return grid
+
+
+def _span_grid(grid: list[GridKey], spans, file_bytes: int) -> list[GridKey]:
+    """The span points: each of SPAN_KEYS the grid measures over the whole file, again over
+    each span below the file's size that holds at least a batch's chunks."""
+    have = {g[:3] for g in grid if g[2] is not None and g[3] == "random"}
+    return [(c, q, n, "random", int(s)) for s in sorted(set(spans)) for c, q, n in SPAN_KEYS
+            if (c, q, n) in have and s < file_bytes and s // c >= n]
 
 
 def _rounds(grid: list[GridKey], repeats: int, rng: np.random.Generator,
@@ -401,7 +432,7 @@ def _measure_rounds(reader: DirectReader, grid: list[GridKey],
     """Measure the rounds in order: every point's repeats."""
     results: dict[GridKey, list[dict[str, float]]] = {g: [] for g in grid}
     for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
-        chunk, qd, n, pattern = key
+        chunk, qd, n, pattern, span = key
         if n is None:
             last = results[key][-1]["throughput_mb_s"] if results[key] else None
             hint = last * 1e6 / chunk if last and np.isfinite(last) else None
@@ -409,7 +440,7 @@ def _measure_rounds(reader: DirectReader, grid: list[GridKey],
                                 rng=rng, rate_hint_per_s=hint)
         else:
             got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng,
-                                      pattern=pattern)
+                                      pattern=pattern, span_bytes=span)
         results[key].append(got)
     return results
 
@@ -419,10 +450,10 @@ def _points(results: dict[GridKey, list[dict[str, float]]],
     """The median of each measured point's repeats, or (for a grid part, whose caller takes
     the medians over all parts' points) one point per measurement."""
     if not one_per_measurement:
-        return [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern)
-                for (chunk, qd, n, pattern), reps in results.items() if reps]
-    return [median_point(chunk, qd, [rep], batch_reads=n, pattern=pattern)
-            for (chunk, qd, n, pattern), reps in results.items() for rep in reps]
+        return [median_point(chunk, qd, reps, batch_reads=n, pattern=pattern, span_bytes=span)
+                for (chunk, qd, n, pattern, span), reps in results.items() if reps]
+    return [median_point(chunk, qd, [rep], batch_reads=n, pattern=pattern, span_bytes=span)
+            for (chunk, qd, n, pattern, span), reps in results.items() for rep in reps]
 
 
 def _measured_info(reader: DirectReader, path: str | os.PathLike, with_batches: bool, *,

@@ -18,6 +18,7 @@ from ..units import format_size, parse_int_list, parse_size, parse_size_list
 from .check_commands import register_check
 from .fio import profile_from_fio
 from .profile import DeviceProfile, migrate_profile
+from .span import STANDARD_SPANS, SpanCurve
 from .testbed_commands import register_testbed
 
 MAX_PROFILE_QD = 4096
@@ -26,51 +27,7 @@ MAX_PROFILE_QD = 4096
 
 def register(subparsers: Any) -> None:
     """Add `calibrate` and the `device` group to the flashsim CLI."""
-    cal = subparsers.add_parser(
-        "calibrate", help="measure a disk's random-read curve (or import fio JSON) into a "
-                          "device profile and fit the model")
-    cal.add_argument("--file", help="data file to read (created with random data if missing)")
-    cal.add_argument("--size", type=cliargs.size("--size", maximum=1 << 44), default="2GiB",
-                     help="data file size (default 2GiB)")
-    cal.add_argument("--out", type=cliargs.out_file("--out"), required=True,
-                     help="profile YAML to write")
-    cal.add_argument("--chunks", type=cliargs.sizes("--chunks"), default=None,
-                     help="chunk sizes (default 4k,8k,16k,32k,64k,128k,256k,1m)")
-    cal.add_argument("--qd", type=cliargs.queue_depths("--qd", maximum=MAX_PROFILE_QD),
-                     default=None, help="queue depths (default 1,2,4,8,16,32,64)")
-    cal.add_argument("--duration", type=cliargs.number("--duration", above=0.0, maximum=3600.0),
-                     default=0.4, help="seconds per point (default 0.4)")
-    cal.add_argument("--warmup", type=cliargs.number("--warmup", minimum=0.0, maximum=3600.0),
-                     default=0.1,
-                     help="warm-up seconds per point, excluded (default 0.1)")
-    cal.add_argument("--repeats", type=cliargs.count("--repeats", maximum=1000), default=5,
-                     help="rounds over the grid; each point is the median (default 5)")
-    cal.add_argument("--allow-page-cache", action="store_true",
-                     help="if O_DIRECT is unsupported, read through the page cache (recorded)")
-    cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
-                     help="reader engine (auto: compiled native Linux AIO where available, "
-                          "else the thread pool)")
-    cal.add_argument("--batch-reads", default="4,16,64",
-                     help="short-batch points beside the grid: batches of these many reads "
-                          "(chunks up to 256 KiB) at each --batch-qds, median wall time of a "
-                          "call "
-                          "(default 4,16,64; 'none': the steady-state grid only)")
-    cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
-                     help="queue depths of the short batches (default 1,8,32)")
-    cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
-                     help="build the profile from fio JSON outputs instead of measuring")
-    cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
-    cal.add_argument("--description", default="", help="profile description")
-    cal.add_argument("--no-fit", action="store_true", help="store the points only")
-    cal.add_argument("--holdout", type=cliargs.chunk_qd_pairs("--holdout", max_qd=MAX_PROFILE_QD),
-                     default=None, metavar="CHUNK/QD,...",
-                     help="also measure these points off the grid (e.g. 12k/3,48k/12) in the "
-                          "same rounds; the fit never sees them, their error is reported")
-    _add_cv_flag(cal, 8)
-    _add_correction_flag(cal)
-    add_json_flag(cal)
-    cal.set_defaults(func=cmd_calibrate)
-
+    _register_calibrate(subparsers)
     dev = subparsers.add_parser("device", help="use a device profile: predict, fit, show, "
                                                "migrate, check; real test devices: testbed")
     sub = dev.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND",
@@ -102,6 +59,66 @@ def register(subparsers: Any) -> None:
     _register_migrate(sub)
     register_testbed(sub)
     register_check(sub)
+
+
+def _register_calibrate(subparsers: Any) -> None:
+    """`flashsim calibrate`: measure (or import) a device's points and fit its model."""
+    cal = subparsers.add_parser(
+        "calibrate", help="measure a disk's random-read curve (or import fio JSON) into a "
+                          "device profile and fit the model")
+    cal.add_argument("--file", help="data file to read (created with random data if missing)")
+    cal.add_argument("--size", type=cliargs.size("--size", maximum=1 << 44), default="2GiB",
+                     help="data file size (default 2GiB)")
+    cal.add_argument("--out", type=cliargs.out_file("--out"), required=True,
+                     help="profile YAML to write")
+    cal.add_argument("--chunks", type=cliargs.sizes("--chunks"), default=None,
+                     help="chunk sizes (default 4k,8k,16k,32k,64k,128k,256k,1m)")
+    cal.add_argument("--qd", type=cliargs.queue_depths("--qd", maximum=MAX_PROFILE_QD),
+                     default=None, help="queue depths (default 1,2,4,8,16,32,64)")
+    cal.add_argument("--duration", type=cliargs.number("--duration", above=0.0, maximum=3600.0),
+                     default=0.4, help="seconds per point (default 0.4)")
+    cal.add_argument("--warmup", type=cliargs.number("--warmup", minimum=0.0, maximum=3600.0),
+                     default=0.1,
+                     help="warm-up seconds per point, excluded (default 0.1)")
+    cal.add_argument("--repeats", type=cliargs.count("--repeats", maximum=1000), default=5,
+                     help="rounds over the grid; each point is the median (default 5)")
+    cal.add_argument("--allow-page-cache", action="store_true",
+                     help="if O_DIRECT is unsupported, read through the page cache (recorded)")
+    cal.add_argument("--engine", choices=("auto", "threads", "aio"), default="auto",
+                     help="reader engine (auto: compiled native Linux AIO where available, "
+                          "else the thread pool)")
+    _add_batch_flags(cal)
+    cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
+                     help="build the profile from fio JSON outputs instead of measuring")
+    cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
+    cal.add_argument("--description", default="", help="profile description")
+    cal.add_argument("--no-fit", action="store_true", help="store the points only")
+    cal.add_argument("--holdout", type=cliargs.chunk_qd_pairs("--holdout", max_qd=MAX_PROFILE_QD),
+                     default=None, metavar="CHUNK/QD,...",
+                     help="also measure these points off the grid (e.g. 12k/3,48k/12) in the "
+                          "same rounds; the fit never sees them, their error is reported")
+    _add_cv_flag(cal, 8)
+    _add_correction_flag(cal)
+    add_json_flag(cal)
+    cal.set_defaults(func=cmd_calibrate)
+
+
+def _add_batch_flags(cal: argparse.ArgumentParser) -> None:
+    """The short-batch and span points of a calibration."""
+    cal.add_argument("--batch-reads", default="4,16,64",
+                     help="short-batch points beside the grid: batches of these many reads "
+                          "(chunks up to 256 KiB) at each --batch-qds, median wall time of a "
+                          "call "
+                          "(default 4,16,64; 'none': the steady-state grid only)")
+    cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
+                     help="queue depths of the short batches (default 1,8,32)")
+    cal.add_argument("--spans", default=None,
+                     help="span points: five of the short batches measured again with their "
+                          "reads confined to the file's first SPAN bytes, for each span below "
+                          "the file's size; the model's time for a plan is scaled by the "
+                          "measured ratio at the plan's file size (default "
+                          + ",".join(format_size(s) for s in STANDARD_SPANS)
+                          + "; 'none': no span points)")
 
 
 def _register_migrate(sub: Any) -> None:
@@ -205,7 +222,18 @@ def _calibration_profile(args: argparse.Namespace, name: str) -> DeviceProfile:
                      allow_page_cache=args.allow_page_cache, name=name,
                      description=args.description, quiet=args.json, engine=args.engine,
                      batch_reads=_batch_reads(args.batch_reads),
-                     batch_qds=args.batch_qds or STANDARD_BATCH_QDS, holdout=holdout)
+                     batch_qds=args.batch_qds or STANDARD_BATCH_QDS, holdout=holdout,
+                     spans=_spans(args.spans))
+
+
+def _spans(text: str | None) -> tuple[int, ...]:
+    """--spans: sizes, or 'none'; the standard spans when not given."""
+    if text is None:
+        return STANDARD_SPANS
+    if str(text).strip().lower() == "none":
+        return ()
+    from .calibrate import check_spans
+    return check_spans(parse_size_list(text, key="--spans"), key="--spans")
 
 
 def _batch_reads(text: str) -> list[int]:
@@ -235,16 +263,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                **_fit_summary(profile),
                "points": [p.model_dump(exclude_none=True) for p in profile.points],
                "holdout_points": [p.model_dump(exclude_none=True)
-                                  for p in profile.holdout_points]}
+                                  for p in profile.holdout_points],
+               "span_points": [p.model_dump(exclude_none=True) for p in profile.span_points]}
+    curve = SpanCurve.of(profile.points, profile.span_points, profile.measured.file_bytes)
+    payload["span_factors"] = None if curve is None else curve.to_dict()["factors"]
     rows = [{"chunk": format_size(p.chunk_bytes), "set": s, **p.model_dump()}
             for s, ps in (("fit", profile.points), ("holdout", profile.holdout_points))
             for p in ps]
+    rows += [{"chunk": format_size(p.chunk_bytes), "set": f"span {format_size(p.span_bytes)}",
+              **p.model_dump()} for p in profile.span_points]
     human = table(rows, [("chunk", "chunk", ""), ("queue_depth", "QD", "d"), ("set", "set", ""),
                          ("batch_reads", "batch", "d"), ("batch_makespan_us", "makespan µs", ".1f"),
                          ("throughput_mb_s", "MB/s", ".1f"), ("latency_mean_us", "mean µs", ".1f"),
                          ("latency_p99_us", "p99 µs", ".1f"),
                          ("throughput_spread_pct", "spread %", ".1f")])
-    emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), f"wrote {out}") if t))
+    spans = None if curve is None else ("time over a span / over the whole file: " + ", ".join(
+        f"{format_size(s)} {f:.2f}" for s, f in zip(curve.spans_bytes, curve.factors)))
+    emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), spans,
+                                              f"wrote {out}") if t))
     return 0
 
 

@@ -234,6 +234,10 @@ class DevicePoint(StrictModel):
                     "drain and the per-batch start cost included); throughput_mb_s = n × "
                     "chunk / makespan")
     batch_makespan_us: float | None = Field(default=None, gt=0.0)
+    span_bytes: SizeBytes | None = Field(
+        default=None, gt=0,
+        description="None: offsets over the whole file. S: a span point, the reads confined "
+                    "to the file's first S bytes (device/span.py)")
     note: str | None = None
 
     @field_validator("*", mode="wrap")
@@ -253,7 +257,7 @@ class DevicePoint(StrictModel):
 
 def median_point(chunk_bytes: int, queue_depth: int,
                  repeats: Sequence[Mapping[str, Any]], batch_reads: int | None = None,
-                 pattern: str = "random") -> DevicePoint:
+                 pattern: str = "random", span_bytes: int | None = None) -> DevicePoint:
     """One measured point from repeated measurements of it: the median of each value (missing
     or non-finite latencies skipped) and the throughput spread, (max − min) / median.
 
@@ -276,7 +280,8 @@ def median_point(chunk_bytes: int, queue_depth: int,
         latency_mean_us=mid("latency_mean_us"), latency_p50_us=mid("latency_p50_us"),
         latency_p99_us=mid("latency_p99_us"), source="measured", repeats=len(repeats),
         throughput_spread_pct=round(float(100 * (tput.max() - tput.min()) / med), 2),
-        batch_reads=batch_reads, batch_makespan_us=makespan, pattern=pattern)
+        batch_reads=batch_reads, batch_makespan_us=makespan, pattern=pattern,
+        span_bytes=span_bytes)
 
 
 class PointError(StrictModel):
@@ -371,6 +376,11 @@ class DeviceProfile(StrictModel):
         default_factory=list,
         description="points measured with the others (same rounds) that no fit sees: their "
                     "error is the model's error off the fitted grid")
+    span_points: list[DevicePoint] = Field(
+        default_factory=list,
+        description="short batches measured again over small spans of the file, never "
+                    "fitted: how much faster the same reads are over a small store "
+                    "(device/span.py)")
     params: DeviceParams | None = None
     correction: Literal["measured-residual", "none"] = Field(
         default="none",

@@ -66,7 +66,7 @@ def calibration_round(data_file: Path, plans: list[IOPlan], qds: list[int], *,
                      clustered_reads=CLUSTERED_BATCH_READS if batch_reads else (),
                      description="quick grid measured by flashsim validate --calibrate, "
                                  "rounds interleaved with the validation repetitions",
-                     quiet=True, grid_part=grid_part)
+                     quiet=True, grid_part=grid_part, spans=())
 
 
 def merge_rounds(rounds: list[Any], *, quick: bool = False,

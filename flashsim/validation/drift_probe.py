@@ -62,7 +62,8 @@ class DriftProbe:
                          warmup_s=float(m.warmup_s or 0.1), repeats=1, seed=1000 + slot.rep,
                          engine=reader_engine, name="drift-probe",
                          batch_reads=PROBE_BATCH_READS, batch_qds=self.qds,
-                         batch_max_chunk=None, quiet=True, grid_part=slot.calibration_part)
+                         batch_max_chunk=None, quiet=True, grid_part=slot.calibration_part,
+                         spans=())
         if part is not None:
             self.measured.extend(part.points)
 
