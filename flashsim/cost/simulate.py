@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..device import make_device
 from ..device.interleave import batch_overhead_s
-from ..device.span import span_factor
+from ..device.span import at_span
 from ..layout.plan import IOPlan
 from ..layout.registry import LAYOUTS
 from .compute import ComputeModel, calibrate_compute
@@ -46,7 +46,7 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
     measured after-compute overhead (device/interleave.py); otherwise back to back, as
     `validate` replays them.
     """
-    device = make_device(profile, engine)
+    device = at_span(make_device(profile, engine), plan.file_bytes)
     n = plan.n_reads
     off, length, ptr = plan.offset_bytes, plan.length_bytes, plan.batch_ptr
     if draws != 1:  # one draw runs the plan's own arrays (a 6.7B plan's are 0.4 GB)
@@ -54,7 +54,6 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
         off, length = np.tile(off, draws), np.tile(length, draws)
     makespan = device.run_batches(off, length, ptr, queue_depth)
     out = np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
-    out *= span_factor(device, plan.file_bytes)  # reads over a small file: measured ratio
     overhead_s = batch_overhead_s(profile) if interleaved else 0.0
     if overhead_s > 0.0:
         nonempty = plan.reads_per_batch() > 0

@@ -7,7 +7,6 @@ import os
 from ..errors import InputError
 from .base import DeviceModel, DeviceRun
 from .profile import DeviceParams, DeviceProfile, load_params
-from .span import SpanCurve
 
 
 def make_device(profile_or_params: DeviceProfile | DeviceParams | dict | str | os.PathLike,
@@ -39,11 +38,9 @@ def make_device(profile_or_params: DeviceProfile | DeviceParams | dict | str | o
     # the after-compute cost of a batch travels with the model made from the profile
     device.interleave = profile.interleave if isinstance(profile, DeviceProfile) else None
     device.decode_wait = profile.decode_wait if isinstance(profile, DeviceProfile) else None
-    # how much faster the same reads are over a small span (a plan's file) than over the
-    # calibration's whole file: measured, applied per plan (span.py)
-    device.span_curve = (SpanCurve.of(profile.points, profile.span_points,
-                                      profile.measured.file_bytes)
-                         if isinstance(profile, DeviceProfile) else None)
+    # how much cheaper bytes are over a small span (a plan's file) than over the
+    # calibration's whole file: applied per plan (span.at_span)
+    device.span = profile.span if isinstance(profile, DeviceProfile) else None
     return device
 
 __all__ = ["DeviceParams", "DeviceProfile", "DeviceRun", "load_params", "make_device"]

@@ -18,7 +18,7 @@ from ..units import format_size, parse_int_list, parse_size, parse_size_list
 from .check_commands import register_check
 from .fio import profile_from_fio
 from .profile import DeviceProfile, migrate_profile
-from .span import STANDARD_SPANS, SpanCurve
+from .span import STANDARD_SPANS
 from .testbed_commands import register_testbed
 
 MAX_PROFILE_QD = 4096
@@ -265,8 +265,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                "holdout_points": [p.model_dump(exclude_none=True)
                                   for p in profile.holdout_points],
                "span_points": [p.model_dump(exclude_none=True) for p in profile.span_points]}
-    curve = SpanCurve.of(profile.points, profile.span_points, profile.measured.file_bytes)
-    payload["span_factors"] = None if curve is None else curve.to_dict()["factors"]
+    payload["span"] = None if profile.span is None else profile.span.model_dump()
     rows = [{"chunk": format_size(p.chunk_bytes), "set": s, **p.model_dump()}
             for s, ps in (("fit", profile.points), ("holdout", profile.holdout_points))
             for p in ps]
@@ -277,8 +276,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                          ("throughput_mb_s", "MB/s", ".1f"), ("latency_mean_us", "mean µs", ".1f"),
                          ("latency_p99_us", "p99 µs", ".1f"),
                          ("throughput_spread_pct", "spread %", ".1f")])
-    spans = None if curve is None else ("time over a span / over the whole file: " + ", ".join(
-        f"{format_size(s)} {f:.2f}" for s, f in zip(curve.spans_bytes, curve.factors)))
+    spans = None if profile.span is None else (
+        "over a span, time / over the whole file (bandwidth factor): " + ", ".join(
+            f"{format_size(f.span_bytes)} {f.time_ratio:.2f} ({f.bandwidth_factor:.2f})"
+            for f in profile.span.spans))
     emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), spans,
                                               f"wrote {out}") if t))
     return 0

@@ -75,7 +75,7 @@ class ScaledDevice(DeviceModel):
         self.interleave = None if section is None else section.model_copy(
             update={"batch_overhead_us": float(section.batch_overhead_us) * self.factor})
         self.decode_wait = getattr(inner, "decode_wait", None)
-        self.span_curve = getattr(inner, "span_curve", None)
+        self.span = getattr(inner, "span", None)
 
     @property
     def params(self) -> DeviceParams:

@@ -43,6 +43,7 @@ from .predict import (
 )
 from .profile import DeviceParams, DevicePoint, DeviceProfile
 from .residual import CORRECTIONS
+from .span import fit_span
 
 _steady_core = steady_core
 """The old name of steady_core (tests' shared cases import it)."""
@@ -182,7 +183,8 @@ def fit_profile(profile: DeviceProfile, *, quick: bool = False,
         "correction_method": why, **cv,
         **holdout_record(result.params, profile.points, profile.holdout_points, chosen)})
     return profile.model_copy(update={"params": result.params, "fit": fit,
-                                      "correction": chosen})
+                                      "correction": chosen,
+                                      "span": fit_span(profile, result.params)})
 
 
 def choose_correction(setting: str, cv: dict) -> tuple[str, str]:

@@ -319,6 +319,26 @@ class InterleaveInfo(StrictModel):
     points: list[InterleavePoint] = Field(default_factory=list)
 
 
+class SpanFactor(StrictModel):
+    """What a span's points say: the measured time ratio and the bandwidth factor the model
+    needs to reproduce it (device/span.py)."""
+
+    span_bytes: SizeBytes = Field(gt=0)
+    time_ratio: float = Field(gt=0, description="median over the span points' batches of "
+                                                "makespan over the span / over the whole file")
+    agree: bool = Field(description="every batch faster (or every one slower) over the span; "
+                                    "if not, the span changes nothing (drift, not span)")
+    bandwidth_factor: float = Field(ge=1.0, le=64.0, description="the unit and link "
+                                    "bandwidths × this reproduce the ratios (1: no effect)")
+
+
+class SpanInfo(StrictModel):
+    """How the same reads speed up over a small span of the device (device/span.py)."""
+
+    file_bytes: SizeBytes = Field(gt=0, description="the calibration file: the whole span")
+    spans: list[SpanFactor] = Field(default_factory=list)
+
+
 class DecodeWaitInfo(StrictModel):
     """What a decode from flash pays in compute for waiting on its reads (cost/wait_cost.py),
     measured by real decodes on this machine: extra compute over a decode from DRAM per
@@ -393,6 +413,9 @@ class DeviceProfile(StrictModel):
     decode_wait: DecodeWaitInfo | None = Field(
         default=None, description="what a decode from flash pays for waiting on its reads, "
                                   "measured by real decodes (None: not measured)")
+    span: SpanInfo | None = Field(
+        default=None, description="the bandwidth factors fitted to the span points (None: "
+                                  "none measured, a plan costs alike over any span)")
     fit: FitInfo | None = None
 
     @model_validator(mode="before")

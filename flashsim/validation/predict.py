@@ -15,7 +15,7 @@ from ..cost.simulate import io_seconds_draws
 from ..device import load_params, make_device
 from ..device.baseline import Baseline
 from ..device.profile import DeviceParams, DevicePoint, DeviceProfile
-from ..device.span import span_factor
+from ..device.span import at_span
 from ..layout.plan import IOPlan
 from .spec import CalibrationOptions, ValidationSpec, profile_source
 
@@ -50,9 +50,9 @@ def io_seconds_stream(plan: IOPlan, params: Any, queue_depth: int,
         return 0.0
     device = make_device(params, model_engine)
     ptr = np.array([0, plan.n_reads], np.int64)
+    device = at_span(device, plan.file_bytes)
     return float(np.asarray(device.run_batches(plan.offset_bytes, plan.length_bytes, ptr,
-                                               queue_depth))[0]) * span_factor(device,
-                                                                              plan.file_bytes)
+                                               queue_depth))[0])
 
 
 def profile_baseline(spec: ValidationSpec, profile_info: dict[str, Any]) -> Baseline | None:

@@ -20,7 +20,7 @@ import numpy as np
 from ..device import make_device
 from ..device.baseline import Baseline
 from ..device.profile import DeviceParams, DeviceProfile
-from ..device.span import span_factor
+from ..device.span import bandwidth_factor, time_ratio
 from ..progress import progress
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
@@ -103,10 +103,12 @@ def predicted_rows(spec: ValidationSpec, setup: Setup, measured: Measured,
         pred = predict_token_s(plan, params, q, spec.reps, spec.model_engine)
         row = layout_row(name, plan, q, spec.reps, measured.io_s[(i, q)],
                          measured.dispatch_s[(i, q)], pred)
-        # the baseline's curves are the profile's too: the same measured span ratio
-        span = span_factor(params, plan.file_bytes)
-        base = None if baseline is None else baseline_token_s(plan, baseline, q) * span
-        row.update(baseline_stats(measured.io_s[(i, q)], base), span_factor=round(span, 4))
+        # a model-free baseline scales by the span's measured time ratio (span.py)
+        span = getattr(params, "span", None)
+        base = None if baseline is None else (baseline_token_s(plan, baseline, q)
+                                              * time_ratio(span, plan.file_bytes))
+        row.update(baseline_stats(measured.io_s[(i, q)], base),
+                   span_bandwidth_factor=round(bandwidth_factor(span, plan.file_bytes), 4))
         if (i, q) in fio:
             row.update(fio[(i, q)])
             one = io_seconds_stream(plan, params, q, spec.model_engine)

@@ -10,8 +10,25 @@ from flashsim.device import make_device
 from flashsim.device.calibrate import _span_grid, calibrate, measure_batch_point
 from flashsim.device.commands import _spans
 from flashsim.device.drift import ScaledDevice
-from flashsim.device.profile import DeviceParams, DevicePoint, DeviceProfile, MeasuredInfo
-from flashsim.device.span import SPAN_KEYS, STANDARD_SPANS, SpanCurve, span_factor
+from flashsim.device.predict import predict_batch_makespan_us
+from flashsim.device.profile import (
+    DeviceParams,
+    DevicePoint,
+    DeviceProfile,
+    MeasuredInfo,
+    SpanFactor,
+    SpanInfo,
+)
+from flashsim.device.span import (
+    SPAN_KEYS,
+    STANDARD_SPANS,
+    at_span,
+    bandwidth_factor,
+    faster_bytes,
+    fit_span,
+    span_ratios,
+    time_ratio,
+)
 from flashsim.geometry import ModelGeometry, NeuronSets
 from flashsim.io.reader import ReadTimes
 from flashsim.layout.registry import make_layout
@@ -26,40 +43,68 @@ def batch(chunk, qd, n, makespan_us, span=None):
                        span_bytes=span)
 
 
-WHOLE = [batch(c, q, n, 100.0 * (i + 1)) for i, (c, q, n) in enumerate(SPAN_KEYS)]
+# one unit, 100 µs to first byte, 400 MB/s: bytes are most of a 128 KiB read, little of 4 KiB
+PARAMS = DeviceParams(host_overhead_us=5.0, command_latency_us=100.0, n_units=1,
+                      unit_bandwidth_mb_s=400.0, link_bandwidth_mb_s=4000.0,
+                      stripe_bytes=65536)
+STEADY = [DevicePoint(chunk_bytes=c, queue_depth=q, throughput_mb_s=10.0 * q)
+          for c in (4096, 65536) for q in (1, 8)]
+WHOLE = [batch(c, q, n, predict_batch_makespan_us(PARAMS, c, q, n)) for c, q, n in SPAN_KEYS]
 
 
-def spanned(span, ratios):
-    return [batch(c, q, n, 100.0 * (i + 1) * r, span)
-            for i, ((c, q, n), r) in enumerate(zip(SPAN_KEYS, ratios))]
+def spanned(span, factor=None, ratios=None):
+    """Span points as a device whose bytes are `factor` × cheaper over `span` would measure
+    them (or with the given time ratios)."""
+    if ratios is None:
+        ratios = [predict_batch_makespan_us(faster_bytes(PARAMS, factor), c, q, n)
+                  / predict_batch_makespan_us(PARAMS, c, q, n) for c, q, n in SPAN_KEYS]
+    return [batch(c, q, n, w.batch_makespan_us * r, span)
+            for (c, q, n), w, r in zip(SPAN_KEYS, WHOLE, ratios)]
 
 
-def test_the_factor_is_the_median_ratio_and_one_where_the_keys_disagree():
-    pts = (spanned(4 << 20, [0.4, 0.5, 0.6, 0.45, 0.55])
-           + spanned(32 << 20, [0.9, 1.1, 0.8, 1.05, 0.95]))  # drift, not span
-    curve = SpanCurve.of(WHOLE, pts, 2 * GIB)
-    assert curve.spans_bytes == (4 << 20, 32 << 20)
-    assert curve.factors == pytest.approx((0.5, 1.0))
-    assert curve.factor(4 << 20) == pytest.approx(0.5)
-    assert curve.factor(1 << 20) == pytest.approx(0.5)  # below the smallest: its factor
-    assert curve.factor(2 * GIB) == curve.factor(8 * GIB) == curve.factor(None) == 1.0
-    # linear in log span: 8 MiB is a third of the way from 4 MiB to 32 MiB
-    assert curve.factor(8 << 20) == pytest.approx(0.5 + 0.5 / 3)
+def profile_with(span_points, file_bytes=2 * GIB):
+    return DeviceProfile(name="t", points=STEADY + WHOLE, params=PARAMS,
+                         measured=MeasuredInfo(file_bytes=file_bytes), span_points=span_points)
 
 
-def test_a_larger_span_is_never_faster_and_spans_beyond_the_file_are_ignored():
-    pts = (spanned(4 << 20, [0.7] * 5) + spanned(64 << 20, [0.5] * 5)
-           + spanned(4 * GIB, [0.2] * 5))
-    curve = SpanCurve.of(WHOLE, pts, 2 * GIB)
-    assert curve.spans_bytes == (4 << 20, 64 << 20)
-    assert curve.factors == pytest.approx((0.5, 0.5))
-    assert SpanCurve.of(WHOLE, [], 2 * GIB) is None
-    assert SpanCurve.of(WHOLE, pts, None) is None  # no file size: nothing to scale to
+def test_the_fit_recovers_a_bandwidth_factor_planted_in_the_span_points():
+    planted = 2.0 ** (24 / 16)  # on the fit's grid
+    info = fit_span(profile_with(spanned(4 << 20, planted)), PARAMS)
+    (only,) = info.spans
+    assert only.agree and only.bandwidth_factor == pytest.approx(planted)
+    # bytes are most of a 128 KiB read and little of a 4 KiB one: their ratios differ
+    ratios = span_ratios(WHOLE, spanned(4 << 20, planted))[4 << 20]
+    assert ratios[(131072, 8, 16)] < 0.6 < ratios[(4096, 1, 64)] < 0.95
+    assert only.time_ratio == pytest.approx(np.median(list(ratios.values())), rel=1e-3)
+
+
+def test_disagreeing_or_slower_spans_change_nothing_and_factors_fall_with_span():
+    pts = (spanned(4 << 20, ratios=[0.9, 1.1, 0.8, 1.05, 0.95])  # drift, not span
+           + spanned(32 << 20, ratios=[1.2] * 5)  # slower: no physical reason, no factor
+           + spanned(256 << 20, 2.0) + spanned(4 * GIB, 8.0))  # beyond the file: ignored
+    info = fit_span(profile_with(pts), PARAMS)
+    assert [f.span_bytes for f in info.spans] == [4 << 20, 32 << 20, 256 << 20]
+    assert [f.agree for f in info.spans] == [False, True, True]
+    # a smaller span is never slower: the factor at 256 MiB holds below it too
+    assert [f.bandwidth_factor for f in info.spans] == pytest.approx([2.0, 2.0, 2.0])
+    assert time_ratio(info, 4 << 20) == 1.0  # the baseline keeps only agreeing ratios
+    assert fit_span(profile_with([]), PARAMS) is None
+    assert fit_span(profile_with(pts, file_bytes=None), PARAMS) is None
+
+
+def test_factors_are_interpolated_in_log_span_up_to_one_at_the_file_size():
+    info = SpanInfo(file_bytes=1 << 30, spans=[
+        SpanFactor(span_bytes=1 << 20, time_ratio=0.5, agree=True, bandwidth_factor=4.0),
+        SpanFactor(span_bytes=1 << 25, time_ratio=0.7, agree=True, bandwidth_factor=2.0)])
+    assert bandwidth_factor(info, 1 << 20) == pytest.approx(4.0)
+    assert bandwidth_factor(info, 1 << 10) == pytest.approx(4.0)  # below: the smallest's
+    assert bandwidth_factor(info, 1 << 22) == pytest.approx(2.0 ** (1 + 3 / 5))  # log-linear
+    assert bandwidth_factor(info, 1 << 30) == bandwidth_factor(info, None) == 1.0
+    assert bandwidth_factor(None, 1 << 20) == 1.0
+    assert time_ratio(info, 1 << 20) == pytest.approx(0.5)
 
 
 G = ModelGeometry("hand-block", 2, 2048, 16, 2)  # 4 KiB rows
-SERIAL = DeviceParams(host_overhead_us=0.0, command_latency_us=100.0, n_units=1,
-                      unit_bandwidth_mb_s=4096.0, link_bandwidth_mb_s=1e6, stripe_bytes=65536)
 
 
 def hand_plan():
@@ -68,21 +113,19 @@ def hand_plan():
                                                       {"name": "hand"}))
 
 
-def test_a_plan_over_a_small_file_is_scaled_by_the_factor_at_its_size():
+def test_a_plan_over_a_small_file_is_simulated_with_cheaper_bytes():
     plan = hand_plan()
-    steady = [DevicePoint(chunk_bytes=c, queue_depth=q, throughput_mb_s=10.0 * q)
-              for c in (4096, 65536) for q in (1, 8)]
-    profile = DeviceProfile(name="t", points=steady + WHOLE, params=SERIAL,
-                            measured=MeasuredInfo(file_bytes=2 * GIB),
-                            span_points=spanned(plan.file_bytes, [0.5, 0.6, 0.4, 0.5, 0.55]))
-    plain = io_seconds(plan, SERIAL, 1)
-    assert io_seconds(plan, profile, 1) == pytest.approx(0.5 * plain)
+    profile = profile_with(spanned(plan.file_bytes, 4.0))
+    profile = profile.model_copy(update={"span": fit_span(profile, PARAMS)})
+    assert io_seconds(plan, profile, 1) == pytest.approx(
+        io_seconds(plan, faster_bytes(PARAMS, 4.0), 1))
+    assert io_seconds(plan, profile, 1).sum() < 0.95 * io_seconds(plan, PARAMS, 1).sum()
     device = make_device(profile)
-    assert span_factor(device, plan.file_bytes) == pytest.approx(0.5)
-    assert span_factor(ScaledDevice(device, 2.0), plan.file_bytes) == pytest.approx(0.5)
-    assert span_factor(make_device(SERIAL), plan.file_bytes) == 1.0  # bare parameters
+    assert at_span(device, 4 * GIB) is device  # beyond the calibration file: as calibrated
+    scaled = at_span(ScaledDevice(device, 2.0), plan.file_bytes)
+    assert scaled.factor == 2.0 and scaled.inner.params == faster_bytes(PARAMS, 4.0)
     saved = DeviceProfile.from_dict(profile.model_dump())
-    assert saved.span_points == profile.span_points
+    assert saved.span_points == profile.span_points and saved.span == profile.span
 
 
 def test_the_span_grid_repeats_the_keys_the_grid_holds_below_the_file_size():
