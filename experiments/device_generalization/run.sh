@@ -19,7 +19,7 @@ steps() {  # steps NAME DESCRIPTION: the commands run inside a testbed ({path}, 
   && echo \$(date +%s.%N) - \$t0 | bc > $here/calibrate/$1.seconds \
   && python $here/fio_holdout.py --file {path} --out $here/fio/$1.json > /dev/null \
   && python $here/validate_device.py --name $1 --profile $ship/$1.yaml \
-       --store {dir}/flashsim-dg-stores --out $here/validation/$1.json; \
+       --store {dir}/flashsim-dg-stores --reps 5 --out $here/validation/$1.json; \
   rc=\$?; rm -rf {dir}/flashsim-dg-stores; exit \$rc"
 }
 flashsim device testbed run virtio --dir "$data" --size 2GiB -- \

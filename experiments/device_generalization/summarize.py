@@ -31,7 +31,9 @@ def validation(rows: list[dict]) -> dict:
     and in how many rows the model beats the baseline."""
     def worst(key: str) -> float:
         return round(max(r[key] for r in rows), 1)
-    return {"model_error_p50_worst": worst("error_p50_pct"),
+    return {"model_error_p50_range": [round(min(r["error_p50_pct"] for r in rows), 1),
+                                      worst("error_p50_pct")],
+            "model_error_p50_worst": worst("error_p50_pct"),
             "model_error_p99_worst": worst("error_p99_pct"),
             "layered_error_p50_worst": worst("layered_error_p50_pct"),
             "baseline_error_p50_worst": worst("baseline_error_p50_pct"),
@@ -58,7 +60,18 @@ def device_summary(name: str) -> dict:
         "held_out_vs_fio": held_out(json.loads((HERE / "fio" / f"{name}.check.json").read_text())),
         "validation_mode_a": validation(val["mode_a"]["rows"]),
         "validation_mode_b": validation(val["mode_b"]["rows"]),
-        "mode_b_correction": val["mode_b"]["correction"]}
+        "mode_b_correction": val["mode_b"]["correction"],
+        "span": [[f["span_bytes"] >> 20, f["time_ratio"], f["agree"],
+                  round(f["bandwidth_factor"], 2)] for f in (profile.get("span") or {}).get(
+                      "spans", [])],
+        **fio_profile(name)}
+
+
+def fio_profile(name: str) -> dict:
+    """fio's reads predicted by a profile of fio's own reads (fio_profile.sh), where run."""
+    check = HERE / "fio" / f"{name}-fio.check.json"
+    return ({"held_out_fio_profile_vs_fio": held_out(json.loads(check.read_text()))}
+            if check.exists() else {})
 
 
 def figure(out: Path) -> None:

@@ -329,7 +329,11 @@ class SpanFactor(StrictModel):
     agree: bool = Field(description="every batch faster (or every one slower) over the span; "
                                     "if not, the span changes nothing (drift, not span)")
     bandwidth_factor: float = Field(ge=1.0, le=64.0, description="the unit and link "
-                                    "bandwidths × this reproduce the ratios (1: no effect)")
+                                    "bandwidths × this, every per-read and per-batch time × "
+                                    "fixed_time_factor: the model reproduces the ratios "
+                                    "(1 and 1: no effect)")
+    fixed_time_factor: float = Field(default=1.0, gt=0.0, le=1.0,
+                                     description="see bandwidth_factor")
 
 
 class SpanInfo(StrictModel):

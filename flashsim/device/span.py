@@ -3,13 +3,14 @@
 A calibration reads random offsets over its whole data file (gigabytes), a weight store of
 a small model is a few MiB. On a RAM-backed device (zram) the copy out of a small span
 stays in the CPU's caches and TLB, and the same short batch takes about half the time it
-takes over 2 GiB; on a disk the span hardly matters. What gets cheaper is the bytes, not
-the per-read or per-batch work: a layout of few, small reads gains little, one of many
-bytes a lot. So a standard calibration measures a few short batches again with the reads
-confined to the first S bytes of its file (`span_points`), the fit finds per span the
-factor on the unit and link bandwidths that reproduces their time ratios (`fit_span`), and
-a plan over a file of S bytes is simulated with its bandwidths × the factor at S
-(`at_span`).
+takes over 2 GiB; on a disk the span hardly matters. Both the bytes and the per-read work
+get cheaper (the copy, and the lookups of the device's own page tables), in proportions
+that differ from one calibration to the next, so a layout of few small reads gains less
+than one of many bytes. A standard calibration measures five short batches of 4–128 KiB
+reads again with the reads confined to the first S bytes of its file (`span_points`); the
+fit finds per span a factor on the unit and link bandwidths and one on every per-read and
+per-batch time that reproduce their time ratios (`fit_span`), and a plan over a file of S
+bytes is simulated with its parameters scaled by the factors at S (`at_span`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ SPAN_KEYS = ((4096, 1, 64), (16384, 8, 16), (65536, 1, 4), (131072, 8, 16), (163
 """Short batches (chunk, QD, reads per batch) measured again over each span: rows and merged
 ranges at the plans' queue depths. Five, so that a span's effect is kept only when all
 agree on its direction (by chance: 2 in 32)."""
-FACTOR_GRID = tuple(2.0 ** (j / 16) for j in range(0, 97))
-"""Bandwidth factors a span fit tries: 1 to 64 in steps of 4.4 % (a grid: the same points
-give the same factor on any CPU)."""
+BANDWIDTH_GRID = tuple(2.0 ** (j / 4) for j in range(0, 25))
+"""Bandwidth factors a span fit tries: 1 to 64 in steps of 19 % (a grid: the same points
+give the same factors on any CPU)."""
+FIXED_TIME_GRID = tuple(2.0 ** (-j / 8) for j in range(0, 17))
+"""Factors on the per-read and per-batch times a span fit tries: 1 down to 1/4, 8 % steps."""
+FIXED_TIMES = ("host_overhead_us", "command_latency_us", "link_overhead_us", "link_wakeup_us",
+               "transport_latency_us", "host_completion_us", "host_call_us", "batch_start_us",
+               "link_pass_us")
+"""The parameters that are time per read, per pass or per batch (no bytes in them)."""
 
 Key = tuple[int, int, int]
 
@@ -52,28 +59,30 @@ def span_ratios(points: Sequence[DevicePoint], span_points: Sequence[DevicePoint
     return out
 
 
-def _bandwidth_factor(params: DeviceParams, ratios: dict[Key, float]) -> float:
-    """The grid factor whose modelled time ratios are nearest the measured ones (least
-    squares in log); the smallest of equals."""
+def _span_factors(params: DeviceParams, ratios: dict[Key, float]) -> tuple[float, float]:
+    """The grid (bandwidth, fixed-time) factors whose modelled time ratios are nearest the
+    measured ones (least squares in log); the first of equals (the least change)."""
     from .predict import predict_batch_makespan_us
 
     keys = sorted(ratios)
     want = np.log([ratios[k] for k in keys])
     base = np.array([predict_batch_makespan_us(params, *k) for k in keys])
-    best, best_cost = 1.0, np.inf
-    for m in FACTOR_GRID:
-        got = np.array([predict_batch_makespan_us(faster_bytes(params, m), *k) for k in keys])
-        cost = round(float(np.sum((np.log(got / base) - want) ** 2)), 9)
-        if cost < best_cost:
-            best, best_cost = m, cost
-    return float(best)
+    best, best_cost = (1.0, 1.0), np.inf
+    for m in BANDWIDTH_GRID:
+        for t in FIXED_TIME_GRID:
+            got = np.array([predict_batch_makespan_us(faster(params, m, t), *k) for k in keys])
+            cost = round(float(np.sum((np.log(got / base) - want) ** 2)), 9)
+            if cost < best_cost:
+                best, best_cost = (m, t), cost
+    return best
 
 
 def fit_span(profile: DeviceProfile, params: DeviceParams) -> SpanInfo | None:
     """The profile's span section for `params`: per span below the file's size the median
     time ratio and, where all batches agree on its direction and are faster, the bandwidth
-    factor; factors made non-increasing in span (reads over less are never slower). None
-    without span points or a file size."""
+    and fixed-time factors; none stronger than a smaller span's (an effect of the span
+    shows first at the smallest: one seen at a larger span only is chance). None without
+    span points or a file size."""
     file_bytes = profile.measured.file_bytes
     by_span = span_ratios(profile.points, profile.span_points)
     spans = sorted(s for s in by_span if file_bytes and s < file_bytes)
@@ -83,12 +92,15 @@ def fit_span(profile: DeviceProfile, params: DeviceParams) -> SpanInfo | None:
     for s in spans:
         r = np.array(list(by_span[s].values()))
         agree = len(r) > 1 and (bool(np.all(r < 1.0)) or bool(np.all(r > 1.0)))
-        m = _bandwidth_factor(params, by_span[s]) if agree and np.all(r < 1.0) else 1.0
-        rows.append((s, float(np.median(r)), agree, m))
-    running = np.maximum.accumulate([m for *_, m in rows][::-1])[::-1]
+        m, t = (_span_factors(params, by_span[s]) if agree and np.all(r < 1.0)
+                else (1.0, 1.0))
+        rows.append((s, float(np.median(r)), agree, m, t))
+    ms = np.minimum.accumulate([row[3] for row in rows])
+    ts = np.maximum.accumulate([row[4] for row in rows])
     return SpanInfo(file_bytes=int(file_bytes), spans=[
-        SpanFactor(span_bytes=s, time_ratio=round(t, 4), agree=a, bandwidth_factor=float(m))
-        for (s, t, a, _), m in zip(rows, running)])
+        SpanFactor(span_bytes=s, time_ratio=round(ratio, 4), agree=a, bandwidth_factor=float(m),
+                   fixed_time_factor=float(t))
+        for (s, ratio, a, _, _), m, t in zip(rows, ms, ts)])
 
 
 def _interp_log(info: SpanInfo, span_bytes: int | None, values: list[float]) -> float:
@@ -107,6 +119,13 @@ def bandwidth_factor(info: SpanInfo | None, span_bytes: int | None) -> float:
     return _interp_log(info, span_bytes, [f.bandwidth_factor for f in info.spans])
 
 
+def fixed_time_factor(info: SpanInfo | None, span_bytes: int | None) -> float:
+    """The model's factor on per-read and per-batch times for reads over `span_bytes`."""
+    if info is None:
+        return 1.0
+    return _interp_log(info, span_bytes, [f.fixed_time_factor for f in info.spans])
+
+
 def time_ratio(info: SpanInfo | None, span_bytes: int | None) -> float:
     """The measured time ratio for reads over `span_bytes` (1 where the batches disagreed):
     what a model-free predictor (the interpolation baseline) scales its times by."""
@@ -116,36 +135,38 @@ def time_ratio(info: SpanInfo | None, span_bytes: int | None) -> float:
                                           for f in info.spans])
 
 
-def faster_bytes(params: DeviceParams, factor: float) -> DeviceParams:
-    """`params` with the unit and link bandwidths × `factor`: every byte `factor` × cheaper,
-    every per-read and per-batch cost as it was."""
-    if factor == 1.0:
+def faster(params: DeviceParams, bandwidth: float, fixed_time: float = 1.0) -> DeviceParams:
+    """`params` with the unit and link bandwidths × `bandwidth` and every per-read and
+    per-batch time × `fixed_time`."""
+    if bandwidth == 1.0 and fixed_time == 1.0:
         return params
-    return params.model_copy(update={
-        "unit_bandwidth_mb_s": params.unit_bandwidth_mb_s * factor,
-        "link_bandwidth_mb_s": params.link_bandwidth_mb_s * factor})
+    update = {name: getattr(params, name) * fixed_time for name in FIXED_TIMES}
+    update.update(unit_bandwidth_mb_s=params.unit_bandwidth_mb_s * bandwidth,
+                  link_bandwidth_mb_s=params.link_bandwidth_mb_s * bandwidth)
+    return params.model_copy(update=update)
 
 
 def at_span(device: Any, span_bytes: int | None) -> Any:
     """The device model for reads over `span_bytes`: itself, or (a profile with a span
-    section) the same model with its bandwidths × the factor there, the residual, drift
-    scaling and after-compute cost kept."""
-    factor = bandwidth_factor(getattr(device, "span", None), span_bytes)
-    if factor == 1.0:
+    section) the same model with its parameters scaled by the factors there, the residual,
+    drift scaling and after-compute cost kept."""
+    info = getattr(device, "span", None)
+    factors = (bandwidth_factor(info, span_bytes), fixed_time_factor(info, span_bytes))
+    if factors == (1.0, 1.0):
         return device
-    out = _rebuilt(device, factor)
+    out = _rebuilt(device, factors)
     for name in ("interleave", "decode_wait"):
         setattr(out, name, getattr(device, name, None))
     out.span = None  # already at its span
     return out
 
 
-def _rebuilt(device: Any, factor: float) -> Any:
+def _rebuilt(device: Any, factors: tuple[float, float]) -> Any:
     from .drift import ScaledDevice
     from .residual import CorrectedDevice
 
     if isinstance(device, CorrectedDevice):
-        return CorrectedDevice(_rebuilt(device.inner, factor), device.residual)
+        return CorrectedDevice(_rebuilt(device.inner, factors), device.residual)
     if isinstance(device, ScaledDevice):
-        return ScaledDevice(_rebuilt(device.inner, factor), device.factor)
-    return type(device)(faster_bytes(device.params, factor))
+        return ScaledDevice(_rebuilt(device.inner, factors), device.factor)
+    return type(device)(faster(device.params, *factors))

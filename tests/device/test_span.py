@@ -24,8 +24,9 @@ from flashsim.device.span import (
     STANDARD_SPANS,
     at_span,
     bandwidth_factor,
-    faster_bytes,
+    faster,
     fit_span,
+    fixed_time_factor,
     span_ratios,
     time_ratio,
 )
@@ -53,10 +54,10 @@ WHOLE = [batch(c, q, n, predict_batch_makespan_us(PARAMS, c, q, n)) for c, q, n 
 
 
 def spanned(span, factor=None, ratios=None):
-    """Span points as a device whose bytes are `factor` × cheaper over `span` would measure
-    them (or with the given time ratios)."""
+    """Span points as a device whose bytes are factor[0] × and per-read times factor[1] ×
+    as cheap over `span` would measure them (or with the given time ratios)."""
     if ratios is None:
-        ratios = [predict_batch_makespan_us(faster_bytes(PARAMS, factor), c, q, n)
+        ratios = [predict_batch_makespan_us(faster(PARAMS, *factor), c, q, n)
                   / predict_batch_makespan_us(PARAMS, c, q, n) for c, q, n in SPAN_KEYS]
     return [batch(c, q, n, w.batch_makespan_us * r, span)
             for (c, q, n), w, r in zip(SPAN_KEYS, WHOLE, ratios)]
@@ -67,34 +68,44 @@ def profile_with(span_points, file_bytes=2 * GIB):
                          measured=MeasuredInfo(file_bytes=file_bytes), span_points=span_points)
 
 
-def test_the_fit_recovers_a_bandwidth_factor_planted_in_the_span_points():
-    planted = 2.0 ** (24 / 16)  # on the fit's grid
-    info = fit_span(profile_with(spanned(4 << 20, planted)), PARAMS)
+@pytest.mark.parametrize("planted", [(2.0 ** 1.5, 1.0), (2.0, 2.0 ** -0.5), (1.0, 0.5)])
+def test_the_fit_recovers_factors_planted_in_the_span_points(planted):
+    info = fit_span(profile_with(spanned(4 << 20, planted)), PARAMS)  # on the fit's grid
     (only,) = info.spans
-    assert only.agree and only.bandwidth_factor == pytest.approx(planted)
-    # bytes are most of a 128 KiB read and little of a 4 KiB one: their ratios differ
+    assert only.agree
+    assert (only.bandwidth_factor, only.fixed_time_factor) == pytest.approx(planted)
     ratios = span_ratios(WHOLE, spanned(4 << 20, planted))[4 << 20]
-    assert ratios[(131072, 8, 16)] < 0.6 < ratios[(4096, 1, 64)] < 0.95
     assert only.time_ratio == pytest.approx(np.median(list(ratios.values())), rel=1e-3)
+
+
+def test_cheaper_bytes_speed_up_large_reads_more_than_small_ones():
+    ratios = span_ratios(WHOLE, spanned(4 << 20, (2.0 ** 1.5, 1.0)))[4 << 20]
+    assert ratios[(131072, 8, 16)] < 0.6 < ratios[(4096, 1, 64)] < 0.95
 
 
 def test_disagreeing_or_slower_spans_change_nothing_and_factors_fall_with_span():
     pts = (spanned(4 << 20, ratios=[0.9, 1.1, 0.8, 1.05, 0.95])  # drift, not span
            + spanned(32 << 20, ratios=[1.2] * 5)  # slower: no physical reason, no factor
-           + spanned(256 << 20, 2.0) + spanned(4 * GIB, 8.0))  # beyond the file: ignored
+           + spanned(256 << 20, (2.0, 1.0))
+           + spanned(4 * GIB, (8.0, 1.0)))  # beyond the file: ignored
     info = fit_span(profile_with(pts), PARAMS)
     assert [f.span_bytes for f in info.spans] == [4 << 20, 32 << 20, 256 << 20]
     assert [f.agree for f in info.spans] == [False, True, True]
-    # a smaller span is never slower: the factor at 256 MiB holds below it too
-    assert [f.bandwidth_factor for f in info.spans] == pytest.approx([2.0, 2.0, 2.0])
+    # an effect at 256 MiB that 4 MiB does not show is chance: no factor above a smaller span's
+    assert [f.bandwidth_factor for f in info.spans] == pytest.approx([1.0, 1.0, 1.0])
     assert time_ratio(info, 4 << 20) == 1.0  # the baseline keeps only agreeing ratios
+    falling = fit_span(profile_with(spanned(4 << 20, (4.0, 0.5)) + spanned(32 << 20, (8.0, 0.25))
+                                    + spanned(256 << 20, (2.0, 1.0))), PARAMS)
+    assert [f.bandwidth_factor for f in falling.spans] == pytest.approx([4.0, 4.0, 2.0])
+    assert [f.fixed_time_factor for f in falling.spans] == pytest.approx([0.5, 0.5, 1.0])
     assert fit_span(profile_with([]), PARAMS) is None
     assert fit_span(profile_with(pts, file_bytes=None), PARAMS) is None
 
 
 def test_factors_are_interpolated_in_log_span_up_to_one_at_the_file_size():
     info = SpanInfo(file_bytes=1 << 30, spans=[
-        SpanFactor(span_bytes=1 << 20, time_ratio=0.5, agree=True, bandwidth_factor=4.0),
+        SpanFactor(span_bytes=1 << 20, time_ratio=0.5, agree=True, bandwidth_factor=4.0,
+                   fixed_time_factor=0.5),
         SpanFactor(span_bytes=1 << 25, time_ratio=0.7, agree=True, bandwidth_factor=2.0)])
     assert bandwidth_factor(info, 1 << 20) == pytest.approx(4.0)
     assert bandwidth_factor(info, 1 << 10) == pytest.approx(4.0)  # below: the smallest's
@@ -102,6 +113,8 @@ def test_factors_are_interpolated_in_log_span_up_to_one_at_the_file_size():
     assert bandwidth_factor(info, 1 << 30) == bandwidth_factor(info, None) == 1.0
     assert bandwidth_factor(None, 1 << 20) == 1.0
     assert time_ratio(info, 1 << 20) == pytest.approx(0.5)
+    assert fixed_time_factor(info, 1 << 20) == pytest.approx(0.5)
+    assert fixed_time_factor(info, 1 << 22) == pytest.approx(2.0 ** (-3 / 5))
 
 
 G = ModelGeometry("hand-block", 2, 2048, 16, 2)  # 4 KiB rows
@@ -115,15 +128,16 @@ def hand_plan():
 
 def test_a_plan_over_a_small_file_is_simulated_with_cheaper_bytes():
     plan = hand_plan()
-    profile = profile_with(spanned(plan.file_bytes, 4.0))
+    profile = profile_with(spanned(plan.file_bytes, (4.0, 2.0 ** -0.25)))
     profile = profile.model_copy(update={"span": fit_span(profile, PARAMS)})
     assert io_seconds(plan, profile, 1) == pytest.approx(
-        io_seconds(plan, faster_bytes(PARAMS, 4.0), 1))
+        io_seconds(plan, faster(PARAMS, 4.0, 2.0 ** -0.25), 1))
     assert io_seconds(plan, profile, 1).sum() < 0.95 * io_seconds(plan, PARAMS, 1).sum()
     device = make_device(profile)
     assert at_span(device, 4 * GIB) is device  # beyond the calibration file: as calibrated
     scaled = at_span(ScaledDevice(device, 2.0), plan.file_bytes)
-    assert scaled.factor == 2.0 and scaled.inner.params == faster_bytes(PARAMS, 4.0)
+    assert scaled.factor == 2.0
+    assert scaled.inner.params == faster(PARAMS, 4.0, 2.0 ** -0.25)
     saved = DeviceProfile.from_dict(profile.model_dump())
     assert saved.span_points == profile.span_points and saved.span == profile.span
 
