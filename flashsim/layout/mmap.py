@@ -1,11 +1,12 @@
 """The mmap baseline: the FFN file read through the OS page cache, as llama.cpp does.
 
-The page cache holds at most `budget_bytes` of the file (LRU over `block_bytes` pages, 4 KiB
-by default). A touched page that is not cached faults, and the kernel's read-around reads
+The page cache holds at most `budget_bytes` of the file (`block_bytes` pages, 4 KiB by
+default). A touched page that is not cached faults, and the kernel's read-around reads
 `readahead_bytes` centred on it (Linux `filemap_fault`: start = page − window/2), skipping
 pages already cached, so one fault costs one read per missing run of the window. With
-readahead 0 (`MADV_RANDOM`) a fault reads its page alone. Pages enter the cache as the most
-recently used; the least recently used leave when the budget is exceeded.
+readahead 0 (`MADV_RANDOM`) a fault reads its page alone. Which pages leave when the budget
+is exceeded: the least recently used (`page_cache="lru"`), or as the kernel's inactive and
+active lists decide (`"two-list"`, two_list.py).
 
 Two access patterns, both gathering rows in file order per (token, layer):
 - dense: every row of every layer every token (llama.cpp's dense FFN);
@@ -30,11 +31,13 @@ from ..trace.format import ActivationTrace
 from .base import Layout, check_trace, unit_ranges
 from .placement import Placement, bundled_placement, split_placement
 from .plan import IOPlan
+from .two_list import two_list_replay
 
 DEFAULT_READAHEAD_BYTES = 128 << 10
 """Linux's default `read_ahead_kb` (128 KiB): the mmap read-around window where the device is
 not at hand (simulated profiles such as the M1 Max); the real runs read the disk's own."""
 PATTERNS = ("dense", "sparse")
+POLICIES = ("lru", "two-list")
 
 
 class MmapLayout(Layout):
@@ -44,7 +47,8 @@ class MmapLayout(Layout):
 
     def __init__(self, *, pattern: str = "sparse", budget_bytes: int | None = None,
                  readahead_bytes: int = DEFAULT_READAHEAD_BYTES, threads: int = 1,
-                 bundled: bool = True, name: str | None = None, **kwargs: Any) -> None:
+                 bundled: bool = True, name: str | None = None, page_cache: str = "lru",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if pattern not in PATTERNS:
             raise InputError(f"unknown access pattern {pattern!r}", key="pattern",
@@ -59,6 +63,10 @@ class MmapLayout(Layout):
         if isinstance(threads, bool) or int(threads) != threads or threads < 1:
             raise InputError(f"{threads} faulting threads", key="threads",
                              expected="an integer ≥ 1")
+        if page_cache not in POLICIES:
+            raise InputError(f"unknown page-cache policy {page_cache!r}", key="page_cache",
+                             expected=" or ".join(POLICIES))
+        self.page_cache = page_cache
         self.pattern = pattern
         self.dense_ffn = pattern == "dense"
         self.budget_bytes = None if budget_bytes is None else int(budget_bytes)
@@ -70,7 +78,8 @@ class MmapLayout(Layout):
     def params(self) -> dict[str, Any]:
         return {"block_bytes": self.block_bytes, "pattern": self.pattern,
                 "budget_bytes": self.budget_bytes, "readahead_bytes": self.readahead_bytes,
-                "threads": self.threads, "bundled": self.bundled}
+                "threads": self.threads, "bundled": self.bundled,
+                "page_cache": self.page_cache}
 
     def placement(self, geometry: ModelGeometry) -> Placement:
         if self.bundled:
@@ -120,7 +129,7 @@ class MmapLayout(Layout):
         ptr, page_lo, page_hi = self.touched_pages(loads, placement, T)
         sim = simulate_page_cache(ptr, page_lo, page_hi, placement.file_bytes // self.block_bytes,
                                   self.cache_pages(placement), self.readahead_bytes
-                                  // self.block_bytes)
+                                  // self.block_bytes, self.page_cache)
         record = 2 * g.row_bytes
         per = lambda a: a.reshape(T, L)  # noqa: E731
         meta = {"set": "dense" if self.pattern == "dense" else which,
@@ -174,15 +183,17 @@ def _running_max_per_batch(batch: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def simulate_page_cache(batch_ptr: np.ndarray, page_lo: np.ndarray, page_hi: np.ndarray,
-                        n_pages: int, capacity_pages: int, readahead_pages: int
-                        ) -> dict[str, np.ndarray]:
-    """Replay page touches through an LRU cache of `capacity_pages` with read-around faults.
+                        n_pages: int, capacity_pages: int, readahead_pages: int,
+                        policy: str = "lru") -> dict[str, np.ndarray]:
+    """Replay page touches through a cache of `capacity_pages` with read-around faults:
+    one LRU list, or (`two-list`) the kernel's inactive and active lists (two_list.py).
 
     Batch b touches pages page_lo[r]..page_hi[r] for r in batch_ptr[b]..batch_ptr[b + 1], in
     order. Returns the reads (batch_ptr, start_page, n_pages: one per missing run of a
     fault's window, in fault order) and per batch the faults, hits and pages read.
     """
-    ptr, start, length, faults, hits, pages = _lru(
+    replay = two_list_replay if policy == "two-list" else _lru
+    ptr, start, length, faults, hits, pages = replay(
         np.ascontiguousarray(batch_ptr, np.int64), np.ascontiguousarray(page_lo, np.int64),
         np.ascontiguousarray(page_hi, np.int64), int(n_pages), int(capacity_pages),
         int(readahead_pages))

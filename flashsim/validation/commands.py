@@ -95,6 +95,9 @@ def register(subparsers: Any) -> None:
                     help="page-cache budgets of the mmap rows, e.g. 1m,2m,none (default none)")
     mm.add_argument("--mmap-advice", choices=("normal", "random"), default="normal",
                     help="madvise of the mapping: normal (the disk's read-around) or random")
+    mm.add_argument("--page-cache", choices=("lru", "two-list"), default="lru",
+                    help="the simulated page cache: one LRU list, or the kernel's inactive "
+                         "and active lists (default lru)")
     add_json_flag(val)
     val.set_defaults(func=cmd_validate)
     register_export_fio(subparsers)

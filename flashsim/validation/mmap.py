@@ -26,7 +26,7 @@ from ..cliutil import emit, table
 from ..cost.robust import lad_fit
 from ..data import REFERENCE_TRACE
 from ..device.cgroup import read_ahead_bytes
-from ..device.profile import load_params
+from ..device.profile import DeviceProfile, load_params
 from ..errors import InputError
 from ..layout.mmap import MmapLayout
 from ..layout.plan import IOPlan
@@ -139,7 +139,7 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                   model_dir: str | os.PathLike | None = None, reps: int = 3,
                   tokens: int | None = None, which: str = "predicted", advice: str = "normal",
                   readahead_bytes: int | None = None, model_engine: str = "fast",
-                  build_stores: bool = False) -> ValidationResult:
+                  build_stores: bool = False, page_cache: str = "lru") -> ValidationResult:
     """Rows (layout × budget × threads) of predicted vs measured per-token gather time.
 
     `store`: a store file, or a folder where the mmap placement's store is (built there
@@ -150,7 +150,10 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
         raise InputError(f"not mmap layouts: {bad}", key="layouts",
                          expected=" or ".join(MMAP_LAYOUTS))
     trace = trace.head(tokens)
-    params = load_params(profile)
+    # the profile's own model (its measured residual and span factors), as other rows use
+    params = (DeviceProfile.load(profile) if isinstance(profile, (str, os.PathLike))
+              else profile)
+    load_params(params)  # a profile without fitted parameters is refused here
     folder = Path(store)
     rows_out, per_token = [], {}
     for name in layouts:
@@ -160,7 +163,8 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                 st = _store(lay, folder, model_dir, trace, build_stores)
                 ra = (0 if advice == "random" else read_ahead_bytes(st.path)
                       if readahead_bytes is None else readahead_bytes)
-                lay = make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra)
+                lay = make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra,
+                                  page_cache=page_cache)
                 row, times = _row(lay, st, trace, which, advice, params, reps, model_engine)
                 rows_out.append(row)
                 per_token[(f"{name}@{budget}", int(q))] = times
@@ -236,6 +240,7 @@ def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
                            store=args.store, profile=args.device, model_dir=args.model,
                            reps=args.reps, tokens=args.tokens, which=args.which,
                            advice=args.mmap_advice, model_engine=args.model_engine,
+                           page_cache=args.page_cache,
                            build_stores=args.build_stores)
     for row in result.rows:
         row["budget_bytes"] = "none" if row["budget_bytes"] is None else str(row["budget_bytes"])
