@@ -108,3 +108,13 @@ def test_sparse_plan_reads_less_than_dense_and_copies_its_rows():
 def test_bad_parameters_are_input_errors(bad):
     with pytest.raises(InputError):
         make_layout("mmap-sparse", **bad)
+
+
+def test_the_page_cache_policy_is_a_layout_parameter():
+    trace = ActivationTrace.load(REFERENCE_TRACE).head(16)
+    plans = {p: make_layout("mmap-sparse", budget_bytes=1 << 20, readahead_bytes=0,
+                            page_cache=p).plan(trace) for p in ("lru", "two-list")}
+    assert plans["two-list"].params["page_cache"] == "two-list"
+    touched = {p: (plan.meta["page_faults"] + plan.meta["page_hits"]).sum()
+               for p, plan in plans.items()}
+    assert touched["lru"] == touched["two-list"] > 0  # the same touches, other evictions

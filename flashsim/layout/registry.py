@@ -51,7 +51,8 @@ _ALLOWED = {
     SparseLayout: _COMMON | {"window", "dram_budget_bytes"},
     CoactivationLayout: _COMMON | {"window", "dram_budget_bytes", "order_method",
                                    "hot_threshold", "train_set"},
-    MmapLayout: {"block_bytes", "budget_bytes", "readahead_bytes", "threads", "bundled"},
+    MmapLayout: {"block_bytes", "budget_bytes", "readahead_bytes", "threads", "bundled",
+                  "page_cache"},
 }
 
 
