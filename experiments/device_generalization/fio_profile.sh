@@ -18,3 +18,4 @@ flashsim calibrate --from-fio $here/fio/testbed-zram-ext4.grid.json --name testb
   --out $here/fio/testbed-zram-ext4-fio.yaml --json > $here/fio/testbed-zram-ext4-fio.calibrate.json
 flashsim device check --profile $here/fio/testbed-zram-ext4-fio.yaml \
   --against $here/fio/testbed-zram-ext4.fio-holdout.json --json > $here/fio/testbed-zram-ext4-fio.check.json
+python "$here/summarize.py" > /dev/null
