@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from .crossval import cross_validate, holdout_record
 from .fit import BATCH_WEIGHT, fit_model, point_errors, summarize
-from .fitspace import HOST_MODES, N_CORE, NAMES, NOT_FITTED
+from .fitspace import HOST_MODES, N_CORE, NAMES
 from .profile import DeviceProfile
 
 
@@ -32,8 +32,7 @@ def variants() -> list[Variant]:
     the simplest left out, and the transfer spread left out."""
     out = [Variant("full model")]
     out += [Variant(f"without {name}", frozenset({name})) for name in NAMES[N_CORE:]
-            # the pass time goes with the passes mode below; a term no fit tries has no variant
-            if name != "link_pass_us" and name not in NOT_FITTED]
+            if name != "link_pass_us"]  # the pass time goes with the passes mode below
     out.append(Variant("without link passes",
                        host_modes=tuple(m for m in HOST_MODES if not m[1])))
     out.append(Variant("without a shared host CPU", host_modes=HOST_MODES[:1]))

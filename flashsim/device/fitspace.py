@@ -71,10 +71,6 @@ TERMS = (
     Term("batch_start_us", False, 0.0, 1e4, BASE, True),
 )
 NAMES = tuple(t.name for t in TERMS)
-NOT_FITTED = frozenset({"link_congestion_per_read"})
-"""Terms the model holds (a hand-written profile may set them) but no fit tries: refitted
-away on three real devices, the congestion term lowered the held-out error on two and
-raised it on none (docs/device-model.md, Ablation)."""
 N_CORE = 4
 """The first four terms: always fitted, never pulled."""
 
@@ -133,7 +129,7 @@ class Space:
         passes = passes and self.extras
         if not self.extras:
             return Form(n_units, stripe_bytes, host_cpus, passes, tuple(range(N_CORE)))
-        skip = set(self.exclude) | NOT_FITTED
+        skip = set(self.exclude)
         if not passes:
             skip.add("link_pass_us")
         if not self.batches:

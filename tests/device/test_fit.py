@@ -246,15 +246,3 @@ def test_cross_validation_predicts_left_out_points_of_a_model_curve():
     assert fitted.fit.holdout_worst_abs_error_pct == pytest.approx(20.0, abs=2.0)
     assert fitted.fit.cv_folds is None  # cross-validation only when asked
 
-
-def test_no_fit_tries_the_congestion_term_but_a_profile_may_set_it():
-    from flashsim.device.ablation import variants
-    space = Space(base_us=50.0, extras=True, batches=True)
-    for cpus, passes in ((0, False), (1, False), (1, True)):
-        free = {NAMES[j] for j in space.form(8, 65536, cpus, passes).free}
-        assert "link_congestion_per_read" not in free and "link_overhead_us" in free
-    assert not any("congestion" in v.name for v in variants())
-    assert DeviceParams(host_overhead_us=5.0, command_latency_us=40.0, n_units=8,
-                        unit_bandwidth_mb_s=400.0, link_bandwidth_mb_s=2000.0,
-                        stripe_bytes="64k", link_congestion_per_read=0.01
-                        ).link_congestion_per_read == 0.01
