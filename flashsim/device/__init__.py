@@ -38,7 +38,7 @@ def make_device(profile_or_params: DeviceProfile | DeviceParams | dict | str | o
     # the after-compute cost of a batch travels with the model made from the profile
     device.interleave = profile.interleave if isinstance(profile, DeviceProfile) else None
     device.decode_wait = profile.decode_wait if isinstance(profile, DeviceProfile) else None
-    # how much cheaper bytes are over a small span (a plan's file) than over the
+    # how much cheaper reads are over a small span (a plan's file) than over the
     # calibration's whole file: applied per plan (span.at_span)
     device.span = profile.span if isinstance(profile, DeviceProfile) else None
     return device

@@ -6,10 +6,10 @@ file's cached pages dropped first) and gathers, per (token, layer), the rows the
 touches (sparse: the trace's neurons; dense: all) in file order into a preallocated buffer
 with `threads` threads; a token's time is the sum of its layers' gathers (faults and copies
 included). One fresh child per repetition, so each starts cold as the plan does.
-Predicted: the `MmapLayout` plan (LRU page cache, the disk's read-around) through the device
-model at QD = threads, plus the copy out of the cache: per (token, layer) s_per_call + rows
-× s_per_row, fitted (least absolute deviations) on a warm pass of the same gathers with
-everything cached (no faults), measured in the same run.
+Predicted: the `MmapLayout` plan (its page cache, the disk's read-around) through the
+profile's model at QD = threads, plus the copy out of the cache: per (token, layer)
+s_per_call + rows × s_per_row, fitted (least absolute deviations) on a warm pass of the
+same gathers with everything cached (no faults), measured in the same run.
 """
 
 from __future__ import annotations
