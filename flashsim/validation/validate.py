@@ -20,7 +20,7 @@ import numpy as np
 from ..device import make_device
 from ..device.baseline import Baseline
 from ..device.profile import DeviceParams, DeviceProfile
-from ..device.span import bandwidth_factor, time_ratio
+from ..device.span import bandwidth_factor, fixed_time_factor, time_ratio
 from ..progress import progress
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
@@ -108,7 +108,8 @@ def predicted_rows(spec: ValidationSpec, setup: Setup, measured: Measured,
         base = None if baseline is None else (baseline_token_s(plan, baseline, q)
                                               * time_ratio(span, plan.file_bytes))
         row.update(baseline_stats(measured.io_s[(i, q)], base),
-                   span_bandwidth_factor=round(bandwidth_factor(span, plan.file_bytes), 4))
+                   span_bandwidth_factor=round(bandwidth_factor(span, plan.file_bytes), 4),
+                   span_fixed_time_factor=round(fixed_time_factor(span, plan.file_bytes), 4))
         if (i, q) in fio:
             row.update(fio[(i, q)])
             one = io_seconds_stream(plan, params, q, spec.model_engine)
