@@ -233,3 +233,10 @@ def test_mmap_validation_with_a_missing_store_builds_nothing(tmp_path, capsys):
     err = one_line_exit_2(capsys, ["validate", "--layouts", "mmap-sparse", "--device",
                                    "m1max-paper", "--store", str(store), "--qd", "1"])
     assert "--build-stores" in err and not store.exists()
+
+
+def test_mmap_validation_with_an_unknown_page_cache_model_is_refused(tmp_path, capsys):
+    err = one_line_exit_2(capsys, ["validate", "--layouts", "mmap-sparse", "--device",
+                                   "m1max-paper", "--store", str(tmp_path), "--qd", "1",
+                                   "--page-cache", "lru,fifo"])
+    assert "--page-cache" in err and "two-list" in err

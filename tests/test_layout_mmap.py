@@ -11,11 +11,13 @@ from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
 
-def replay(batches, n_pages, capacity, ra, policy="lru"):
-    """Batches of single-page touches, in order."""
+def replay(batches, n_pages, capacity, ra, policy="lru", reclaim_pages=1):
+    """Batches of single-page touches, in order (the two lists reclaiming one page at a
+    time unless told otherwise, so small caches can be followed by hand)."""
     ptr = np.cumsum([0] + [len(b) for b in batches])
     pages = np.array([p for b in batches for p in b], np.int64)
-    return simulate_page_cache(ptr, pages, pages + 1, n_pages, capacity, ra, policy)
+    return simulate_page_cache(ptr, pages, pages + 1, n_pages, capacity, ra, policy,
+                               reclaim_pages)
 
 
 def reads(sim):
@@ -45,12 +47,34 @@ def test_two_lists_keep_a_page_young_at_two_scans_that_lru_evicts():
     assert replay(seq, 64, 4, 0, "two-list")["faults"].tolist() == [4, 1, 0, 1, 1, 1, 1, 0]
 
 
+def test_the_kernel_reclaims_whole_clusters_of_pages():
+    # 65 cold pages into a cache of 64: LRU drops page 0 alone. The kernel scans clusters
+    # of 32 at falling priority: rounds of 1, 2, 4, ... 32 pages give pages 0..62 their
+    # second trip, then the first full round evicts 0..30 (63 goes round) and, 31 < 32,
+    # scans one more whole cluster, 31..62: only 63 and 64 stay
+    seq = [list(range(65)), [63, 64], [62]]
+    assert replay(seq, 128, 64, 0)["faults"].tolist() == [65, 0, 0]
+    two = replay(seq, 128, 64, 0, "two-list", reclaim_pages=32)
+    assert two["faults"].tolist() == [65, 0, 1]
+
+
+def test_a_page_used_again_after_deactivation_is_reactivated_at_its_next_scan():
+    # cache of 4: 1, 2, 3 are activated, so the active list outgrows the inactive one and
+    # sends 1 (then 2) back. 1 keeps its mark: touched once more, it is activated again at
+    # its next scan instead of getting a second trip, and outlives four cold pages
+    seq = [[0, 1, 2, 3], [4], [1, 2, 3], [5], [1], [6], [7], [8], [9], [1]]
+    assert replay(seq, 64, 4, 0, "two-list")["faults"].tolist() == [4, 1, 0, 1, 0, 1, 1,
+                                                                     1, 1, 0]
+    assert replay(seq, 64, 4, 0)["faults"].tolist()[-1] == 1  # LRU: long gone
+
+
 def test_a_loop_larger_than_the_cache_faults_on_every_page_in_both():
     # one touch per page per loop is never young at two scans: the kernel thrashes as LRU
     # does (a dense gather's measured fault counts match LRU's)
     loop = [list(range(8))] * 5
     for policy in ("lru", "two-list"):
-        assert replay(loop, 8, 6, 0, policy)["faults"].tolist() == [8] * 5
+        for reclaim in (1, 2):
+            assert replay(loop, 8, 6, 0, policy, reclaim)["faults"].tolist() == [8] * 5
 
 
 def test_two_lists_agree_with_lru_while_everything_fits():
@@ -86,10 +110,14 @@ def test_big_budget_misses_cold_pages_on_the_first_token_only():
 
 def test_dense_reads_the_whole_file_every_token_when_the_cache_is_small():
     trace = ActivationTrace.load(REFERENCE_TRACE).head(6)
-    lay = make_layout("mmap-dense", budget_bytes=1 << 20)
+    lay = make_layout("mmap-dense", budget_bytes=1 << 20, page_cache="lru")
     plan = lay.plan(trace)
     file_bytes = lay.placement(trace.geometry).file_bytes
     assert np.all(plan.bytes_per_token() == file_bytes)
+    # the kernel's reclaim also takes read-around pages not yet touched: a little more
+    kernel = make_layout("mmap-dense", budget_bytes=1 << 20,
+                         page_cache="two-list").plan(trace).bytes_per_token()
+    assert np.all((kernel >= file_bytes) & (kernel < 1.05 * file_bytes))
     assert plan.dram_resident_bytes[0].sum() == 1 << 20
     whole = make_layout("mmap-dense").plan(trace)
     assert whole.bytes_per_token()[0] == file_bytes and whole.bytes_per_token()[1:].sum() == 0
@@ -104,7 +132,8 @@ def test_sparse_plan_reads_less_than_dense_and_copies_its_rows():
 
 
 @pytest.mark.parametrize("bad", [{"budget_bytes": 0}, {"readahead_bytes": 1000},
-                                 {"threads": 0}, {"window": 3}, {"page_cache": "fifo"}])
+                                 {"threads": 0}, {"window": 3}, {"page_cache": "fifo"},
+                                 {"charged_bytes": -1}, {"charged_bytes": True}])
 def test_bad_parameters_are_input_errors(bad):
     with pytest.raises(InputError):
         make_layout("mmap-sparse", **bad)
@@ -118,3 +147,17 @@ def test_the_page_cache_policy_is_a_layout_parameter():
     touched = {p: (plan.meta["page_faults"] + plan.meta["page_hits"]).sum()
                for p, plan in plans.items()}
     assert touched["lru"] == touched["two-list"] > 0  # the same touches, other evictions
+
+
+def test_the_kernels_own_charges_come_out_of_the_cache_not_out_of_the_budget():
+    trace = ActivationTrace.load(REFERENCE_TRACE).head(4)
+    placement = make_layout("mmap-sparse").placement(trace.geometry)
+    lru = make_layout("mmap-sparse", budget_bytes=1 << 20, page_cache="lru")
+    kernel = make_layout("mmap-sparse", budget_bytes=1 << 20, page_cache="two-list")
+    bare = make_layout("mmap-sparse", budget_bytes=1 << 20, page_cache="two-list",
+                       charged_bytes=0)
+    assert lru.cache_pages(placement) == bare.cache_pages(placement) == 256
+    assert kernel.cache_pages(placement) == 256 - 64  # 256 KiB of page tables and index
+    assert {lay.dram_bytes(placement) for lay in (lru, kernel, bare)} == {1 << 20}
+    assert make_layout("mmap-sparse", page_cache="two-list").cache_pages(placement) == (
+        placement.file_bytes // 4096)  # no budget: the whole file, nothing charged

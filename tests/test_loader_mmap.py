@@ -52,3 +52,21 @@ def test_dense_mmap_decode_reads_every_row(stores):
     n_rows = 2 * 1024 * 4  # fc1 + fc2 rows of every layer, every token
     assert all(r["bytes_read"] == n_rows * 512 for r in got["per_token"])
     assert groups() == before
+
+
+def test_both_page_cache_models_predict_the_same_measured_runs(stores):
+    from flashsim.data import REFERENCE_TRACE
+    from flashsim.trace.format import ActivationTrace
+    from flashsim.validation.mmap import validate_mmap
+
+    before = groups()
+    trace = ActivationTrace.load(REFERENCE_TRACE)
+    res = validate_mmap(trace, ["mmap-sparse"], [1], budgets=[2 << 20],
+                        store=stores["sparse"].path, profile="m1max-paper", reps=1, tokens=4,
+                        advice="random", page_cache=["lru", "two-list"])
+    lru, two = res.rows
+    assert (lru["page_cache"], two["page_cache"]) == ("lru", "two-list")
+    assert lru["measured_ms"] == two["measured_ms"] > 0  # one set of runs, two predictions
+    assert two["predicted_cache_bytes"] == lru["predicted_cache_bytes"] - (256 << 10)
+    assert 0 < two["measured_cache_bytes"] <= (2 << 20) + (1 << 20)  # the cgroup's own view
+    assert groups() == before

@@ -52,7 +52,7 @@ _ALLOWED = {
     CoactivationLayout: _COMMON | {"window", "dram_budget_bytes", "order_method",
                                    "hot_threshold", "train_set"},
     MmapLayout: {"block_bytes", "budget_bytes", "readahead_bytes", "threads", "bundled",
-                  "page_cache"},
+                  "page_cache", "charged_bytes"},
 }
 
 

@@ -95,9 +95,10 @@ def register(subparsers: Any) -> None:
                     help="page-cache budgets of the mmap rows, e.g. 1m,2m,none (default none)")
     mm.add_argument("--mmap-advice", choices=("normal", "random"), default="normal",
                     help="madvise of the mapping: normal (the disk's read-around) or random")
-    mm.add_argument("--page-cache", choices=("lru", "two-list"), default="lru",
-                    help="the simulated page cache: one LRU list, or the kernel's inactive "
-                         "and active lists (default lru)")
+    mm.add_argument("--page-cache", default="two-list",
+                    help="the simulated page cache: two-list (the kernel's inactive and "
+                         "active lists), lru (one LRU list), or both, comma-separated, "
+                         "predicting the same runs (default two-list)")
     add_json_flag(val)
     val.set_defaults(func=cmd_validate)
     register_export_fio(subparsers)

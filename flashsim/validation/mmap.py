@@ -28,7 +28,7 @@ from ..data import REFERENCE_TRACE
 from ..device.cgroup import read_ahead_bytes
 from ..device.profile import DeviceProfile, load_params
 from ..errors import InputError
-from ..layout.mmap import MmapLayout
+from ..layout.mmap import POLICIES, MmapLayout
 from ..layout.plan import IOPlan
 from ..layout.registry import make_layout
 from ..loader.mmap_source import MappedStore, run_in_memory_cgroup
@@ -139,12 +139,15 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                   model_dir: str | os.PathLike | None = None, reps: int = 3,
                   tokens: int | None = None, which: str = "predicted", advice: str = "normal",
                   readahead_bytes: int | None = None, model_engine: str = "fast",
-                  build_stores: bool = False, page_cache: str = "lru") -> ValidationResult:
-    """Rows (layout × budget × threads) of predicted vs measured per-token gather time.
+                  build_stores: bool = False, page_cache: str | list[str] = "two-list"
+                  ) -> ValidationResult:
+    """Rows (layout × budget × threads × page-cache model) of predicted vs measured
+    per-token gather time; the models of one (layout, budget, threads) share its runs.
 
     `store`: a store file, or a folder where the mmap placement's store is (built there
     with `build_stores`; else a missing store is an InputError). `readahead_bytes`: the
     simulated read-around (default: the disk's read_ahead_kb; with `advice="random"`: 0)."""
+    policies = [page_cache] if isinstance(page_cache, str) else list(page_cache)
     bad = [n for n in layouts if not is_mmap(n)]
     if bad or not layouts:
         raise InputError(f"not mmap layouts: {bad}", key="layouts",
@@ -163,11 +166,14 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                 st = _store(lay, folder, model_dir, trace, build_stores)
                 ra = (0 if advice == "random" else read_ahead_bytes(st.path)
                       if readahead_bytes is None else readahead_bytes)
-                lay = make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra,
-                                  page_cache=page_cache)
-                row, times = _row(lay, st, trace, which, advice, params, reps, model_engine)
-                rows_out.append(row)
-                per_token[(f"{name}@{budget}", int(q))] = times
+                lays = [make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra,
+                                    page_cache=policy) for policy in policies]
+                runs = _measure(lays[0], st, trace, which, advice, reps)
+                for lay in lays:
+                    row, times = _row(lay, trace, which, advice, params, reps, model_engine,
+                                      runs)
+                    rows_out.append(row)
+                    per_token[(f"{name}@{budget}/{lay.page_cache}", int(q))] = times
     info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
             "model": trace.geometry.name, "tokens": trace.n_tokens - trace.n_prompt_tokens,
             "reps": reps, "advice": advice, "o_direct": False}
@@ -185,36 +191,54 @@ def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrac
     return store_for(load_checkpoint(model_dir), layout, path, trace.geometry, build=build)
 
 
-def _row(lay: MmapLayout, st: WeightStore, trace: ActivationTrace, which: str, advice: str,
-         params: Any, reps: int, model_engine: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One report row: reps cold runs measured, the plan predicted (I/O + copy)."""
-    plan: IOPlan = lay.plan(trace, which=which)
-    st.check_plan(plan)
+def _measure(lay: MmapLayout, st: WeightStore, trace: ActivationTrace, which: str,
+             advice: str, reps: int) -> dict[str, Any]:
+    """The real side of a row: the copy cost fitted on a warm pass, then `reps` cold runs."""
+    st.check_plan(lay.plan(trace, which=which))
     rows = batch_rows(lay, trace, which, lay.placement(trace.geometry))
-    T, L = plan.n_tokens, plan.n_layers
     warm_s, _ = measure_gathers(st, lay, rows, advice, warm=True)
     s_call, s_row = memory_fit(warm_s, rows)
     runs = [measure_gathers(st, lay, rows, advice) for _ in range(reps)]
+    return {"rows": rows, "s_call": s_call, "s_row": s_row, "runs": runs}
+
+
+def _row(lay: MmapLayout, trace: ActivationTrace, which: str, advice: str, params: Any,
+         reps: int, model_engine: str, real: dict[str, Any]
+         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One report row: the measured runs against the plan predicted (I/O + copy)."""
+    plan: IOPlan = lay.plan(trace, which=which)
+    T, L = plan.n_tokens, plan.n_layers
+    runs, rows = real["runs"], real["rows"]
     measured = np.stack([r[0].reshape(T, L).sum(axis=1) for r in runs])
     n_rows = np.array([len(r) for r in rows], np.float64).reshape(T, L)
-    mem_s = (s_call + s_row * n_rows).sum(axis=1)
+    mem_s = (real["s_call"] + real["s_row"] * n_rows).sum(axis=1)
     io_s = predict_token_s(plan, params, lay.threads, reps, model_engine)
     predicted = io_s + mem_s[None, :]
     row = layout_row(lay.name, plan, lay.threads, reps, measured, np.zeros_like(measured),
                      predicted)
     faults = [r[1] for r in runs]
     row.update({"budget_bytes": lay.budget_bytes, "readahead_bytes": lay.readahead_bytes,
-                "advice": advice, "predicted_ms": row["predicted_io_ms_p50"],
+                "advice": advice, "page_cache": lay.page_cache,
+                "predicted_ms": row["predicted_io_ms_p50"],
                 "measured_ms": row["measured_io_ms_p50"], "error": row["error_p50_pct"],
                 "predicted_major_faults": int(plan.meta["page_faults"].sum()),
                 "measured_major_faults": int(np.median([f["major_faults"] for f in faults])),
                 "measured_minor_faults": int(np.median([f["minor_faults"] for f in faults])),
+                "predicted_cache_bytes": int(plan.meta["cache_pages"] * plan.block_bytes),
+                "measured_cache_bytes": _median_or_none([f.get("cache_bytes") for f in faults]),
                 "predicted_io_ms_mean_part": float(io_s.mean() * 1e3),
                 "predicted_copy_ms_mean": float(mem_s.mean() * 1e3)})
     return row, {"measured_s": measured, "predicted_s": predicted}
 
 
-MMAP_COLUMNS = [("layout", "layout", "s"), ("budget_bytes", "budget B", "s"),
+def _median_or_none(values: list[Any]) -> int | None:
+    """Median of what the cgroup reported (None where the run had no budget, no group)."""
+    known = [v for v in values if v is not None]
+    return int(np.median(known)) if known else None
+
+
+MMAP_COLUMNS = [("layout", "layout", "s"), ("page_cache", "cache model", "s"),
+                ("budget_bytes", "budget B", "s"),
                 ("queue_depth", "threads", "d"), ("measured_ms", "meas ms", ".3f"),
                 ("predicted_ms", "pred ms", ".3f"), ("error", "err p50 %", ".1f"),
                 ("bias_pct", "bias %", "+.1f"), ("measured_major_faults", "faults real", "d"),
@@ -229,6 +253,16 @@ def parse_budgets(text: str | None) -> list[int | None]:
             for part in text.split(",") if part.strip()]
 
 
+def parse_policies(text: str) -> list[str]:
+    """'lru,two-list' → both page-cache models, each predicting the same measured runs."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in POLICIES]
+    if bad or not names or len(set(names)) != len(names):
+        raise InputError(f"page-cache models {text!r}", key="--page-cache",
+                         expected="one or more of " + ", ".join(POLICIES) + ", no repeats")
+    return names
+
+
 def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
     """`validate --layouts mmap-…`: the mmap rows (every name must be an mmap layout)."""
     if args.device is None:
@@ -240,7 +274,7 @@ def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
                            store=args.store, profile=args.device, model_dir=args.model,
                            reps=args.reps, tokens=args.tokens, which=args.which,
                            advice=args.mmap_advice, model_engine=args.model_engine,
-                           page_cache=args.page_cache,
+                           page_cache=parse_policies(args.page_cache),
                            build_stores=args.build_stores)
     for row in result.rows:
         row["budget_bytes"] = "none" if row["budget_bytes"] is None else str(row["budget_bytes"])
