@@ -33,7 +33,7 @@ from .span import SPAN_KEYS, STANDARD_SPANS
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
-DEFAULT_DURATION_S = 0.4
+DEFAULT_DURATION_S = 0.35
 STANDARD_BATCH_READS = (4, 16, 64)
 """Short batches a standard calibration measures beside the steady-state grid: a plan is
 made of them (a layer's reads, issued together from an idle device), and a device may serve
@@ -45,10 +45,11 @@ STANDARD_BATCH_MAX_CHUNK = 256 << 10
 ranges of a few rows)."""
 DEFAULT_WARMUP_S = 0.1
 DEFAULT_REPEATS = 5
-"""The standard calibration: 8 chunks × 7 QDs in 5 rounds of 0.4 s a point (after 0.1 s of
-warm-up), about 2.5 min of reads; fitted and cross-validated, under 5 min in all. A shared
-disk drifts 15–30 % over minutes: rounds in random order average that, a longer point does
-not; 0.4 s still holds some 500 reads of 1 MiB at QD 1."""
+"""The standard calibration: 8 chunks × 7 QDs in 5 rounds of 0.35 s a point (after 0.1 s of
+warm-up), with the short batches and spans about 4 min of reads; fitted and cross-validated,
+under 5 min in all on 2 CPUs. A shared disk drifts 15–30 % over minutes: rounds in random
+order average that, a longer point does not; 0.35 s still holds some 100 reads of 1 MiB at
+QD 1 behind a 300 MB/s throttle."""
 _WRITE_BLOCK = 64 << 20
 _ENGINE_WORDS = {"aio": "native Linux AIO, queue_depth reads in flight from one thread",
                  "threads": "os.preadv from queue_depth threads"}

@@ -76,7 +76,7 @@ def _register_calibrate(subparsers: Any) -> None:
     cal.add_argument("--qd", type=cliargs.queue_depths("--qd", maximum=MAX_PROFILE_QD),
                      default=None, help="queue depths (default 1,2,4,8,16,32,64)")
     cal.add_argument("--duration", type=cliargs.number("--duration", above=0.0, maximum=3600.0),
-                     default=0.4, help="seconds per point (default 0.4)")
+                     default=0.35, help="seconds per point (default 0.35)")
     cal.add_argument("--warmup", type=cliargs.number("--warmup", minimum=0.0, maximum=3600.0),
                      default=0.1,
                      help="warm-up seconds per point, excluded (default 0.1)")
