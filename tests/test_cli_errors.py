@@ -240,3 +240,11 @@ def test_mmap_validation_with_an_unknown_page_cache_model_is_refused(tmp_path, c
                                    "m1max-paper", "--store", str(tmp_path), "--qd", "1",
                                    "--page-cache", "lru,fifo"])
     assert "--page-cache" in err and "two-list" in err
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "2000000"])
+def test_bad_clustered_reads_are_refused_before_a_data_file_is_made(tmp_path, capsys, value):
+    data = tmp_path / "d.bin"
+    err = one_line_exit_2(capsys, ["calibrate", "--file", str(data), "--size", "1m",
+                                   "--clustered-reads", value, "--out", str(tmp_path / "p.yaml")])
+    assert "--clustered-reads" in err and not data.exists()

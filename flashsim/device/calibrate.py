@@ -33,7 +33,7 @@ from .span import SPAN_KEYS, STANDARD_SPANS
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
-DEFAULT_DURATION_S = 0.35
+DEFAULT_DURATION_S = 0.32
 STANDARD_BATCH_READS = (4, 16, 64)
 """Short batches a standard calibration measures beside the steady-state grid: a plan is
 made of them (a layer's reads, issued together from an idle device), and a device may serve
@@ -43,12 +43,18 @@ STANDARD_BATCH_QDS = (1, 8, 32)
 STANDARD_BATCH_MAX_CHUNK = 256 << 10
 """Short batches are measured for chunks up to this size: what plans read (rows, merged
 ranges of a few rows)."""
+STANDARD_CLUSTERED_READS = (16,)
+"""Clustered short batches a standard calibration measures too: 16 reads to every other
+chunk from a random start, at the batch QDs above 1. Random offsets alone cannot tell a
+device's striping apart (aligned power-of-two reads land on whole stripes); a fit without
+them put this disk's reads of 16 KiB on two units, and 20 KiB reads at QD 16 came out 24 %
+slower than measured, off the grid."""
 DEFAULT_WARMUP_S = 0.1
 DEFAULT_REPEATS = 5
-"""The standard calibration: 8 chunks × 7 QDs in 5 rounds of 0.35 s a point (after 0.1 s of
+"""The standard calibration: 8 chunks × 7 QDs in 5 rounds of 0.32 s a point (after 0.1 s of
 warm-up), with the short batches and spans about 4 min of reads; fitted and cross-validated,
 under 5 min in all on 2 CPUs. A shared disk drifts 15–30 % over minutes: rounds in random
-order average that, a longer point does not; 0.35 s still holds some 100 reads of 1 MiB at
+order average that, a longer point does not; 0.32 s still holds some 90 reads of 1 MiB at
 QD 1 behind a 300 MB/s throttle."""
 _WRITE_BLOCK = 64 << 20
 _ENGINE_WORDS = {"aio": "native Linux AIO, queue_depth reads in flight from one thread",
@@ -265,7 +271,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
               description: str = "", seed: int = 0, quiet: bool = False,
               engine: str = "auto", batch_reads=STANDARD_BATCH_READS,
               batch_qds=STANDARD_BATCH_QDS, batch_max_chunk: int = STANDARD_BATCH_MAX_CHUNK,
-              batch_duration_s: float | None = None, clustered_reads=(),
+              batch_duration_s: float | None = None,
+              clustered_reads=STANDARD_CLUSTERED_READS,
               grid_part: tuple[int, int] | None = None, holdout=(), fit: bool = False,
               cv_folds: int = CV_FOLDS, spans=STANDARD_SPANS) -> DeviceProfile | None:
     """Measure every chunk × QD point `repeats` times (in rounds); a profile, fitted with
@@ -283,13 +290,15 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     batches of that many random reads at each of `batch_qds` (None: `qds`), for chunks up
     to `batch_max_chunk`, `batch_duration_s` (default half of `duration_s`) per point and
     round, in the same random order as the others;
-    `clustered_reads` adds batches of reads to every other chunk from a random start (reads
-    near one another: what tells striping apart), at the batch QDs above 1.
+    `clustered_reads` (the standard 16; () for none; none without `batch_reads`) adds
+    batches of reads to every other chunk from a random start (reads near one another: what
+    tells striping apart), at the batch QDs above 1.
 
     `spans` (bytes; () for none): the short batches of `span.SPAN_KEYS` that the grid holds
     measured again with their reads confined to the file's first S bytes, for each S below
     the file's size (the profile's `span_points`, never fitted: device/span.py).
     """
+    clustered_reads = tuple(clustered_reads) if batch_reads else ()  # no batches: grid only
     _check_settings(chunks, repeats, duration_s, warmup_s, (*batch_reads, *clustered_reads))
     holdout = check_holdout(holdout, chunks, qds)
     check_spans(spans)

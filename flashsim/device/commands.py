@@ -76,7 +76,7 @@ def _register_calibrate(subparsers: Any) -> None:
     cal.add_argument("--qd", type=cliargs.queue_depths("--qd", maximum=MAX_PROFILE_QD),
                      default=None, help="queue depths (default 1,2,4,8,16,32,64)")
     cal.add_argument("--duration", type=cliargs.number("--duration", above=0.0, maximum=3600.0),
-                     default=0.35, help="seconds per point (default 0.35)")
+                     default=0.32, help="seconds per point (default 0.32)")
     cal.add_argument("--warmup", type=cliargs.number("--warmup", minimum=0.0, maximum=3600.0),
                      default=0.1,
                      help="warm-up seconds per point, excluded (default 0.1)")
@@ -112,6 +112,10 @@ def _add_batch_flags(cal: argparse.ArgumentParser) -> None:
                           "(default 4,16,64; 'none': the steady-state grid only)")
     cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
                      help="queue depths of the short batches (default 1,8,32)")
+    cal.add_argument("--clustered-reads", default="16",
+                     help="clustered short batches: this many reads to every other chunk from "
+                          "a random start, at the --batch-qds above 1 (what tells a device's "
+                          "striping apart; default 16; 'none': random batches only)")
     cal.add_argument("--spans", default=None,
                      help="span points: five of the short batches measured again with their "
                           "reads confined to the file's first SPAN bytes, for each span below "
@@ -222,6 +226,7 @@ def _calibration_profile(args: argparse.Namespace, name: str) -> DeviceProfile:
                      allow_page_cache=args.allow_page_cache, name=name,
                      description=args.description, quiet=args.json, engine=args.engine,
                      batch_reads=_batch_reads(args.batch_reads),
+                     clustered_reads=_batch_reads(args.clustered_reads, "--clustered-reads"),
                      batch_qds=args.batch_qds or STANDARD_BATCH_QDS, holdout=holdout,
                      spans=_spans(args.spans))
 
@@ -236,13 +241,13 @@ def _spans(text: str | None) -> tuple[int, ...]:
     return check_spans(parse_size_list(text, key="--spans"), key="--spans")
 
 
-def _batch_reads(text: str) -> list[int]:
-    """--batch-reads: sizes, or 'none' for the steady-state grid only."""
+def _batch_reads(text: str, key: str = "--batch-reads") -> list[int]:
+    """--batch-reads (--clustered-reads): reads a batch, or 'none' for no such batches."""
     if str(text).strip().lower() == "none":
         return []
-    values = parse_int_list(text, key="--batch-reads")
+    values = parse_int_list(text, key=key)
     if max(values) > 1 << 20:
-        raise InputError(f"batches of {max(values)} reads", key="--batch-reads",
+        raise InputError(f"batches of {max(values)} reads", key=key,
                          expected="at most 1048576 reads a batch, or none")
     return values
 

@@ -63,7 +63,7 @@ class DriftProbe:
                          engine=reader_engine, name="drift-probe",
                          batch_reads=PROBE_BATCH_READS, batch_qds=self.qds,
                          batch_max_chunk=None, quiet=True, grid_part=slot.calibration_part,
-                         spans=())
+                         spans=(), clustered_reads=())
         if part is not None:
             self.measured.extend(part.points)
 

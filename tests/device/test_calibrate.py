@@ -64,11 +64,15 @@ def test_calibrate_with_short_batch_points(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     profile = DeviceProfile.load(out)
     batch = {(p.chunk_bytes, p.queue_depth, p.batch_reads): p for p in profile.points
-             if p.batch_reads is not None}
+             if p.batch_reads is not None and p.pattern == "random"}
     # batches of 1 read only at QD 1; of 8 reads at QD 1 and 4
     assert sorted(batch) == [(4096, 1, 1), (4096, 1, 8), (4096, 4, 8), (65536, 1, 1),
                              (65536, 1, 8), (65536, 4, 8)]
-    assert payload["n_points"] == 4 + 6
+    # and by default clustered batches of 16 reads at the batch QDs above 1
+    clustered = sorted((p.chunk_bytes, p.queue_depth, p.batch_reads) for p in profile.points
+                       if p.pattern == "clustered")
+    assert clustered == [(4096, 4, 16), (65536, 4, 16)]
+    assert payload["n_points"] == 4 + 6 + 2
     for (chunk, _, n), p in batch.items():
         assert p.repeats == 2 and p.batch_makespan_us > 0
         assert p.throughput_mb_s == pytest.approx(n * chunk / p.batch_makespan_us, rel=1e-3)
@@ -131,7 +135,8 @@ def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
     """Parts j of k of one round (same seed) measure every point exactly once together."""
     data = tmp_path / "data.bin"
     kw = dict(size_bytes=8 << 20, chunks=[4096, 65536], qds=[1, 4], duration_s=0.01,
-              warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(1, 8))
+              warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(1, 8),
+              clustered_reads=())
     whole = calibrate(data, **kw)
     keys = lambda prof: [(p.chunk_bytes, p.queue_depth, p.batch_reads or 0, p.pattern)  # noqa: E731
                          for p in prof.points]
@@ -228,6 +233,8 @@ def test_cli_defaults_are_the_api_defaults():
     assert (cal.duration, cal.warmup, cal.repeats, cal.cv_folds) == (
         DEFAULT_DURATION_S, DEFAULT_WARMUP_S, DEFAULT_REPEATS, CV_FOLDS)
     assert calibrate.__kwdefaults__["cv_folds"] == CV_FOLDS
+    assert tuple(int(x) for x in cal.clustered_reads.split(",")) == (
+        calibrate.__kwdefaults__["clustered_reads"])
     fit = parser.parse_args(["device", "fit", "--profile", "p.yaml"])
     assert fit.cv_folds == fit_profile.__kwdefaults__["cv_folds"] == 0
 
