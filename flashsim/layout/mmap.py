@@ -41,9 +41,11 @@ POLICIES = ("lru", "two-list")
 KERNEL_CHARGED_BYTES = 256 << 10
 """Kernel memory a memory cgroup charges beside the page cache while a mapped file faults
 (page tables of the mapping, the cache's index and shadow entries, the faulting threads'
-stacks): the budget minus what the cache held at the end of real runs on this machine's
-kernel, 240–300 KiB for opt-mini's 4 MiB store at 1–3 MiB budgets. The two-list model,
-being the kernel's, leaves it out of the cache by default; LRU, the textbook model, not."""
+stacks). The budget minus what the cache held at the end of real one-thread runs on this
+machine's kernel was 84–380 KiB (opt-mini's 4 MiB store, 1–3 MiB budgets); 256 KiB fits
+the measured faults best (2 MiB: 4.1 k predicted, 4.1–4.9 k measured; 128 KiB gives
+3.4 k, 384 KiB 5.1 k). The two-list model, being the kernel's, leaves it out of the cache
+by default; LRU, the textbook model, not."""
 
 
 class MmapLayout(Layout):

@@ -168,10 +168,11 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                       if readahead_bytes is None else readahead_bytes)
                 lays = [make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra,
                                     page_cache=policy) for policy in policies]
+                plans = [lay.plan(trace, which=which) for lay in lays]
+                st.check_plan(plans[0])
                 runs = _measure(lays[0], st, trace, which, advice, reps)
-                for lay in lays:
-                    row, times = _row(lay, trace, which, advice, params, reps, model_engine,
-                                      runs)
+                for lay, plan in zip(lays, plans):
+                    row, times = _row(lay, plan, advice, params, reps, model_engine, runs)
                     rows_out.append(row)
                     per_token[(f"{name}@{budget}/{lay.page_cache}", int(q))] = times
     info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
@@ -194,7 +195,6 @@ def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrac
 def _measure(lay: MmapLayout, st: WeightStore, trace: ActivationTrace, which: str,
              advice: str, reps: int) -> dict[str, Any]:
     """The real side of a row: the copy cost fitted on a warm pass, then `reps` cold runs."""
-    st.check_plan(lay.plan(trace, which=which))
     rows = batch_rows(lay, trace, which, lay.placement(trace.geometry))
     warm_s, _ = measure_gathers(st, lay, rows, advice, warm=True)
     s_call, s_row = memory_fit(warm_s, rows)
@@ -202,11 +202,9 @@ def _measure(lay: MmapLayout, st: WeightStore, trace: ActivationTrace, which: st
     return {"rows": rows, "s_call": s_call, "s_row": s_row, "runs": runs}
 
 
-def _row(lay: MmapLayout, trace: ActivationTrace, which: str, advice: str, params: Any,
-         reps: int, model_engine: str, real: dict[str, Any]
-         ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _row(lay: MmapLayout, plan: IOPlan, advice: str, params: Any, reps: int,
+         model_engine: str, real: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """One report row: the measured runs against the plan predicted (I/O + copy)."""
-    plan: IOPlan = lay.plan(trace, which=which)
     T, L = plan.n_tokens, plan.n_layers
     runs, rows = real["runs"], real["rows"]
     measured = np.stack([r[0].reshape(T, L).sum(axis=1) for r in runs])
