@@ -8,7 +8,9 @@ The plan is the layout's IOPlan of the trace (default: the bundled reference tra
 `--repeats`, after one warm-up call that loads the compiled kernel); SimPy runs the first
 `--des-tokens` tokens (it is ~35× slower). A profile with a measured residual wraps the
 engine (CorrectedDevice): `fast_model_reads_per_s` is the layered model's kernel alone.
-Goals: fast ≥ 10 M reads/s on plans, SimPy ≥ 200 k reads/s (one core).
+The fast path spreads its chunks of batches over every usable CPU (`fast_cpus`);
+`fast_one_cpu_reads_per_s` is the same plan on one. Goals: fast ≥ 10 M reads/s on plans,
+SimPy ≥ 200 k reads/s (SimPy runs on one core).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from flashsim.data import REFERENCE_TRACE
 from flashsim.device import make_device
+from flashsim.device.fast import usable_cpus
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
@@ -58,12 +61,16 @@ def main() -> None:
     fast_rate, fast_n = reads_per_s(fast, plan, args.qd, all_batches, args.repeats)
     model = getattr(fast, "inner", fast)  # the layered model without the residual
     model_rate, _ = reads_per_s(model, plan, args.qd, all_batches, args.repeats)
+    model.threads = 1
+    one_cpu_rate, _ = reads_per_s(fast, plan, args.qd, all_batches, args.repeats)
+    model.threads = None
     des_batches = min(all_batches, args.des_tokens * plan.n_layers)
     des_rate, des_n = reads_per_s(des, plan, args.qd, des_batches, 1)
     result = {"trace": args.trace, "layout": args.layout, "queue_depth": args.qd,
               "device": args.device, "fast_reads": fast_n, "fast_reads_per_s": fast_rate,
               "des_reads": des_n, "des_reads_per_s": des_rate,
-              "fast_model_reads_per_s": model_rate,
+              "fast_model_reads_per_s": model_rate, "fast_cpus": usable_cpus(),
+              "fast_one_cpu_reads_per_s": one_cpu_rate,
               "speedup": fast_rate / des_rate, "goal_fast_reads_per_s": 10e6,
               "goal_des_reads_per_s": 200e3, "fast_vs_goal": fast_rate / 10e6,
               "des_vs_goal": des_rate / 200e3,
@@ -75,7 +82,8 @@ def main() -> None:
               f"({result['mean_reads_per_batch']:.1f} per batch), QD {args.qd}")
         print(f"fast path : {fast_rate / 1e6:8.2f} M reads/s ({fast_n} reads; "
               f"{result['fast_vs_goal']:.2f}× the 10 M goal; kernel alone "
-              f"{model_rate / 1e6:.2f} M)")
+              f"{model_rate / 1e6:.2f} M; {usable_cpus()} CPUs, on one: "
+              f"{one_cpu_rate / 1e6:.2f} M)")
         print(f"SimPy     : {des_rate / 1e6:8.4f} M reads/s ({des_n} reads; "
               f"{result['des_vs_goal']:.2f}× the 200 k goal)")
         print(f"ratio     : {result['speedup']:8.1f}×")

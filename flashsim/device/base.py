@@ -181,17 +181,6 @@ class ModelConstants(NamedTuple):
                    pass_s=params.link_pass_us * 1e-6)
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(z: int) -> int:
-    """splitmix64's finaliser: a bijective 64-bit hash (fast.py's _mix64 does the same)."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
 def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: float) -> float:
     """Read i's command-latency multiplier E^spread / Γ(1 + spread), E ~ Exp(1): mean 1.
 
@@ -200,36 +189,17 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
     tail. E comes from a seedless hash of (i = the read's index in the whole `run` /
     `run_batches` call, its offset, its length), which both engines compute alike; not of
     the read's position in its batch, which would give every batch's j-th read one factor.
+    One read of `factor_arrays`: the engines draw whole batches at once.
     """
     if spread == 0.0:
         return 1.0
-    return _weibull(_read_hash(i, offset, length), spread, inv_gamma)
-
-
-def _read_hash(i: int, offset: int, length: int) -> int:
-    """_mix64(_mix64(_mix64(i) ^ offset) ^ length), the three rounds inlined."""
-    m = _MASK64
-    z = i & m
-    for x in (offset & m, length & m, None):
-        z = (z + 0x9E3779B97F4A7C15) & m
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-        z ^= z >> 31
-        if x is not None:
-            z ^= x
-    return z
-
-
-def _weibull(z: int, spread: float, inv_gamma: float) -> float:
-    """E^spread / Γ(1 + spread) with E ~ Exp(1) taken from the 64-bit hash z."""
-    u = (z >> 11) * (1.0 / 9007199254740992.0)
-    e = -math.log1p(-u)
-    return math.exp(spread * math.log(e)) * inv_gamma if e > 0.0 else 0.0
+    return float(_weibulls(_hashes(i, np.array([offset]), np.array([length])), spread,
+                           inv_gamma)[0])
 
 
 TRANSFER_SALT = 0x6A09E667F3BCC909
 """Mixed into a read's hash for its transfer factor, so it is drawn apart from its command
-factor (fast.py uses the same constant)."""
+factor."""
 
 
 def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: float) -> float:
@@ -238,44 +208,47 @@ def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: 
     Γ(1 + spread) (ModelConstants.transfer_inv_gamma)."""
     if spread == 0.0:
         return 1.0
-    return _weibull(_mix64(_read_hash(i, offset, length) ^ TRANSFER_SALT), spread, inv_gamma)
+    z = _mix64_array(_hashes(i, np.array([offset]), np.array([length])) ^ np.uint64(TRANSFER_SALT))
+    return float(_weibulls(z, spread, inv_gamma)[0])
 
 
 def _mix64_array(z: np.ndarray) -> np.ndarray:
-    """_mix64 of every uint64 in z (numpy's uint64 arithmetic wraps, as the & _MASK64 does)."""
+    """splitmix64's finaliser, a bijective 64-bit hash, of every uint64 in z (numpy's uint64
+    arithmetic wraps modulo 2^64, as the hash needs)."""
     z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
 
 
-def _weibulls(z: np.ndarray, spread: float, inv_gamma: float) -> list[float]:
-    """_weibull of every hash in z: u from the arrays (exact: 53-bit integers times 2^-53),
-    the logarithms and the power with `math`, read by read, as _weibull takes them (numpy's
-    vectorised log and exp may round the last bit otherwise)."""
+def _hashes(first_index: int, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """mix(mix(mix(i) ^ offset) ^ length) of reads i = first_index, first_index + 1, …"""
+    i = np.arange(first_index, first_index + len(offsets), dtype=np.uint64)
+    return _mix64_array(_mix64_array(_mix64_array(i) ^ np.asarray(offsets).astype(np.uint64))
+                        ^ np.asarray(lengths).astype(np.uint64))
+
+
+def _weibulls(z: np.ndarray, spread: float, inv_gamma: float) -> np.ndarray:
+    """E^spread / Γ(1 + spread) with E ~ Exp(1) from each 64-bit hash in z: u from its top
+    53 bits (exact), E = -log(1 - u); vectorised, so a read costs nanoseconds."""
     u = (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
-    log1p, log, exp = math.log1p, math.log, math.exp
-    out = []
-    for x in u.tolist():
-        e = -log1p(-x)
-        out.append(exp(spread * log(e)) * inv_gamma if e > 0.0 else 0.0)
-    return out
+    e = -np.log1p(-u)
+    with np.errstate(divide="ignore"):  # e = 0 (u = 0): E^spread = 0
+        return np.where(e > 0.0, np.exp(spread * np.log(e)) * inv_gamma, 0.0)
 
 
 def read_factors(first_index: int, offsets: np.ndarray, lengths: np.ndarray,
-                 k: ModelConstants) -> tuple[list[float], list[float]]:
+                 k: ModelConstants) -> tuple[np.ndarray, np.ndarray]:
     """command_factor and transfer_factor of reads first_index, first_index + 1, … (offsets
-    and lengths ≥ 0), drawn for a batch at once: the same numbers, hashed as arrays."""
+    and lengths ≥ 0), drawn for a batch at once; both engines use these arrays, so they
+    multiply the same numbers."""
     n = len(offsets)
-    ones = [1.0] * n
     if k.command_spread == 0.0 and k.transfer_spread == 0.0:
-        return ones, ones
-    i = np.arange(first_index, first_index + n, dtype=np.uint64)
-    z = _mix64_array(_mix64_array(_mix64_array(i) ^ np.asarray(offsets).astype(np.uint64))
-                     ^ np.asarray(lengths).astype(np.uint64))
-    command = (ones if k.command_spread == 0.0
+        return np.ones(n), np.ones(n)
+    z = _hashes(first_index, offsets, lengths)
+    command = (np.ones(n) if k.command_spread == 0.0
                else _weibulls(z, k.command_spread, k.command_inv_gamma))
-    transfer = (ones if k.transfer_spread == 0.0 else _weibulls(
+    transfer = (np.ones(n) if k.transfer_spread == 0.0 else _weibulls(
         _mix64_array(z ^ np.uint64(TRANSFER_SALT)), k.transfer_spread, k.transfer_inv_gamma))
     return command, transfer
 

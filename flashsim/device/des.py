@@ -8,7 +8,7 @@ on the host CPUs and picks the next read.
 
 The process structure is built for speed: one SimPy process per host worker (not per read)
 and two timeouts per read; every read's command and transfer factors are drawn for the
-whole call before its batches run (base.read_factors: the same numbers as drawn one by one).
+whole call before its batches run (base.read_factors, the arrays the fast path uses too).
 Flash units and the link are FIFO servers kept as "free at" times: a read claims a server
 when its event is processed, in event order, which is what a `simpy.Resource` of capacity 1
 with FIFO queueing does, without an event per stripe (a 1 MiB read is one reservation per
@@ -46,7 +46,7 @@ class FlashDevice(DeviceModel):
         """Simulate one batch of reads from an idle device at t = 0 with `queue_depth` in flight."""
         off, length = check_reads(offsets, lengths, queue_depth)
         command, transfer = read_factors(0, off, length, self._k)
-        return self._simulate(off.tolist(), length.tolist(), command, transfer,
+        return self._simulate(off.tolist(), length.tolist(), command.tolist(), transfer.tolist(),
                               int(queue_depth))
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
@@ -55,7 +55,7 @@ class FlashDevice(DeviceModel):
         off, length = check_reads(offsets, lengths, queue_depth)
         ptr = check_batch_ptr(batch_ptr, len(off))
         # every read's factors at once: read i of the call is drawn as read i
-        command, transfer = read_factors(0, off, length, self._k)
+        command, transfer = (a.tolist() for a in read_factors(0, off, length, self._k))
         off_list, length_list, ptr_list = off.tolist(), length.tolist(), ptr.tolist()
         out = np.zeros(len(ptr) - 1)
         for b in range(len(ptr) - 1):

@@ -8,18 +8,21 @@ compiled once and cached on disk (`cache=True`).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numba import njit
 
 from .base import (
     REAP,
     SUBMIT,
-    TRANSFER_SALT,
     DeviceModel,
     DeviceRun,
     ModelConstants,
     check_batch_ptr,
     check_reads,
+    read_factors,
 )
 from .profile import DeviceParams, load_params
 
@@ -100,46 +103,6 @@ def _host(cpu_free, cpu_kind, n_cpus, arrive, cost, kind, call_s):
 
 
 @_helper
-def _mix64(z):
-    """base._mix64: splitmix64's finaliser on a uint64 (wrapping arithmetic)."""
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@_helper
-def _read_hash(i, offset, length):
-    """base._read_hash: the 64-bit hash of (i, offset, length)."""
-    return _mix64(_mix64(_mix64(np.uint64(i)) ^ np.uint64(offset)) ^ np.uint64(length))
-
-
-@_helper
-def _weibull(z, spread, inv_gamma):
-    """base._weibull: E^spread / Γ(1 + spread) with E ~ Exp(1) from the hash z."""
-    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    e = -np.log1p(-u)
-    return np.exp(spread * np.log(e)) * inv_gamma if e > 0.0 else 0.0
-
-
-@_helper
-def _command_factor(i, offset, length, spread, inv_gamma):
-    """base.command_factor: hash(i, offset, length) → E ~ Exp(1) → E^spread / Γ(1 + spread)."""
-    if spread == 0.0:
-        return 1.0
-    return _weibull(_read_hash(i, offset, length), spread, inv_gamma)
-
-
-@_helper
-def _transfer_factor(i, offset, length, spread, inv_gamma):
-    """base.transfer_factor: the command factor's hash mixed once more with TRANSFER_SALT."""
-    if spread == 0.0:
-        return 1.0
-    return _weibull(_mix64(_read_hash(i, offset, length) ^ np.uint64(TRANSFER_SALT)), spread,
-                    inv_gamma)
-
-
-@_helper
 def _claim_units(o, ln, t_issue, command_s, n_units, unit_bps, stripe, stripe_shift,
                  unit_shift, unit_free):
     """Claim the flash units of a read of `ln` bytes at offset `o` issued at `t_issue`, each
@@ -191,10 +154,11 @@ _NONE = np.int64(1) << np.int64(62)
 # event slots, scheduling counter, link and pass state, reads in flight, the constants)
 # must pass in and out at every event (tried: 12-22% fewer reads per second).
 @njit(cache=True, nogil=True, error_model="numpy")
-def _simulate(k, off, length, ptr, qd, start, finish, makespan):
+def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, makespan):
     """Every batch off[ptr[b]:ptr[b+1]] from an idle device, with the model constants `k`
-    (a ModelConstants): each batch's makespan, and the start and finish of the last batch's
-    reads (read ptr[b] + r at [r]: `start`, `finish` hold the largest batch).
+    (a ModelConstants) and the reads' command and transfer factors (base.read_factors):
+    each batch's makespan, and the start and finish of the last batch's reads (read
+    ptr[b] + r at [r]: `start`, `finish` hold the largest batch).
 
     Every pending event sits in a slot: worker w's next one in slot w (a worker has one at
     a time), the open pass's begin and the closed pass's close in the two slots after the
@@ -206,9 +170,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                                                  k.congestion, k.transport_s)
     link_overhead_s, n_cpus, completion_s, wakeup_s = (k.link_overhead_s, k.host_cpus,
                                                        k.completion_s, k.wakeup_s)
-    command_spread, command_inv_gamma = k.command_spread, k.command_inv_gamma
     batch_start_s, call_s, amortization = k.batch_start_s, k.call_s, k.amortization
-    transfer_spread, transfer_inv_gamma = k.transfer_spread, k.transfer_inv_gamma
     passes, pass_s = k.passes, k.pass_s
     stripe_shift, unit_shift = _shift_of(stripe), _shift_of(n_units)
     unit_free = np.zeros(n_units)
@@ -222,8 +184,6 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
     ev_p = np.empty(n_leaf, dtype=np.int64)
     win = np.empty(2 * n_leaf, dtype=np.int64)
     flash_end = np.empty(len(start))
-    command = np.empty(len(start))  # the batch's command latencies and transfer factors,
-    transfer = np.empty(len(start))  # drawn before its events (the draws overlap then)
     open_members = np.empty(qd, dtype=np.int64)  # the open pass's reads, in join order
     open_slots = np.empty(qd, dtype=np.int64)  # and their workers
     closing_members = np.empty(qd, dtype=np.int64)  # the closed pass's, until its close event
@@ -256,11 +216,6 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
         for w in range(size):
             ev_t[w] = np.inf
             ev_s[w] = _NONE
-        for r in range(hi - lo):
-            command[r] = command_s * _command_factor(lo + r, off[lo + r], length[lo + r],
-                                                     command_spread, command_inv_gamma)
-            transfer[r] = _transfer_factor(lo + r, off[lo + r], length[lo + r],
-                                           transfer_spread, transfer_inv_gamma)
         for w in range(n_workers):
             i = nxt
             nxt += 1
@@ -270,7 +225,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                                   call_s))
             start[i - lo] = t_issue
             t_first, flash_end[i - lo] = _claim_units(
-                off[i], length[i], t_issue, command[i - lo], n_units, unit_bps, stripe,
+                off[i], length[i], t_issue, command_s * command_f[i], n_units, unit_bps, stripe,
                 stripe_shift, unit_shift, unit_free)
             if passes:  # the read joins the back end's queue when it is issued
                 t_first = t_issue
@@ -327,7 +282,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                          _PASS)
                     seq += 1
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                bytes_s = length[i] / link_bps * transfer[i - lo]
+                bytes_s = length[i] / link_bps * transfer_f[i]
                 pass_cost += (ovh + bytes_s) * (1.0 + congestion * (in_flight - 1))
                 open_members[n_open] = i
                 open_slots[n_open] = w
@@ -340,7 +295,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                     link_begin = now
                     wake = wakeup_s
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                bytes_s = length[i] / link_bps * transfer[i - lo]
+                bytes_s = length[i] / link_bps * transfer_f[i]
                 link_free = link_begin + (wake + ovh + bytes_s) * (
                     1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i - lo]
@@ -373,7 +328,7 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
                                           call_s))
                     start[i - lo] = t_issue
                     t_first, flash_end[i - lo] = _claim_units(
-                        off[i], length[i], t_issue, command[i - lo], n_units, unit_bps, stripe,
+                        off[i], length[i], t_issue, command_s * command_f[i], n_units, unit_bps, stripe,
                         stripe_shift, unit_shift, unit_free)
                     if passes:
                         t_first = t_issue
@@ -385,20 +340,77 @@ def _simulate(k, off, length, ptr, qd, start, finish, makespan):
         makespan[b] = mk
 
 
-class FastDevice(DeviceModel):
-    """Numba fast path of `FlashDevice`: same model, same API, same answers."""
+CHUNK_READS = 1 << 13
+"""Reads per kernel call of `run_batches` (whole batches, so a larger batch is a call of its
+own): the factors of a chunk are drawn as arrays that stay in the cache, and chunks run on
+all usable CPUs."""
 
-    def __init__(self, params: DeviceParams | dict) -> None:
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return max(len(os.sched_getaffinity(0)), 1)
+
+
+def chunk_bounds(ptr: np.ndarray, chunk_reads: int = CHUNK_READS) -> list[tuple[int, int]]:
+    """Batch ranges [b0, b1) of about `chunk_reads` reads each, cut at batch boundaries."""
+    n_batches = len(ptr) - 1
+    if n_batches <= 0:
+        return []
+    cuts = np.searchsorted(ptr, np.arange(chunk_reads, int(ptr[-1]), chunk_reads), "left")
+    edges = np.unique(np.concatenate([[0], np.clip(cuts, 1, n_batches), [n_batches]]))
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+os.register_at_fork(after_in_child=_POOLS.clear)  # a forked child has none of the threads
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One shared pool per thread count (the kernel releases the GIL; numpy's array
+    arithmetic on the factors does too)."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="flashsim-fast")
+    return _POOLS[threads]
+
+
+class FastDevice(DeviceModel):
+    """Numba fast path of `FlashDevice`: same model, same API, same answers. `threads`: how
+    many CPUs `run_batches` spreads its chunks of batches over (None: every usable CPU;
+    batches are independent, so the answer does not depend on it)."""
+
+    def __init__(self, params: DeviceParams | dict, threads: int | None = None) -> None:
         self.params = load_params(params)
         self._k = ModelConstants.from_params(self.params)
+        self.threads = threads
+
+    def _chunk(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, b0: int, b1: int,
+               queue_depth: int, makespan: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Batches b0..b1-1 into makespan[b0:b1]; the start and finish of the last one's reads
+        if it is the call's last batch (kept for no other chunk: a 6.7B plan has thousands)."""
+        lo, hi = int(ptr[b0]), int(ptr[b1])
+        sub_ptr = ptr[b0:b1 + 1] - lo
+        largest = int(np.max(sub_ptr[1:] - sub_ptr[:-1]))
+        start, finish = np.zeros(largest), np.zeros(largest)
+        command, transfer = read_factors(lo, off[lo:hi], length[lo:hi], self._k)
+        _simulate(self._k, off[lo:hi], length[lo:hi], command, transfer, sub_ptr,
+                  int(queue_depth), start, finish, makespan[b0:b1])
+        return (start, finish) if b1 == len(ptr) - 1 else None
 
     def _call(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, queue_depth: int):
-        largest = int(np.max(ptr[1:] - ptr[:-1])) if len(ptr) > 1 else 0
-        start = np.zeros(largest)  # the per-read times of one batch at a time
-        finish = np.zeros(largest)
+        """Every batch's makespan; the start and finish of the last batch's reads."""
         makespan = np.zeros(len(ptr) - 1)
-        _simulate(self._k, off, length, ptr, int(queue_depth), start, finish, makespan)
-        return start, finish, makespan
+        chunks = chunk_bounds(ptr, CHUNK_READS)
+        if not chunks:
+            return np.zeros(0), np.zeros(0), makespan
+        threads = min(self.threads or usable_cpus(), len(chunks))
+        if threads <= 1:
+            for b0, b1 in chunks:
+                last = self._chunk(off, length, ptr, b0, b1, queue_depth, makespan)
+        else:
+            jobs = [_pool(threads).submit(self._chunk, off, length, ptr, b0, b1, queue_depth,
+                                          makespan) for b0, b1 in chunks]
+            last = [job.result() for job in jobs][-1]
+        return last[0], last[1], makespan
 
     def run(self, offsets: object, lengths: object, queue_depth: int) -> DeviceRun:
         """Simulate one batch of reads from an idle device at t = 0 with `queue_depth` in flight."""

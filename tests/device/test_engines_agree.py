@@ -20,9 +20,10 @@ from device_cases import (
     mixed_batches,
     random_reads,
 )
+from flashsim.device import fast as fast_module
 from flashsim.device.base import ModelConstants, command_factor, read_factors, transfer_factor
 from flashsim.device.des import FlashDevice
-from flashsim.device.fast import FastDevice
+from flashsim.device.fast import FastDevice, chunk_bounds
 
 
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])
@@ -140,8 +141,41 @@ def test_a_batch_of_factors_is_every_read_drawn_alone():
     length = rng.integers(1, 1 << 24, size=500)
     command, transfer = read_factors(77, off, length, k)
     reads = [(77 + j, int(o), int(n)) for j, (o, n) in enumerate(zip(off, length))]
-    assert command == [command_factor(*r, k.command_spread, k.command_inv_gamma) for r in reads]
-    assert transfer == [transfer_factor(*r, k.transfer_spread, k.transfer_inv_gamma)
-                        for r in reads]
+    np.testing.assert_array_equal(
+        command, [command_factor(*r, k.command_spread, k.command_inv_gamma) for r in reads])
+    np.testing.assert_array_equal(
+        transfer, [transfer_factor(*r, k.transfer_spread, k.transfer_inv_gamma) for r in reads])
+    assert len(set(command.tolist())) == 500  # every read drawn apart
+    assert not np.array_equal(command, transfer)
     flat = ModelConstants.from_params(PARAMS)
-    assert read_factors(0, off, length, flat) == ([1.0] * 500, [1.0] * 500)
+    for factors in read_factors(0, off, length, flat):
+        np.testing.assert_array_equal(factors, np.ones(500))
+
+
+def test_chunks_cover_every_batch_once_cut_at_batch_boundaries():
+    """Chunks of about `chunk_reads` reads: every batch in exactly one, in order; a batch
+    larger than a chunk is a chunk of its own; empty batches ride along."""
+    ptr = np.array([0, 3, 3, 10, 30, 31, 31, 40, 41])
+    chunks = chunk_bounds(ptr, chunk_reads=8)
+    assert chunks[0][0] == 0 and chunks[-1][1] == len(ptr) - 1
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert all(b0 < b1 for b0, b1 in chunks)
+    assert (3, 4) in chunks  # the 20-read batch alone
+    assert chunk_bounds(np.array([0]), chunk_reads=8) == []
+    assert chunk_bounds(np.array([0, 0, 0]), chunk_reads=8) == [(0, 2)]
+
+
+@pytest.mark.parametrize("params", [SPREAD, PASS_SETS[2], CALLS_TWO_CPUS],
+                         ids=["spread", "passes-two-cpus", "host-calls-two-cpus"])
+def test_threads_and_chunks_do_not_change_the_answer(params, monkeypatch):
+    """The fast path in small chunks over two threads gives every batch the makespan of one
+    call on one thread (the factors follow a read's index in the whole call), and SimPy's."""
+    rng = np.random.default_rng(4)
+    off, length, ptr = mixed_batches(rng, 40)
+    whole = FastDevice(params, threads=1).run_batches(off, length, ptr, 8)
+    monkeypatch.setattr(fast_module, "CHUNK_READS", 7)
+    assert len(chunk_bounds(ptr, 7)) > 5
+    chunked = FastDevice(params, threads=2).run_batches(off, length, ptr, 8)
+    np.testing.assert_array_equal(chunked, whole)
+    des = FlashDevice(params).run_batches(off, length, ptr, 8)
+    np.testing.assert_allclose(chunked, des, rtol=1e-12, atol=0)
