@@ -6,7 +6,7 @@ import pytest
 
 from flashsim.data import REFERENCE_TRACE
 from flashsim.errors import InputError
-from flashsim.layout.mmap import simulate_page_cache
+from flashsim.layout.mmap import read_shares, simulate_page_cache
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
 
@@ -161,3 +161,44 @@ def test_the_kernels_own_charges_come_out_of_the_cache_not_out_of_the_budget():
     assert {lay.dram_bytes(placement) for lay in (lru, kernel, bare)} == {1 << 20}
     assert make_layout("mmap-sparse", page_cache="two-list").cache_pages(placement) == (
         placement.file_bytes // 4096)  # no budget: the whole file, nothing charged
+
+
+def test_reads_are_grouped_by_the_thread_whose_rows_they_fall_in():
+    """Batch 0 cut at 100 and 300 (three threads), batch 1 has too few rows to cut (inf):
+    each read goes to the share its offset falls in; the order keeps a share's reads in
+    file order; a share's first read may start exactly at its cut."""
+    ptr = np.array([0, 5, 7])
+    offsets = np.array([0, 100, 50, 400, 300, 10, 20])
+    cuts = np.array([[100.0, 300.0], [np.inf, np.inf]])
+    order, shares = read_shares(ptr, offsets, cuts)
+    assert offsets[order].tolist() == [0, 50, 100, 400, 300, 10, 20]
+    assert shares.tolist() == [[0, 2, 3, 5], [5, 7, 7, 7]]
+
+
+@pytest.mark.parametrize("pattern", ["mmap-sparse", "mmap-dense"])
+def test_a_plan_of_several_threads_cuts_each_batch_among_them(pattern):
+    """Every read of a 4-thread plan lies in its thread's part of the rows (at or after its
+    cut, before the next thread's); the shares cover each batch; one thread: no shares."""
+    trace = ActivationTrace.load(REFERENCE_TRACE)
+    layout = make_layout(pattern, threads=4, budget_bytes=2 << 20, readahead_bytes=0)
+    plan = layout.plan(trace)
+    shares = plan.meta["read_shares"]
+    assert shares.shape == (len(plan.batch_ptr) - 1, 5)
+    np.testing.assert_array_equal(shares[:, 0], plan.batch_ptr[:-1])
+    np.testing.assert_array_equal(shares[:, -1], plan.batch_ptr[1:])
+    placement = layout.placement(trace.geometry)
+    start = int(plan.token_index[0])
+    loads = [s.slice_tokens(start, start + plan.n_tokens)
+             for s in (trace.active if pattern == "mmap-dense" else trace.predicted)]
+    cuts = np.floor(layout.share_cuts(loads, placement, plan.n_tokens) / 4096) * 4096
+    bounds = np.column_stack([np.full(len(cuts), -np.inf), cuts, np.full(len(cuts), np.inf)])
+    cut_batches = 0
+    for b in range(len(shares)):
+        for w in range(4):
+            off = plan.offset_bytes[shares[b, w]:shares[b, w + 1]]
+            assert np.all(off >= bounds[b, w]) and np.all(off < bounds[b, w + 1])
+        cut_batches += np.isfinite(cuts[b]).all() and np.count_nonzero(np.diff(shares[b])) > 1
+    assert cut_batches > 0  # the rows really are spread over threads
+    one = make_layout(pattern, threads=1, budget_bytes=2 << 20, readahead_bytes=0).plan(trace)
+    assert "read_shares" not in one.meta
+    assert sorted(one.offset_bytes.tolist()) == sorted(plan.offset_bytes.tolist())

@@ -35,6 +35,15 @@ def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast
     return io_seconds_draws(plan, profile, queue_depth, 1, engine, interleaved=interleaved)[0]
 
 
+def plan_shares(plan: IOPlan, queue_depth: int) -> np.ndarray | None:
+    """The plan's per-thread shares of each batch's reads (an mmap plan of several faulting
+    threads: each thread faults its own rows), if it has them for `queue_depth` threads."""
+    shares = plan.meta.get("read_shares")
+    if shares is None or shares.shape[1] != queue_depth + 1:
+        return None
+    return shares
+
+
 def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
                      engine: str = "fast", *, interleaved: bool = False) -> np.ndarray:
     """Device makespan per (draw, token, layer), seconds, shape [draws, n_tokens, n_layers].
@@ -49,10 +58,14 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
     device = at_span(make_device(profile, engine), plan.file_bytes)
     n = plan.n_reads
     off, length, ptr = plan.offset_bytes, plan.length_bytes, plan.batch_ptr
+    shares = plan_shares(plan, queue_depth)
     if draws != 1:  # one draw runs the plan's own arrays (a 6.7B plan's are 0.4 GB)
         ptr = np.concatenate([ptr[:-1] + d * n for d in range(draws)] + [[draws * n]])
         off, length = np.tile(off, draws), np.tile(length, draws)
-    makespan = device.run_batches(off, length, ptr, queue_depth)
+        if shares is not None:
+            shares = np.concatenate([shares + d * n for d in range(draws)])
+    makespan = (device.run_batches(off, length, ptr, queue_depth) if shares is None
+                else device.run_batches(off, length, ptr, queue_depth, shares=shares))
     out = np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
     overhead_s = batch_overhead_s(profile) if interleaved else 0.0
     if overhead_s > 0.0:

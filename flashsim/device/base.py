@@ -127,6 +127,21 @@ def check_batch_ptr(batch_ptr: object, n_reads: int) -> np.ndarray:
     return ptr
 
 
+def check_shares(shares: object, ptr: np.ndarray, queue_depth: int) -> np.ndarray:
+    """int64 [n_batches, queue_depth + 1]: batch b's reads cut into queue_depth contiguous
+    shares, share w = reads shares[b, w] … shares[b, w + 1] - 1 (from ptr[b] to ptr[b + 1],
+    never decreasing). A worker that issues only its own share is a thread that faults
+    its own part of a batch's rows, one page run at a time."""
+    out = np.ascontiguousarray(shares, dtype=np.int64)
+    n_batches = len(ptr) - 1
+    if (out.shape != (n_batches, queue_depth + 1) or np.any(out[:, 0] != ptr[:-1])
+            or np.any(out[:, -1] != ptr[1:]) or np.any(np.diff(out, axis=1) < 0)):
+        raise InputError(f"read shares must be {n_batches} × {queue_depth + 1} read indices "
+                         "from each batch's first read to its end, never decreasing",
+                         key="shares")
+    return out
+
+
 class ModelConstants(NamedTuple):
     """DeviceParams in the units the engines compute with (seconds, bytes per second).
 

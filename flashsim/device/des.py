@@ -28,6 +28,7 @@ from .base import (
     ModelConstants,
     check_batch_ptr,
     check_reads,
+    check_shares,
     host_claim,
     read_factors,
     unit_shares,
@@ -50,10 +51,13 @@ class FlashDevice(DeviceModel):
                               int(queue_depth))
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
-                    queue_depth: int) -> np.ndarray:
-        """Makespan (s) of every batch offsets[ptr[b]:ptr[b+1]], each from an idle device."""
+                    queue_depth: int, shares: object = None) -> np.ndarray:
+        """Makespan (s) of every batch offsets[ptr[b]:ptr[b+1]], each from an idle device;
+        `shares` (base.check_shares): each worker issues only its own share of a batch."""
         off, length = check_reads(offsets, lengths, queue_depth)
         ptr = check_batch_ptr(batch_ptr, len(off))
+        share_rows = (None if shares is None
+                      else check_shares(shares, ptr, queue_depth).tolist())
         # every read's factors at once: read i of the call is drawn as read i
         command, transfer = (a.tolist() for a in read_factors(0, off, length, self._k))
         off_list, length_list, ptr_list = off.tolist(), length.tolist(), ptr.tolist()
@@ -61,19 +65,27 @@ class FlashDevice(DeviceModel):
         for b in range(len(ptr) - 1):
             lo, hi = ptr_list[b], ptr_list[b + 1]
             if hi > lo:
+                own = None if share_rows is None else [x - lo for x in share_rows[b]]
                 out[b] = self._simulate(off_list[lo:hi], length_list[lo:hi], command[lo:hi],
-                                        transfer[lo:hi], int(queue_depth)).makespan_s
+                                        transfer[lo:hi], int(queue_depth), own).makespan_s
         return out
 
     def _simulate(self, off: list[int], length: list[int], command: list[float],
-                  transfer: list[float], queue_depth: int) -> DeviceRun:
-        """One batch, with its reads' command and transfer factors."""
+                  transfer: list[float], queue_depth: int,
+                  shares: list[int] | None = None) -> DeviceRun:
+        """One batch, with its reads' command and transfer factors; `shares` (queue_depth + 1
+        read indices in the batch): worker w issues reads shares[w] … shares[w + 1] - 1."""
         n = len(off)
         if n == 0:
             return DeviceRun(np.zeros(0), np.zeros(0), 0.0)
         batch = _Batch(self._k, off, length, command, transfer)
-        for _ in range(min(queue_depth, n)):
-            batch.env.process(batch.worker())
+        if shares is None:
+            for _ in range(min(queue_depth, n)):
+                batch.env.process(batch.worker())
+        else:
+            for w in range(queue_depth):
+                if shares[w + 1] > shares[w]:  # (a worker with nothing to read starts none)
+                    batch.env.process(batch.worker(iter(range(shares[w], shares[w + 1]))))
         batch.env.run()
         return DeviceRun(np.array(batch.start), np.array(batch.finish), max(batch.finish))
 
@@ -205,15 +217,20 @@ class _Batch:
         self.next = 0  # the next read a worker picks
         self.in_flight = 0  # picked and not done at the device
 
-    def worker(self):
-        """A host worker: submit a read, wait for the device, reap it; then the next read."""
+    def _next_shared(self):
+        """The batch's reads in order, each to whichever worker asks first."""
+        while self.next < len(self.offsets):
+            self.next += 1
+            yield self.next - 1
+
+    def worker(self, own=None):
+        """A host worker: submit a read, wait for the device, reap it; then the next read,
+        the batch's next (`own` None) or its own share's next."""
         env, k, host, units, link = self.env, self.k, self.host, self.units, self.link
         offsets, lengths, command, transfers = (self.offsets, self.lengths, self.command,
                                                 self.transfer)
         arrive = k.batch_start_s  # previous read reaped (first read: the batch start cost)
-        while self.next < len(offsets):
-            i = self.next
-            self.next += 1
+        for i in (self._next_shared() if own is None else own):
             self.in_flight += 1
             now = env.now
             t_issue = host.run(arrive if arrive > now else now, k.host_s, SUBMIT)

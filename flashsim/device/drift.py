@@ -88,7 +88,7 @@ class ScaledDevice(DeviceModel):
         return DeviceRun(run.start_s * f, run.finish_s * f, run.makespan_s * f)
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
-                    queue_depth: int) -> np.ndarray:
+                    queue_depth: int, shares: object = None) -> np.ndarray:
         """Makespan (s) of every batch, times the factor."""
-        return np.asarray(self.inner.run_batches(offsets, lengths, batch_ptr, queue_depth)
-                          ) * self.factor
+        return np.asarray(self.inner.run_batches(offsets, lengths, batch_ptr, queue_depth,
+                                                 shares=shares)) * self.factor

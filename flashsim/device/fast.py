@@ -22,6 +22,7 @@ from .base import (
     ModelConstants,
     check_batch_ptr,
     check_reads,
+    check_shares,
     read_factors,
 )
 from .profile import DeviceParams, load_params
@@ -154,11 +155,15 @@ _NONE = np.int64(1) << np.int64(62)
 # event slots, scheduling counter, link and pass state, reads in flight, the constants)
 # must pass in and out at every event (tried: 12-22% fewer reads per second).
 @njit(cache=True, nogil=True, error_model="numpy")
-def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, makespan):
+def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, finish,
+              makespan):
     """Every batch off[ptr[b]:ptr[b+1]] from an idle device, with the model constants `k`
     (a ModelConstants) and the reads' command and transfer factors (base.read_factors):
     each batch's makespan, and the start and finish of the last batch's reads (read
-    ptr[b] + r at [r]: `start`, `finish` hold the largest batch).
+    ptr[b] + r at [r]: `start`, `finish` hold the largest batch). `shares` (n_batches ×
+    qd + 1 read indices, or no rows): worker w issues only reads shares[b, w] to
+    shares[b, w + 1] - 1 of batch b, one at a time; without rows every worker takes the
+    batch's next read.
 
     Every pending event sits in a slot: worker w's next one in slot w (a worker has one at
     a time), the open pass's begin and the closed pass's close in the two slots after the
@@ -188,6 +193,9 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, mak
     open_slots = np.empty(qd, dtype=np.int64)  # and their workers
     closing_members = np.empty(qd, dtype=np.int64)  # the closed pass's, until its close event
     closing_slots = np.empty(qd, dtype=np.int64)
+    static = shares.shape[0] > 0  # each worker its own share of the reads
+    share_next = np.empty(qd, dtype=np.int64)  # a worker's next read and its share's end
+    share_end = np.empty(qd, dtype=np.int64)
     for b in range(len(ptr) - 1):
         lo = ptr[b]
         hi = ptr[b + 1]
@@ -207,7 +215,7 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, mak
         seq = 0
         in_flight = 0
         nxt = lo
-        n_workers = qd if qd < hi - lo else hi - lo
+        n_workers = qd if static or qd < hi - lo else hi - lo
         begin_slot = n_workers  # the pass's begin and close events
         close_slot = n_workers + 1
         size = 1  # leaves of this batch's tree: a power of two ≥ its slots
@@ -217,8 +225,16 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, mak
             ev_t[w] = np.inf
             ev_s[w] = _NONE
         for w in range(n_workers):
-            i = nxt
-            nxt += 1
+            if static:
+                share_next[w] = shares[b, w]
+                share_end[w] = shares[b, w + 1]
+                if share_next[w] >= share_end[w]:  # an empty share: the worker has nothing
+                    continue
+                i = share_next[w]
+                share_next[w] += 1
+            else:
+                i = nxt
+                nxt += 1
             in_flight += 1
             t_issue = (batch_start_s + host_s + call_s if n_cpus == 0  # (_host's first case)
                        else _host(cpu_free, cpu_kind, n_cpus, batch_start_s, host_s, SUBMIT,
@@ -318,9 +334,15 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, mak
                         continue
                 else:  # reaped (shared CPUs only)
                     fin = finish[i - lo]
-                if nxt < hi:  # the worker picks the next read
+                if static and share_next[w] < share_end[w]:  # its share's next read
+                    i = share_next[w]
+                    share_next[w] += 1
+                elif not static and nxt < hi:  # the worker picks the batch's next read
                     i = nxt
                     nxt += 1
+                else:
+                    i = -1
+                if i >= 0:
                     in_flight += 1
                     arrive = fin if fin > now else now
                     t_issue = (arrive + host_s + call_s if n_cpus == 0
@@ -339,6 +361,9 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, qd, start, finish, mak
                     _set(ev_t, ev_s, ev_p, win, size, w, np.inf, _NONE, 0)
         makespan[b] = mk
 
+
+NO_SHARES = np.zeros((0, 1), dtype=np.int64)
+"""Every worker takes the batch's next read (the kernel's `shares` without rows)."""
 
 CHUNK_READS = 1 << 13
 """Reads per kernel call of `run_batches` (whole batches, so a larger batch is a call of its
@@ -383,8 +408,9 @@ class FastDevice(DeviceModel):
         self._k = ModelConstants.from_params(self.params)
         self.threads = threads
 
-    def _chunk(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, b0: int, b1: int,
-               queue_depth: int, makespan: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _chunk(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, shares: np.ndarray,
+               b0: int, b1: int, queue_depth: int, makespan: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray] | None:
         """Batches b0..b1-1 into makespan[b0:b1]; the start and finish of the last one's reads
         if it is the call's last batch (kept for no other chunk: a 6.7B plan has thousands)."""
         lo, hi = int(ptr[b0]), int(ptr[b1])
@@ -392,11 +418,13 @@ class FastDevice(DeviceModel):
         largest = int(np.max(sub_ptr[1:] - sub_ptr[:-1]))
         start, finish = np.zeros(largest), np.zeros(largest)
         command, transfer = read_factors(lo, off[lo:hi], length[lo:hi], self._k)
-        _simulate(self._k, off[lo:hi], length[lo:hi], command, transfer, sub_ptr,
+        sub_shares = shares[b0:b1] - lo if len(shares) else shares
+        _simulate(self._k, off[lo:hi], length[lo:hi], command, transfer, sub_ptr, sub_shares,
                   int(queue_depth), start, finish, makespan[b0:b1])
         return (start, finish) if b1 == len(ptr) - 1 else None
 
-    def _call(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, queue_depth: int):
+    def _call(self, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, queue_depth: int,
+              shares: np.ndarray = NO_SHARES):
         """Every batch's makespan; the start and finish of the last batch's reads."""
         makespan = np.zeros(len(ptr) - 1)
         chunks = chunk_bounds(ptr, CHUNK_READS)
@@ -405,10 +433,10 @@ class FastDevice(DeviceModel):
         threads = min(self.threads or usable_cpus(), len(chunks))
         if threads <= 1:
             for b0, b1 in chunks:
-                last = self._chunk(off, length, ptr, b0, b1, queue_depth, makespan)
+                last = self._chunk(off, length, ptr, shares, b0, b1, queue_depth, makespan)
         else:
-            jobs = [_pool(threads).submit(self._chunk, off, length, ptr, b0, b1, queue_depth,
-                                          makespan) for b0, b1 in chunks]
+            jobs = [_pool(threads).submit(self._chunk, off, length, ptr, shares, b0, b1,
+                                          queue_depth, makespan) for b0, b1 in chunks]
             last = [job.result() for job in jobs][-1]
         return last[0], last[1], makespan
 
@@ -420,8 +448,10 @@ class FastDevice(DeviceModel):
         return DeviceRun(start, finish, float(makespan[0]))
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
-                    queue_depth: int) -> np.ndarray:
-        """Makespan (s) of every batch offsets[ptr[b]:ptr[b+1]], each from an idle device."""
+                    queue_depth: int, shares: object = None) -> np.ndarray:
+        """Makespan (s) of every batch offsets[ptr[b]:ptr[b+1]], each from an idle device;
+        `shares` (base.check_shares): each worker issues only its own share of a batch."""
         off, length = check_reads(offsets, lengths, queue_depth)
         ptr = check_batch_ptr(batch_ptr, len(off))
-        return self._call(off, length, ptr, queue_depth)[2]
+        shares = NO_SHARES if shares is None else check_shares(shares, ptr, queue_depth)
+        return self._call(off, length, ptr, queue_depth, shares)[2]

@@ -203,9 +203,10 @@ class CorrectedDevice(DeviceModel):
         return DeviceRun(run.start_s * f, run.finish_s * f, run.makespan_s * f)
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,
-                    queue_depth: int) -> np.ndarray:
+                    queue_depth: int, shares: object = None) -> np.ndarray:
         """Makespan (s) of every batch, each times its factor (see the module doc)."""
-        makespan = self.inner.run_batches(offsets, lengths, batch_ptr, queue_depth)
+        makespan = self.inner.run_batches(offsets, lengths, batch_ptr, queue_depth,
+                                          shares=shares)
         return makespan * self.residual.batch_time_factor(
             np.asarray(lengths).reshape(-1), np.asarray(batch_ptr).reshape(-1), queue_depth)
 

@@ -150,6 +150,15 @@ class MmapLayout(Layout):
         sim = simulate_page_cache(ptr, page_lo, page_hi, placement.file_bytes // self.block_bytes,
                                   self.cache_pages(placement), self.readahead_bytes
                                   // self.block_bytes, self.page_cache)
+        offset_bytes = sim["start_page"] * self.block_bytes
+        length_bytes = sim["n_pages"] * self.block_bytes
+        shares = None
+        if self.threads > 1:  # each thread faults its own share of a batch's rows
+            # a thread's first page is the page its first row starts in
+            cuts = np.floor(self.share_cuts(loads, placement, T) / self.block_bytes
+                            ) * self.block_bytes
+            order, shares = read_shares(sim["batch_ptr"], offset_bytes, cuts)
+            offset_bytes, length_bytes = offset_bytes[order], length_bytes[order]
         record = 2 * g.row_bytes
         per = lambda a: a.reshape(T, L)  # noqa: E731
         meta = {"set": "dense" if self.pattern == "dense" else which,
@@ -157,17 +166,43 @@ class MmapLayout(Layout):
                 "queue_depth": self.threads, "cache_pages": self.cache_pages(placement),
                 "page_faults": per(sim["faults"]), "page_hits": per(sim["hits"]),
                 "pages_read": per(sim["pages_read"])}
+        if shares is not None:
+            meta["read_shares"] = shares
         plan = IOPlan(layout=self.name, params=self.params(), geometry=g,
                       block_bytes=self.block_bytes, file_bytes=placement.file_bytes,
                       token_index=tokens, batch_ptr=sim["batch_ptr"],
-                      offset_bytes=sim["start_page"] * self.block_bytes,
-                      length_bytes=sim["n_pages"] * self.block_bytes,
+                      offset_bytes=offset_bytes, length_bytes=length_bytes,
                       useful_bytes=full * record,
                       dram_resident_bytes=np.full((T, L), self.dram_bytes(placement), np.int64)
                       // L, mem_moved_bytes=full * record, neurons_loaded=full, meta=meta,
                       computed_neurons=full.copy())
         plan.validate()
         return plan
+
+    def share_cuts(self, loads: list[NeuronSets], placement: Placement, n_tokens: int
+                   ) -> np.ndarray:
+        """Where each (token, layer) batch's rows are cut among the threads, as the real
+        gather cuts them (validation/mmap.py: `threads` equal contiguous parts of the
+        sorted rows; one thread for fewer rows than threads): n_batches × threads - 1 byte
+        offsets, float (inf: no cut, the rest is the first share's)."""
+        L, T = len(loads), self.threads
+        cuts = np.full((n_tokens * L, T - 1), np.inf)
+        k = np.arange(1, T)
+        for layer, ld in enumerate(loads):
+            tok, start, end = self.read_ranges(layer, ld, placement)
+            if self.pattern == "dense":  # one range: the layer's rows
+                rows = (end - start) // placement.row_bytes
+                cut = start[:, None] + (k * rows[:, None] // T) * placement.row_bytes
+                cuts[tok * L + layer] = np.where(rows[:, None] >= T, cut, np.inf)
+                continue
+            order = np.lexsort((start, tok))
+            tok, start = tok[order], start[order]
+            n = np.bincount(tok, minlength=n_tokens)
+            first = np.concatenate([[0], np.cumsum(n)[:-1]])
+            at = first[:, None] + k * n[:, None] // T
+            cut = start[np.minimum(at, max(len(start) - 1, 0))] if len(start) else at * 0.0
+            cuts[np.arange(n_tokens) * L + layer] = np.where(n[:, None] >= T, cut, np.inf)
+        return cuts
 
     def touched_pages(self, loads: list[NeuronSets], placement: Placement, n_tokens: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,6 +229,25 @@ class MmapLayout(Layout):
         last = np.append(first[1:], len(lo)) - 1
         np.cumsum(np.bincount(batch[first], minlength=n_batches), out=ptr[1:])
         return ptr, lo[first], run_max[last]
+
+
+def read_shares(batch_ptr: np.ndarray, offset_bytes: np.ndarray, cuts: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The reads of each batch grouped by the thread whose share of the rows they fall in
+    (thread w: offsets from cuts[b, w - 1] up to cuts[b, w]): (the order that groups them,
+    kept stable within a share; the shares, n_batches × threads + 1 read indices, as the
+    device models' `shares` take them)."""
+    n_batches, threads = len(batch_ptr) - 1, cuts.shape[1] + 1
+    batch = np.repeat(np.arange(n_batches), np.diff(batch_ptr))
+    span = int(max(offset_bytes.max(initial=0), cuts[np.isfinite(cuts)].max(initial=0))) + 1
+    keys = (np.arange(n_batches)[:, None] * span + np.minimum(cuts, span - 1)).ravel()
+    share = np.searchsorted(keys, batch * span + offset_bytes, "right") - batch * (threads - 1)
+    order = np.lexsort((share, batch))
+    counts = np.bincount(batch * threads + share, minlength=n_batches * threads)
+    shares = np.zeros((n_batches, threads + 1), np.int64)
+    shares[:, 0] = batch_ptr[:-1]
+    shares[:, 1:] = batch_ptr[:-1, None] + np.cumsum(counts.reshape(n_batches, threads), axis=1)
+    return order, shares
 
 
 def _running_max_per_batch(batch: np.ndarray, hi: np.ndarray) -> np.ndarray:

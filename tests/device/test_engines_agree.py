@@ -24,6 +24,7 @@ from flashsim.device import fast as fast_module
 from flashsim.device.base import ModelConstants, command_factor, read_factors, transfer_factor
 from flashsim.device.des import FlashDevice
 from flashsim.device.fast import FastDevice, chunk_bounds
+from flashsim.errors import InputError
 
 
 @pytest.mark.parametrize("qd", [1, 4, 32, 64])
@@ -179,3 +180,50 @@ def test_threads_and_chunks_do_not_change_the_answer(params, monkeypatch):
     np.testing.assert_array_equal(chunked, whole)
     des = FlashDevice(params).run_batches(off, length, ptr, 8)
     np.testing.assert_allclose(chunked, des, rtol=1e-12, atol=0)
+
+
+def _cut_shares(ptr: np.ndarray, qd: int, rng: np.random.Generator) -> np.ndarray:
+    """Each batch cut into qd contiguous shares at random points (some shares empty)."""
+    rows = []
+    for lo, hi in zip(ptr[:-1], ptr[1:]):
+        cuts = np.sort(rng.integers(lo, hi + 1, size=qd - 1))
+        rows.append(np.concatenate([[lo], cuts, [hi]]))
+    return np.array(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("qd", [1, 3, 8])
+@pytest.mark.parametrize("params", [PARAMS, SPREAD, PASS_SETS[2], CALLS_TWO_CPUS],
+                         ids=["plain", "spread", "passes-two-cpus", "host-calls-two-cpus"])
+def test_engines_agree_when_each_worker_reads_its_own_share(qd, params):
+    """Workers that each issue only their share of a batch (threads faulting their own
+    rows): the fast path replays SimPy, batch by batch and in chunks."""
+    rng = np.random.default_rng(qd + 11)
+    off, length, ptr = mixed_batches(rng, 10)
+    shares = _cut_shares(ptr, qd, rng)
+    des = FlashDevice(params).run_batches(off, length, ptr, qd, shares=shares)
+    fast = FastDevice(params, threads=2).run_batches(off, length, ptr, qd, shares=shares)
+    np.testing.assert_allclose(fast, des, rtol=1e-12, atol=0)
+
+
+def test_a_worker_with_its_own_share_cannot_help_the_others():
+    """One share holding every read takes as long as the reads one at a time; an even cut
+    over qd workers takes well under that."""
+    off = np.arange(64, dtype=np.int64) * 7 * 4096  # over every unit
+    length = np.full(64, 4096)
+    ptr = np.array([0, 64])
+    qd = 8
+    device = FastDevice(PARAMS)
+    serial = device.run_batches(off, length, ptr, 1)[0]
+    lopsided = np.array([[0] + [64] * qd])  # worker 0 has every read
+    assert device.run_batches(off, length, ptr, qd, shares=lopsided)[0] == pytest.approx(
+        serial, rel=1e-9)
+    even = np.array([np.linspace(0, 64, qd + 1).astype(np.int64)])
+    assert device.run_batches(off, length, ptr, qd, shares=even)[0] < serial / 2
+
+
+def test_bad_shares_are_refused_with_the_key():
+    off, length, ptr = np.zeros(4, np.int64), np.full(4, 4096), np.array([0, 4])
+    with pytest.raises(InputError, match="shares"):
+        FastDevice(PARAMS).run_batches(off, length, ptr, 2, shares=np.array([[0, 3, 2]]))
+    with pytest.raises(InputError, match="shares"):
+        FlashDevice(PARAMS).run_batches(off, length, ptr, 2, shares=np.array([[0, 4]]))
