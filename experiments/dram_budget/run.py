@@ -102,8 +102,8 @@ def advise_point(trace: ActivationTrace, device: str, budget: int, study: dict[s
 
 
 def mmap_point(trace: ActivationTrace, budget: int) -> dict[str, Any]:
-    """mmap dense and sparse with a page cache of `budget`, each planned once (the plan does
-    not depend on the device) and simulated on every device at QD = 1 and 32 threads."""
+    """mmap dense and sparse with a page cache of `budget`, planned for 1 and 32 faulting
+    threads (the plan does not depend on the device) and simulated on every device."""
     from flashsim.advise.models import cost_models
     from flashsim.cost.simulate import io_seconds
     models = cost_models(trace.geometry, memory="calibrate", compute="none",
@@ -111,11 +111,11 @@ def mmap_point(trace: ActivationTrace, budget: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
     for pattern in ("dense", "sparse"):
-        layout = make_layout(f"mmap-{pattern}", budget_bytes=budget)
-        plan = layout.plan(trace)
-        mem_s, _ = models.per_token_s(layout, plan)
-        for device in DEVICES:
-            for qd in MMAP_QDS:
+        for qd in MMAP_QDS:  # qd threads, each faulting its own share of a batch's rows
+            layout = make_layout(f"mmap-{pattern}", budget_bytes=budget, threads=qd)
+            plan = layout.plan(trace)
+            mem_s, _ = models.per_token_s(layout, plan)
+            for device in DEVICES:
                 total = io_seconds(plan, device, qd).sum(axis=1) + mem_s
                 out[f"{device}|{pattern} QD{qd}"] = {
                     "reads_per_token": float(plan.reads_per_token().mean()),
