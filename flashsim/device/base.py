@@ -204,67 +204,44 @@ def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: f
     tail. E comes from a seedless hash of (i = the read's index in the whole `run` /
     `run_batches` call, its offset, its length), which both engines compute alike; not of
     the read's position in its batch, which would give every batch's j-th read one factor.
-    One read of `factor_arrays`: the engines draw whole batches at once.
+    One read of `read_factors` (factors.py): the engines draw whole calls at once.
     """
-    if spread == 0.0:
-        return 1.0
-    return float(_weibulls(_hashes(i, np.array([offset]), np.array([length])), spread,
-                           inv_gamma)[0])
-
-
-TRANSFER_SALT = 0x6A09E667F3BCC909
-"""Mixed into a read's hash for its transfer factor, so it is drawn apart from its command
-factor."""
+    return _one_read(i, offset, length, spread, inv_gamma, 0.0, 1.0)[0]
 
 
 def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: float) -> float:
     """Read i's link-transfer multiplier: command_factor's Weibull (mean 1) drawn from the
-    hash of (i, offset, length) mixed once more with TRANSFER_SALT; `inv_gamma` = 1 /
-    Γ(1 + spread) (ModelConstants.transfer_inv_gamma)."""
-    if spread == 0.0:
-        return 1.0
-    z = _mix64_array(_hashes(i, np.array([offset]), np.array([length])) ^ np.uint64(TRANSFER_SALT))
-    return float(_weibulls(z, spread, inv_gamma)[0])
+    hash of (i, offset, length) mixed once more with a salt (factors.TRANSFER_SALT);
+    `inv_gamma` = 1 / Γ(1 + spread) (ModelConstants.transfer_inv_gamma)."""
+    return _one_read(i, offset, length, 0.0, 1.0, spread, inv_gamma)[1]
 
 
-def _mix64_array(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, a bijective 64-bit hash, of every uint64 in z (numpy's uint64
-    arithmetic wraps modulo 2^64, as the hash needs)."""
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+def _one_read(i: int, offset: int, length: int, *spreads: float) -> tuple[float, float]:
+    k = _Spreads(*spreads)
+    command, transfer = read_factors(i, np.array([offset], np.int64),
+                                     np.array([length], np.int64), k)
+    return float(command[0]), float(transfer[0])
 
 
-def _hashes(first_index: int, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """mix(mix(mix(i) ^ offset) ^ length) of reads i = first_index, first_index + 1, …"""
-    i = np.arange(first_index, first_index + len(offsets), dtype=np.uint64)
-    return _mix64_array(_mix64_array(_mix64_array(i) ^ np.asarray(offsets).astype(np.uint64))
-                        ^ np.asarray(lengths).astype(np.uint64))
-
-
-def _weibulls(z: np.ndarray, spread: float, inv_gamma: float) -> np.ndarray:
-    """E^spread / Γ(1 + spread) with E ~ Exp(1) from each 64-bit hash in z: u from its top
-    53 bits (exact), E = -log(1 - u); vectorised, so a read costs nanoseconds."""
-    u = (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
-    e = -np.log1p(-u)
-    with np.errstate(divide="ignore"):  # e = 0 (u = 0): E^spread = 0
-        return np.where(e > 0.0, np.exp(spread * np.log(e)) * inv_gamma, 0.0)
+class _Spreads(NamedTuple):
+    command_spread: float
+    command_inv_gamma: float
+    transfer_spread: float
+    transfer_inv_gamma: float
 
 
 def read_factors(first_index: int, offsets: np.ndarray, lengths: np.ndarray,
                  k: ModelConstants) -> tuple[np.ndarray, np.ndarray]:
-    """command_factor and transfer_factor of reads first_index, first_index + 1, … (offsets
-    and lengths ≥ 0), drawn for a batch at once; both engines use these arrays, so they
-    multiply the same numbers."""
+    """command_factor and transfer_factor of reads first_index, first_index + 1, … (int64
+    offsets and lengths ≥ 0), drawn for a call at once by the loop the fast path's kernel
+    runs per batch (factors.py), so both engines multiply the same numbers."""
     n = len(offsets)
     if k.command_spread == 0.0 and k.transfer_spread == 0.0:
         return np.ones(n), np.ones(n)
-    z = _hashes(first_index, offsets, lengths)
-    command = (np.ones(n) if k.command_spread == 0.0
-               else _weibulls(z, k.command_spread, k.command_inv_gamma))
-    transfer = (np.ones(n) if k.transfer_spread == 0.0 else _weibulls(
-        _mix64_array(z ^ np.uint64(TRANSFER_SALT)), k.transfer_spread, k.transfer_inv_gamma))
+    from .factors import draw_factors  # numba: imported when first drawn
+    command, transfer = np.empty(n), np.empty(n)
+    draw_factors(first_index, offsets, lengths, k.command_spread, k.command_inv_gamma,
+                 k.transfer_spread, k.transfer_inv_gamma, command, transfer)
     return command, transfer
 
 

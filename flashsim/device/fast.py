@@ -23,8 +23,8 @@ from .base import (
     check_batch_ptr,
     check_reads,
     check_shares,
-    read_factors,
 )
+from .factors import draw_factors
 from .profile import DeviceParams, load_params
 
 _helper = njit(cache=True, error_model="numpy", _nrt=False)
@@ -155,12 +155,12 @@ _NONE = np.int64(1) << np.int64(62)
 # event slots, scheduling counter, link and pass state, reads in flight, the constants)
 # must pass in and out at every event (tried: 12-22% fewer reads per second).
 @njit(cache=True, nogil=True, error_model="numpy")
-def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, finish,
-              makespan):
+def _simulate(k, first_index, off, length, ptr, shares, qd, start, finish, makespan):
     """Every batch off[ptr[b]:ptr[b+1]] from an idle device, with the model constants `k`
-    (a ModelConstants) and the reads' command and transfer factors (base.read_factors):
-    each batch's makespan, and the start and finish of the last batch's reads (read
-    ptr[b] + r at [r]: `start`, `finish` hold the largest batch). `shares` (n_batches ×
+    (a ModelConstants), read r being read first_index + r of the whole call (its command
+    and transfer factors follow that index: factors.py): each batch's makespan, and the
+    start and finish of the last batch's reads (read ptr[b] + r at [r]: `start`, `finish`
+    hold the largest batch). `shares` (n_batches ×
     qd + 1 read indices, or no rows): worker w issues only reads shares[b, w] to
     shares[b, w + 1] - 1 of batch b, one at a time; without rows every worker takes the
     batch's next read.
@@ -189,6 +189,8 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, fin
     ev_p = np.empty(n_leaf, dtype=np.int64)
     win = np.empty(2 * n_leaf, dtype=np.int64)
     flash_end = np.empty(len(start))
+    command_f = np.empty(len(start))  # the batch's factors, drawn before its events
+    transfer_f = np.empty(len(start))
     open_members = np.empty(qd, dtype=np.int64)  # the open pass's reads, in join order
     open_slots = np.empty(qd, dtype=np.int64)  # and their workers
     closing_members = np.empty(qd, dtype=np.int64)  # the closed pass's, until its close event
@@ -224,6 +226,9 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, fin
         for w in range(size):
             ev_t[w] = np.inf
             ev_s[w] = _NONE
+        draw_factors(first_index + lo, off[lo:hi], length[lo:hi], k.command_spread,
+                     k.command_inv_gamma, k.transfer_spread, k.transfer_inv_gamma, command_f,
+                     transfer_f)
         for w in range(n_workers):
             if static:
                 share_next[w] = shares[b, w]
@@ -241,7 +246,7 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, fin
                                   call_s))
             start[i - lo] = t_issue
             t_first, flash_end[i - lo] = _claim_units(
-                off[i], length[i], t_issue, command_s * command_f[i], n_units, unit_bps, stripe,
+                off[i], length[i], t_issue, command_s * command_f[i - lo], n_units, unit_bps, stripe,
                 stripe_shift, unit_shift, unit_free)
             if passes:  # the read joins the back end's queue when it is issued
                 t_first = t_issue
@@ -298,7 +303,7 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, fin
                          _PASS)
                     seq += 1
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                bytes_s = length[i] / link_bps * transfer_f[i]
+                bytes_s = length[i] / link_bps * transfer_f[i - lo]
                 pass_cost += (ovh + bytes_s) * (1.0 + congestion * (in_flight - 1))
                 open_members[n_open] = i
                 open_slots[n_open] = w
@@ -311,7 +316,7 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, fin
                     link_begin = now
                     wake = wakeup_s
                 ovh = link_overhead_s / (1.0 + amortization * (in_flight - 1))
-                bytes_s = length[i] / link_bps * transfer_f[i]
+                bytes_s = length[i] / link_bps * transfer_f[i - lo]
                 link_free = link_begin + (wake + ovh + bytes_s) * (
                     1.0 + congestion * (in_flight - 1))
                 fe = flash_end[i - lo]
@@ -350,7 +355,7 @@ def _simulate(k, off, length, command_f, transfer_f, ptr, shares, qd, start, fin
                                           call_s))
                     start[i - lo] = t_issue
                     t_first, flash_end[i - lo] = _claim_units(
-                        off[i], length[i], t_issue, command_s * command_f[i], n_units, unit_bps, stripe,
+                        off[i], length[i], t_issue, command_s * command_f[i - lo], n_units, unit_bps, stripe,
                         stripe_shift, unit_shift, unit_free)
                     if passes:
                         t_first = t_issue
@@ -381,6 +386,8 @@ def chunk_bounds(ptr: np.ndarray, chunk_reads: int = CHUNK_READS) -> list[tuple[
     n_batches = len(ptr) - 1
     if n_batches <= 0:
         return []
+    if ptr[-1] <= chunk_reads:  # one chunk (a fit's points: no array work per call)
+        return [(0, n_batches)]
     cuts = np.searchsorted(ptr, np.arange(chunk_reads, int(ptr[-1]), chunk_reads), "left")
     edges = np.unique(np.concatenate([[0], np.clip(cuts, 1, n_batches), [n_batches]]))
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
@@ -414,12 +421,11 @@ class FastDevice(DeviceModel):
         """Batches b0..b1-1 into makespan[b0:b1]; the start and finish of the last one's reads
         if it is the call's last batch (kept for no other chunk: a 6.7B plan has thousands)."""
         lo, hi = int(ptr[b0]), int(ptr[b1])
-        sub_ptr = ptr[b0:b1 + 1] - lo
-        largest = int(np.max(sub_ptr[1:] - sub_ptr[:-1]))
+        sub_ptr = ptr[b0:b1 + 1] - lo if lo else ptr[b0:b1 + 1]
+        largest = hi - lo if b1 - b0 == 1 else int(np.max(sub_ptr[1:] - sub_ptr[:-1]))
         start, finish = np.zeros(largest), np.zeros(largest)
-        command, transfer = read_factors(lo, off[lo:hi], length[lo:hi], self._k)
         sub_shares = shares[b0:b1] - lo if len(shares) else shares
-        _simulate(self._k, off[lo:hi], length[lo:hi], command, transfer, sub_ptr, sub_shares,
+        _simulate(self._k, lo, off[lo:hi], length[lo:hi], sub_ptr, sub_shares,
                   int(queue_depth), start, finish, makespan[b0:b1])
         return (start, finish) if b1 == len(ptr) - 1 else None
 
