@@ -217,17 +217,12 @@ def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: 
 
 
 def _one_read(i: int, offset: int, length: int, *spreads: float) -> tuple[float, float]:
-    k = _Spreads(*spreads)
-    command, transfer = read_factors(i, np.array([offset], np.int64),
-                                     np.array([length], np.int64), k)
+    """(command, transfer) factor of one read, by the engines' loop (factors.py)."""
+    from .factors import draw_factors  # numba: imported when first drawn
+    command, transfer = np.empty(1), np.empty(1)
+    draw_factors(i, np.array([offset], np.int64), np.array([length], np.int64), *spreads,
+                 command, transfer)
     return float(command[0]), float(transfer[0])
-
-
-class _Spreads(NamedTuple):
-    command_spread: float
-    command_inv_gamma: float
-    transfer_spread: float
-    transfer_inv_gamma: float
 
 
 def read_factors(first_index: int, offsets: np.ndarray, lengths: np.ndarray,

@@ -8,7 +8,7 @@ on the host CPUs and picks the next read.
 
 The process structure is built for speed: one SimPy process per host worker (not per read)
 and two timeouts per read; every read's command and transfer factors are drawn for the
-whole call before its batches run (base.read_factors, the arrays the fast path uses too).
+whole call before its batches run (base.read_factors: the loop the fast path runs per batch).
 Flash units and the link are FIFO servers kept as "free at" times: a read claims a server
 when its event is processed, in event order, which is what a `simpy.Resource` of capacity 1
 with FIFO queueing does, without an event per stripe (a 1 MiB read is one reservation per
