@@ -372,8 +372,7 @@ NO_SHARES = np.zeros((0, 1), dtype=np.int64)
 
 CHUNK_READS = 1 << 13
 """Reads per kernel call of `run_batches` (whole batches, so a larger batch is a call of its
-own): the factors of a chunk are drawn as arrays that stay in the cache, and chunks run on
-all usable CPUs."""
+own): chunks run on all usable CPUs, and a small call (a fit's point) is one chunk."""
 
 
 def usable_cpus() -> int:
@@ -398,8 +397,7 @@ os.register_at_fork(after_in_child=_POOLS.clear)  # a forked child has none of t
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """One shared pool per thread count (the kernel releases the GIL; numpy's array
-    arithmetic on the factors does too)."""
+    """One shared pool per thread count (the kernel releases the GIL)."""
     if threads not in _POOLS:
         _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="flashsim-fast")
     return _POOLS[threads]
