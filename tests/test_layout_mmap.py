@@ -6,9 +6,10 @@ import pytest
 
 from flashsim.data import REFERENCE_TRACE
 from flashsim.errors import InputError
-from flashsim.layout.mmap import read_shares, simulate_page_cache
+from flashsim.layout.mmap import read_shares, share_bounds, simulate_page_cache
 from flashsim.layout.registry import make_layout
 from flashsim.trace.format import ActivationTrace
+from flashsim.validation.mmap import batch_rows
 
 
 def replay(batches, n_pages, capacity, ra, policy="lru", reclaim_pages=1):
@@ -177,8 +178,9 @@ def test_reads_are_grouped_by_the_thread_whose_rows_they_fall_in():
 
 @pytest.mark.parametrize("pattern", ["mmap-sparse", "mmap-dense"])
 def test_a_plan_of_several_threads_cuts_each_batch_among_them(pattern):
-    """Every read of a 4-thread plan lies in its thread's part of the rows (at or after its
-    cut, before the next thread's); the shares cover each batch; one thread: no shares."""
+    """The plan cuts each batch where the real gather does (its sorted store rows cut into
+    equal parts, validation/mmap.py), and every read lies in its thread's part (at or after
+    the page of its first row, before the next thread's); one thread: no shares."""
     trace = ActivationTrace.load(REFERENCE_TRACE)
     layout = make_layout(pattern, threads=4, budget_bytes=2 << 20, readahead_bytes=0)
     plan = layout.plan(trace)
@@ -190,15 +192,23 @@ def test_a_plan_of_several_threads_cuts_each_batch_among_them(pattern):
     start = int(plan.token_index[0])
     loads = [s.slice_tokens(start, start + plan.n_tokens)
              for s in (trace.active if pattern == "mmap-dense" else trace.predicted)]
-    cuts = np.floor(layout.share_cuts(loads, placement, plan.n_tokens) / 4096) * 4096
-    bounds = np.column_stack([np.full(len(cuts), -np.inf), cuts, np.full(len(cuts), np.inf)])
-    cut_batches = 0
+    cuts = layout.share_cuts(loads, placement, plan.n_tokens)
+    real_rows = batch_rows(layout, trace, "predicted", placement)  # what the gather takes
+    assert len(real_rows) == len(cuts)
+    row_bytes = trace.geometry.row_bytes
+    for b, idx in enumerate(real_rows):
+        if len(idx) < 4:  # one thread gathers it all
+            assert np.all(np.isinf(cuts[b]))
+        else:
+            first_rows = idx[share_bounds(len(idx), 4)[1:-1]]
+            np.testing.assert_array_equal(cuts[b], first_rows * row_bytes)
+    pages = np.floor(cuts / 4096) * 4096
+    bounds = np.column_stack([np.full(len(cuts), -np.inf), pages, np.full(len(cuts), np.inf)])
     for b in range(len(shares)):
         for w in range(4):
             off = plan.offset_bytes[shares[b, w]:shares[b, w + 1]]
             assert np.all(off >= bounds[b, w]) and np.all(off < bounds[b, w + 1])
-        cut_batches += np.isfinite(cuts[b]).all() and np.count_nonzero(np.diff(shares[b])) > 1
-    assert cut_batches > 0  # the rows really are spread over threads
+    assert np.mean(np.count_nonzero(np.diff(shares, axis=1), axis=1) > 1) > 0.5
     one = make_layout(pattern, threads=1, budget_bytes=2 << 20, readahead_bytes=0).plan(trace)
     assert "read_shares" not in one.meta
     assert sorted(one.offset_bytes.tolist()) == sorted(plan.offset_bytes.tolist())

@@ -182,26 +182,25 @@ class MmapLayout(Layout):
     def share_cuts(self, loads: list[NeuronSets], placement: Placement, n_tokens: int
                    ) -> np.ndarray:
         """Where each (token, layer) batch's rows are cut among the threads, as the real
-        gather cuts them (validation/mmap.py: `threads` equal contiguous parts of the
-        sorted rows; one thread for fewer rows than threads): n_batches × threads - 1 byte
-        offsets, float (inf: no cut, the rest is the first share's)."""
-        L, T = len(loads), self.threads
+        gather cuts its sorted rows (`share_bounds`; one thread for fewer rows than
+        threads): n_batches × threads - 1 byte offsets, float (inf: no cut)."""
+        L, T, row = len(loads), self.threads, placement.row_bytes
         cuts = np.full((n_tokens * L, T - 1), np.inf)
-        k = np.arange(1, T)
         for layer, ld in enumerate(loads):
             tok, start, end = self.read_ranges(layer, ld, placement)
-            if self.pattern == "dense":  # one range: the layer's rows
-                rows = (end - start) // placement.row_bytes
-                cut = start[:, None] + (k * rows[:, None] // T) * placement.row_bytes
-                cuts[tok * L + layer] = np.where(rows[:, None] >= T, cut, np.inf)
-                continue
             order = np.lexsort((start, tok))
             tok, start = tok[order], start[order]
-            n = np.bincount(tok, minlength=n_tokens)
-            first = np.concatenate([[0], np.cumsum(n)[:-1]])
-            at = first[:, None] + k * n[:, None] // T
-            cut = start[np.minimum(at, max(len(start) - 1, 0))] if len(start) else at * 0.0
-            cuts[np.arange(n_tokens) * L + layer] = np.where(n[:, None] >= T, cut, np.inf)
+            rows = (end[order] - start) // row  # a range holds whole rows, in file order
+            if len(rows) == 0:
+                continue
+            ends = np.cumsum(rows)  # rows up to the end of each range, over all tokens
+            per_token = np.bincount(tok, weights=rows, minlength=n_tokens).astype(np.int64)
+            before = np.cumsum(per_token) - per_token
+            target = before[:, None] + share_bounds(per_token, T)[:, 1:-1]
+            j = np.minimum(np.searchsorted(ends, target, "right"), len(rows) - 1)
+            cut = start[j] + (target - (ends[j] - rows[j])) * row
+            cuts[np.arange(n_tokens) * L + layer] = np.where(per_token[:, None] >= T, cut,
+                                                             np.inf)
         return cuts
 
     def touched_pages(self, loads: list[NeuronSets], placement: Placement, n_tokens: int
@@ -229,6 +228,12 @@ class MmapLayout(Layout):
         last = np.append(first[1:], len(lo)) - 1
         np.cumsum(np.bincount(batch[first], minlength=n_batches), out=ptr[1:])
         return ptr, lo[first], run_max[last]
+
+
+def share_bounds(n_rows: Any, threads: int) -> np.ndarray:
+    """Row k * n // threads, k = 0 … threads: where `threads` threads' contiguous equal
+    shares of n sorted rows begin (the real gather's cut and the plan's)."""
+    return np.asarray(n_rows)[..., None] * np.arange(threads + 1) // threads
 
 
 def read_shares(batch_ptr: np.ndarray, offset_bytes: np.ndarray, cuts: np.ndarray

@@ -28,7 +28,7 @@ from ..data import REFERENCE_TRACE
 from ..device.cgroup import read_ahead_bytes
 from ..device.profile import DeviceProfile, load_params
 from ..errors import InputError
-from ..layout.mmap import POLICIES, MmapLayout
+from ..layout.mmap import POLICIES, MmapLayout, share_bounds
 from ..layout.plan import IOPlan
 from ..layout.registry import make_layout
 from ..loader.mmap_source import MappedStore, run_in_memory_cgroup
@@ -88,7 +88,7 @@ def gather_pass(view: np.ndarray, rows: list[np.ndarray], threads: int,
         if pool is None or len(idx) < threads:
             np.take(view, idx, axis=0, out=buf[:len(idx)])
         else:
-            cuts = np.linspace(0, len(idx), threads + 1).astype(np.int64)
+            cuts = share_bounds(len(idx), threads)
             list(pool.map(_take, [(view, idx[lo:hi], buf[lo:hi])
                                   for lo, hi in zip(cuts[:-1], cuts[1:])]))
         times[b] = time.perf_counter() - t0
