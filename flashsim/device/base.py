@@ -145,8 +145,9 @@ def check_shares(shares: object, ptr: np.ndarray, queue_depth: int) -> np.ndarra
 class ModelConstants(NamedTuple):
     """DeviceParams in the units the engines compute with (seconds, bytes per second).
 
-    A NamedTuple of plain ints, floats and a bool, so the numba kernel takes it as one
-    argument (its fields compile to scalars, as separate arguments would).
+    A NamedTuple of plain ints, floats, a bool and the two factors' quantile tables
+    (factors.py; empty for a spread of 0), so the numba kernel takes it as one argument (its
+    fields compile to scalars, as separate arguments would).
     """
 
     host_s: float
@@ -170,9 +171,15 @@ class ModelConstants(NamedTuple):
     transfer_inv_gamma: float = 1.0
     passes: bool = False
     pass_s: float = 0.0
+    command_table: np.ndarray = np.zeros(0)
+    transfer_table: np.ndarray = np.zeros(0)
 
     @classmethod
     def from_params(cls, params: DeviceParams) -> ModelConstants:
+        command_spread, transfer_spread = (float(params.command_latency_spread),
+                                           float(params.link_transfer_spread))
+        command_inv_gamma, transfer_inv_gamma = (1.0 / math.gamma(1.0 + command_spread),
+                                                 1.0 / math.gamma(1.0 + transfer_spread))
         return cls(host_s=params.host_overhead_us * 1e-6,
                    command_s=params.command_latency_us * 1e-6,
                    n_units=int(params.n_units),
@@ -186,14 +193,22 @@ class ModelConstants(NamedTuple):
                    host_cpus=int(params.host_cpus),
                    completion_s=params.host_completion_us * 1e-6,
                    wakeup_s=params.link_wakeup_us * 1e-6,
-                   command_spread=float(params.command_latency_spread),
-                   command_inv_gamma=1.0 / math.gamma(1.0 + params.command_latency_spread),
+                   command_spread=command_spread, command_inv_gamma=command_inv_gamma,
                    batch_start_s=params.batch_start_us * 1e-6,
                    call_s=params.host_call_us * 1e-6,
-                   transfer_spread=float(params.link_transfer_spread),
-                   transfer_inv_gamma=1.0 / math.gamma(1.0 + params.link_transfer_spread),
+                   transfer_spread=transfer_spread, transfer_inv_gamma=transfer_inv_gamma,
                    passes=bool(params.link_passes),
-                   pass_s=params.link_pass_us * 1e-6)
+                   pass_s=params.link_pass_us * 1e-6,
+                   command_table=factor_table(command_spread, command_inv_gamma),
+                   transfer_table=factor_table(transfer_spread, transfer_inv_gamma))
+
+
+def factor_table(spread: float, inv_gamma: float) -> np.ndarray:
+    """A factor's quantile table (factors.quantile_table); empty for a spread of 0."""
+    if spread == 0.0:
+        return np.zeros(0)
+    from .factors import quantile_table  # numba: imported when first drawn
+    return quantile_table(spread, inv_gamma)
 
 
 def command_factor(i: int, offset: int, length: int, spread: float, inv_gamma: float) -> float:
@@ -216,11 +231,16 @@ def transfer_factor(i: int, offset: int, length: int, spread: float, inv_gamma: 
     return _one_read(i, offset, length, 0.0, 1.0, spread, inv_gamma)[1]
 
 
-def _one_read(i: int, offset: int, length: int, *spreads: float) -> tuple[float, float]:
+def _one_read(i: int, offset: int, length: int, command_spread: float,
+              command_inv_gamma: float, transfer_spread: float,
+              transfer_inv_gamma: float) -> tuple[float, float]:
     """(command, transfer) factor of one read, by the engines' loop (factors.py)."""
     from .factors import draw_factors  # numba: imported when first drawn
     command, transfer = np.empty(1), np.empty(1)
-    draw_factors(i, np.array([offset], np.int64), np.array([length], np.int64), *spreads,
+    draw_factors(i, np.array([offset], np.int64), np.array([length], np.int64),
+                 command_spread, command_inv_gamma,
+                 factor_table(command_spread, command_inv_gamma), transfer_spread,
+                 transfer_inv_gamma, factor_table(transfer_spread, transfer_inv_gamma),
                  command, transfer)
     return float(command[0]), float(transfer[0])
 
@@ -236,7 +256,8 @@ def read_factors(first_index: int, offsets: np.ndarray, lengths: np.ndarray,
     from .factors import draw_factors  # numba: imported when first drawn
     command, transfer = np.empty(n), np.empty(n)
     draw_factors(first_index, offsets, lengths, k.command_spread, k.command_inv_gamma,
-                 k.transfer_spread, k.transfer_inv_gamma, command, transfer)
+                 k.command_table, k.transfer_spread, k.transfer_inv_gamma, k.transfer_table,
+                 command, transfer)
     return command, transfer
 
 
