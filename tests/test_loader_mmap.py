@@ -70,3 +70,34 @@ def test_both_page_cache_models_predict_the_same_measured_runs(stores):
     assert two["predicted_cache_bytes"] == lru["predicted_cache_bytes"] - (256 << 10)
     assert 0 < two["measured_cache_bytes"] <= (2 << 20) + (1 << 20)  # the cgroup's own view
     assert groups() == before
+
+
+def test_drift_probe_scales_the_mmap_rows_and_leaves_no_file(stores, tmp_path):
+    """With the drift probe the rows are predicted by the profile's model times the
+    measured factor: the scaled row's I/O part is the unscaled one's × the factor, the
+    unscaled error is kept, and the probe's own file goes."""
+    from flashsim.data import REFERENCE_TRACE
+    from flashsim.device.profile import DeviceProfile
+    from flashsim.trace.format import ActivationTrace
+    from flashsim.validation.drift_probe import PROBE_FILE
+    from flashsim.validation.mmap import validate_mmap
+
+    prof = DeviceProfile.load("flashsim/data/devices/local-virtio.yaml")
+    measured = prof.measured.model_copy(update={  # a small probe file, quickly
+        "file_path": str(tmp_path / "gone.bin"), "file_bytes": 8 << 20,
+        "point_duration_s": 0.02, "warmup_s": 0.01})
+    prof = prof.model_copy(update={"measured": measured})
+    trace = ActivationTrace.load(REFERENCE_TRACE)
+    kwargs = dict(store=stores["sparse"].path, reps=1, tokens=3, advice="random")
+    plain = validate_mmap(trace, ["mmap-sparse"], [1, 2], budgets=[2 << 20], profile=prof,
+                          **kwargs)
+    probed = validate_mmap(trace, ["mmap-sparse"], [1, 2], budgets=[2 << 20], profile=prof,
+                           drift_probe=True, **kwargs)
+    info = probed.info["drift_probe"]
+    assert info["measurements"] > 0 and info["factor"] > 0 and info["qds"] == [1, 2]
+    assert not (stores["sparse"].path.parent / PROBE_FILE).exists()
+    assert "drift_probe" not in plain.info and "undrifted_error" not in plain.rows[0]
+    for a, b in zip(plain.rows, probed.rows):
+        assert b["predicted_io_ms_mean_part"] == pytest.approx(
+            a["predicted_io_ms_mean_part"] * info["factor"], rel=1e-9)
+        assert np.isfinite(b["undrifted_error"])

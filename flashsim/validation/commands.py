@@ -160,8 +160,9 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
                           "windowed+bundled QD 32; without: the profile's decode_wait, if any)")
     e2e.add_argument("--drift-probe", action="store_const", const=True, default=None,
                      help="re-measure the --device profile's own 4-64 KiB points between "
-                          "the decodes and scale its model by how much slower or faster they "
-                          "are now (rows keep undrifted_* errors; default: off)")
+                          "the decodes (or the mmap rows' blocks) and scale its model by how "
+                          "much slower or faster they are now (rows keep undrifted_* errors; "
+                          "default: off)")
     e2e.add_argument("--save-profile", type=cliargs.out_file("--save-profile",
                                                              suffixes=(".yaml", ".yml")),
                      default=None,
@@ -183,7 +184,9 @@ def check_mode(args: argparse.Namespace) -> None:
                  ("--batch-gap-us", args.batch_gap_us is not None)]
         expected = "options of the decode: the run makes its own trace and reader"
     else:
-        other = [("--" + k.replace("_", "-"), getattr(args, k) is not None) for k in E2E_ONLY]
+        mmap_rows = any(n.strip().startswith("mmap-") for n in (args.layouts or "").split(","))
+        other = [("--" + k.replace("_", "-"), getattr(args, k) is not None) for k in E2E_ONLY
+                 if not (mmap_rows and k == "drift_probe")]  # mmap rows probe the disk too
         expected = "--end-to-end to run the decode"
     for flag, given in other:
         if given:

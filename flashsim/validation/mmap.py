@@ -25,7 +25,9 @@ import numpy as np
 from ..cliutil import emit, table
 from ..cost.robust import lad_fit
 from ..data import REFERENCE_TRACE
+from ..device import make_device
 from ..device.cgroup import read_ahead_bytes
+from ..device.drift import ScaledDevice
 from ..device.profile import DeviceProfile, load_params
 from ..errors import InputError
 from ..layout.mmap import POLICIES, MmapLayout, share_bounds
@@ -36,8 +38,10 @@ from ..loader.store import WeightStore, store_for
 from ..model.checkpoint import load_checkpoint
 from ..trace.format import ActivationTrace
 from ..units import parse_size
+from .drift_probe import DriftProbe
 from .predict import predict_token_s
 from .rows import ValidationResult, layout_row
+from .schedule import Slot
 
 MMAP_LAYOUTS = ("mmap-dense", "mmap-sparse")
 
@@ -139,14 +143,17 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                   model_dir: str | os.PathLike | None = None, reps: int = 3,
                   tokens: int | None = None, which: str = "predicted", advice: str = "normal",
                   readahead_bytes: int | None = None, model_engine: str = "fast",
-                  build_stores: bool = False, page_cache: str | list[str] = "two-list"
-                  ) -> ValidationResult:
+                  build_stores: bool = False, page_cache: str | list[str] = "two-list",
+                  drift_probe: bool = False) -> ValidationResult:
     """Rows (layout × budget × threads × page-cache model) of predicted vs measured
     per-token gather time; the models of one (layout, budget, threads) share its runs.
 
     `store`: a store file, or a folder where the mmap placement's store is (built there
     with `build_stores`; else a missing store is an InputError). `readahead_bytes`: the
-    simulated read-around (default: the disk's read_ahead_kb; with `advice="random"`: 0)."""
+    simulated read-around (default: the disk's read_ahead_kb; with `advice="random"`: 0).
+    `drift_probe`: re-measure the profile's own 4–64 KiB points before the row blocks
+    (drift_probe.py) and scale its model by how much slower or faster the disk is now; the
+    rows keep the unscaled model's error (`undrifted_error`)."""
     policies = [page_cache] if isinstance(page_cache, str) else list(page_cache)
     bad = [n for n in layouts if not is_mmap(n)]
     if bad or not layouts:
@@ -158,27 +165,66 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
               else profile)
     load_params(params)  # a profile without fitted parameters is refused here
     folder = Path(store)
+    probe = (DriftProbe.for_profile(params, qds, folder if folder.is_dir() else folder.parent)
+             if drift_probe and isinstance(params, DeviceProfile) else None)
+    if drift_probe and probe is None:
+        raise InputError("the profile has no 4-64 KiB points of its own to re-measure",
+                         key="--drift-probe", expected="a measured --device profile")
+    try:
+        blocks = _measured_blocks(trace, layouts, qds, budgets, folder, model_dir, which,
+                                  advice, readahead_bytes, policies, reps, build_stores, probe)
+    finally:
+        if probe is not None:
+            probe.remove_file()
+    model = make_device(params, model_engine)
+    drift = probe.drift() if probe is not None else None
+    scaled = model if drift is None else ScaledDevice(model, drift.factor)
     rows_out, per_token = [], {}
-    for name in layouts:
-        for budget in budgets:
-            for q in qds:
-                lay = make_layout(name, budget_bytes=budget, threads=q)
-                st = _store(lay, folder, model_dir, trace, build_stores)
-                ra = (0 if advice == "random" else read_ahead_bytes(st.path)
-                      if readahead_bytes is None else readahead_bytes)
-                lays = [make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra,
-                                    page_cache=policy) for policy in policies]
-                plans = [lay.plan(trace, which=which) for lay in lays]
-                st.check_plan(plans[0])
-                runs = _measure(lays[0], st, trace, which, advice, reps)
-                for lay, plan in zip(lays, plans):
-                    row, times = _row(lay, plan, advice, params, reps, model_engine, runs)
-                    rows_out.append(row)
-                    per_token[(f"{name}@{budget}/{lay.page_cache}", int(q))] = times
+    for name, budget, q, lays, plans, runs in blocks:
+        for lay, plan in zip(lays, plans):
+            row, times = _row(lay, plan, advice, scaled, reps, model_engine, runs)
+            if probe is not None:
+                row["undrifted_error"] = _row(lay, plan, advice, model, reps, model_engine,
+                                              runs)[0]["error"]
+            rows_out.append(row)
+            per_token[(f"{name}@{budget}/{lay.page_cache}", int(q))] = times
     info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
             "model": trace.geometry.name, "tokens": trace.n_tokens - trace.n_prompt_tokens,
             "reps": reps, "advice": advice, "o_direct": False}
+    if probe is not None:
+        info["drift_probe"] = probe.info(drift)
     return ValidationResult(rows_out, per_token, info)
+
+
+PROBE_PARTS = 4
+"""Row blocks a drift-probe round is dealt out over (each block follows one part)."""
+
+
+def _measured_blocks(trace: ActivationTrace, layouts: list[str], qds: list[int],
+                     budgets: list[int | None], folder: Path, model_dir: Any, which: str,
+                     advice: str, readahead_bytes: int | None, policies: list[str],
+                     reps: int, build_stores: bool, probe: DriftProbe | None
+                     ) -> list[tuple[str, int | None, int, list, list, dict[str, Any]]]:
+    """Every (layout, budget, threads) block measured: its layouts (one per page-cache
+    model), their plans and the real runs; a part of a probe round before each block."""
+    keys = [(n, b, q) for n in layouts for b in budgets for q in qds]
+    parts = max(1, min(PROBE_PARTS, len(keys)))
+    blocks = []
+    for index, (name, budget, q) in enumerate(keys):
+        lay = make_layout(name, budget_bytes=budget, threads=q)
+        st = _store(lay, folder, model_dir, trace, build_stores)
+        ra = (0 if advice == "random" else read_ahead_bytes(st.path)
+              if readahead_bytes is None else readahead_bytes)
+        lays = [make_layout(name, budget_bytes=budget, threads=q, readahead_bytes=ra,
+                            page_cache=policy) for policy in policies]
+        plans = [lay.plan(trace, which=which) for lay in lays]
+        st.check_plan(plans[0])
+        if probe is not None:
+            probe.measure_part(Slot(index // parts, range(0), (name, q),
+                                    (index % parts, parts)))
+        blocks.append((name, budget, q, lays, plans,
+                       _measure(lays[0], st, trace, which, advice, reps)))
+    return blocks
 
 
 def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrace,
@@ -273,11 +319,14 @@ def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
                            reps=args.reps, tokens=args.tokens, which=args.which,
                            advice=args.mmap_advice, model_engine=args.model_engine,
                            page_cache=parse_policies(args.page_cache),
-                           build_stores=args.build_stores)
+                           build_stores=args.build_stores, drift_probe=bool(args.drift_probe))
     for row in result.rows:
         row["budget_bytes"] = "none" if row["budget_bytes"] is None else str(row["budget_bytes"])
     head = (f"{result.info['tokens']} tokens of {result.info['model']}, {args.reps} reps, "
             f"through the page cache (madvise {args.mmap_advice})")
+    factor = result.info.get("drift_probe", {}).get("factor")
+    if factor is not None:
+        head += f"; the model × {factor:.3f}, the disk's drift since its calibration"
     emit(args, {"rows": result.rows, **result.info}, head + "\n" + table(result.rows,
                                                                           MMAP_COLUMNS))
     return 0
