@@ -6,7 +6,7 @@
 The plan is the layout's IOPlan of the trace (default: the bundled reference trace, the
 `sparse` layout, which has the most reads). The fast path runs the whole plan (best of
 `--repeats`, after one warm-up call that loads the compiled kernel); SimPy runs the first
-`--des-tokens` tokens (it is ~35× slower). A profile with a measured residual wraps the
+`--des-tokens` tokens (it is 100–200× slower). A profile with a measured residual wraps the
 engine (CorrectedDevice): `fast_model_reads_per_s` is the layered model's kernel alone.
 The fast path spreads its chunks of batches over every usable CPU (`fast_cpus`);
 `fast_one_cpu_reads_per_s` is the same plan on one. Goals: fast ≥ 10 M reads/s on plans,
