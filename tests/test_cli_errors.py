@@ -242,6 +242,13 @@ def test_mmap_validation_with_an_unknown_page_cache_model_is_refused(tmp_path, c
     assert "--page-cache" in err and "two-list" in err
 
 
+def test_the_fault_probe_is_refused_outside_mmap_rows(tmp_path, capsys):
+    err = one_line_exit_2(capsys, ["validate", "--layouts", "sparse", "--device",
+                                   "m1max-paper", "--store", str(tmp_path), "--qd", "1",
+                                   "--fault-probe"])
+    assert "--fault-probe" in err and "mmap" in err
+
+
 @pytest.mark.parametrize("value", ["lots", "0", "2000000"])
 def test_bad_clustered_reads_are_refused_before_a_data_file_is_made(tmp_path, capsys, value):
     data = tmp_path / "d.bin"

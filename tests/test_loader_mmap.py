@@ -101,3 +101,46 @@ def test_drift_probe_scales_the_mmap_rows_and_leaves_no_file(stores, tmp_path):
         assert b["predicted_io_ms_mean_part"] == pytest.approx(
             a["predicted_io_ms_mean_part"] * info["factor"], rel=1e-9)
         assert np.isfinite(b["undrifted_error"])
+
+
+def test_fault_probe_faults_every_page_once_and_scales_each_thread_count(stores):
+    """The fault probe gathers every page of the store once per pass with MADV_RANDOM, a
+    pass before and after each block: as many major faults as pages; each block's rows
+    are predicted by the model times its own ratio, the unscaled error kept; no cgroup is
+    left."""
+    from flashsim.data import REFERENCE_TRACE
+    from flashsim.trace.format import ActivationTrace
+    from flashsim.validation.mmap import validate_mmap
+
+    before = groups()
+    trace = ActivationTrace.load(REFERENCE_TRACE)
+    kwargs = dict(store=stores["sparse"].path, reps=1, tokens=3, advice="random",
+                  profile="local-virtio", budgets=[2 << 20])
+    plain = validate_mmap(trace, ["mmap-sparse"], [1, 2], **kwargs)
+    probed = validate_mmap(trace, ["mmap-sparse"], [1, 2], fault_probe=True, **kwargs)
+    info = probed.info["fault_probe"]
+    pages = stores["sparse"].path.stat().st_size // 4096
+    assert info["pages"] == pages and info["budget_bytes"] == 2 << 20
+    for q in ("1", "2"):  # one block at each: a pass before it and one after
+        assert len(info["major_faults"][q]) == 2 and len(info["factors"][q]) == 1
+        assert all(abs(f - pages) <= 2 for f in info["major_faults"][q])
+    for a, b in zip(plain.rows, probed.rows):
+        factor = info["factors"][str(b["queue_depth"])][0]
+        assert factor > 0
+        assert b["predicted_io_ms_mean_part"] == pytest.approx(
+            a["predicted_io_ms_mean_part"] * factor, rel=1e-9)
+        assert np.isfinite(b["unprobed_error"])
+    assert groups() == before
+
+
+def test_fault_probe_and_drift_probe_are_one_or_the_other(stores):
+    from flashsim.data import REFERENCE_TRACE
+    from flashsim.errors import InputError
+    from flashsim.trace.format import ActivationTrace
+    from flashsim.validation.mmap import validate_mmap
+
+    trace = ActivationTrace.load(REFERENCE_TRACE)
+    with pytest.raises(InputError, match="--fault-probe"):
+        validate_mmap(trace, ["mmap-sparse"], [1], budgets=[2 << 20],
+                      store=stores["sparse"].path, profile="local-virtio", reps=1, tokens=2,
+                      drift_probe=True, fault_probe=True)

@@ -95,6 +95,10 @@ def register(subparsers: Any) -> None:
                     help="page-cache budgets of the mmap rows, e.g. 1m,2m,none (default none)")
     mm.add_argument("--mmap-advice", choices=("normal", "random"), default="normal",
                     help="madvise of the mapping: normal (the disk's read-around) or random")
+    mm.add_argument("--fault-probe", action="store_true",
+                    help="time page faults of the store at each thread count against the "
+                         "profile's model of the same reads and scale the mmap rows' I/O by "
+                         "that ratio (rows keep unprobed_error; default: off)")
     mm.add_argument("--page-cache", default="two-list",
                     help="the simulated page cache: two-list (the kernel's inactive and "
                          "active lists), lru (one LRU list), or both, comma-separated, "
@@ -181,7 +185,8 @@ def check_mode(args: argparse.Namespace) -> None:
         other = [("--trace", args.trace is not None), ("--with-fio", args.with_fio),
                  ("--set", args.which != "predicted"),
                  ("--reader-engine", args.reader_engine != "auto"),
-                 ("--batch-gap-us", args.batch_gap_us is not None)]
+                 ("--batch-gap-us", args.batch_gap_us is not None),
+                 ("--fault-probe", args.fault_probe)]
         expected = "options of the decode: the run makes its own trace and reader"
     else:
         mmap_rows = any(n.strip().startswith("mmap-") for n in (args.layouts or "").split(","))
@@ -210,6 +215,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if any(n.startswith("mmap-") for n in names):
         from .mmap import cmd_validate_mmap
         return cmd_validate_mmap(args, names, qds)
+    if args.fault_probe:
+        raise InputError("--fault-probe times page faults: it applies to mmap rows",
+                         key="--fault-probe", expected="--layouts mmap-sparse,mmap-dense")
     if args.device is None and not args.calibrate:
         raise InputError("no device profile", key="--device",
                          expected="--device PROFILE.yaml or --calibrate")

@@ -39,6 +39,7 @@ from ..model.checkpoint import load_checkpoint
 from ..trace.format import ActivationTrace
 from ..units import parse_size
 from .drift_probe import DriftProbe
+from .fault_probe import FaultProbe
 from .predict import predict_token_s
 from .rows import ValidationResult, layout_row
 from .schedule import Slot
@@ -144,7 +145,7 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
                   tokens: int | None = None, which: str = "predicted", advice: str = "normal",
                   readahead_bytes: int | None = None, model_engine: str = "fast",
                   build_stores: bool = False, page_cache: str | list[str] = "two-list",
-                  drift_probe: bool = False) -> ValidationResult:
+                  drift_probe: bool = False, fault_probe: bool = False) -> ValidationResult:
     """Rows (layout × budget × threads × page-cache model) of predicted vs measured
     per-token gather time; the models of one (layout, budget, threads) share its runs.
 
@@ -153,7 +154,9 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
     simulated read-around (default: the disk's read_ahead_kb; with `advice="random"`: 0).
     `drift_probe`: re-measure the profile's own 4–64 KiB points before the row blocks
     (drift_probe.py) and scale its model by how much slower or faster the disk is now; the
-    rows keep the unscaled model's error (`undrifted_error`)."""
+    rows keep the unscaled model's error (`undrifted_error`). `fault_probe`: time page faults
+    of the store at each thread count against the model's time of the same reads
+    (fault_probe.py) and scale the rows' I/O by that ratio (`unprobed_error` kept)."""
     policies = [page_cache] if isinstance(page_cache, str) else list(page_cache)
     bad = [n for n in layouts if not is_mmap(n)]
     if bad or not layouts:
@@ -170,22 +173,32 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
     if drift_probe and probe is None:
         raise InputError("the profile has no 4-64 KiB points of its own to re-measure",
                          key="--drift-probe", expected="a measured --device profile")
+    if drift_probe and fault_probe:
+        raise InputError("--drift-probe and --fault-probe both scale the model",
+                         key="--fault-probe", expected="one of them (the fault probe's "
+                         "ratio holds the disk's drift too)")
+    faults = ([b for b in budgets if b is not None] or [FAULT_PROBE_BUDGET])[0] \
+        if fault_probe else None
     try:
-        blocks = _measured_blocks(trace, layouts, qds, budgets, folder, model_dir, which,
-                                  advice, readahead_bytes, policies, reps, build_stores, probe)
+        blocks, fprobe = _measured_blocks(trace, layouts, qds, budgets, folder, model_dir,
+                                          which, advice, readahead_bytes, policies, reps,
+                                          build_stores, probe, faults)
     finally:
         if probe is not None:
             probe.remove_file()
     model = make_device(params, model_engine)
     drift = probe.drift() if probe is not None else None
-    scaled = model if drift is None else ScaledDevice(model, drift.factor)
     rows_out, per_token = [], {}
     for name, budget, q, lays, plans, runs in blocks:
+        factor = (drift.factor if drift is not None
+                  else fprobe.factor(model, int(q), runs["fault_s"]) if fprobe is not None
+                  else None)
+        scaled = model if factor is None else ScaledDevice(model, factor)
         for lay, plan in zip(lays, plans):
             row, times = _row(lay, plan, advice, scaled, reps, model_engine, runs)
-            if probe is not None:
-                row["undrifted_error"] = _row(lay, plan, advice, model, reps, model_engine,
-                                              runs)[0]["error"]
+            if factor is not None:
+                row["undrifted_error" if drift is not None else "unprobed_error"] = _row(
+                    lay, plan, advice, model, reps, model_engine, runs)[0]["error"]
             rows_out.append(row)
             per_token[(f"{name}@{budget}/{lay.page_cache}", int(q))] = times
     info = {"trace": trace.meta.get("name") or trace.meta.get("source"),
@@ -193,23 +206,31 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
             "reps": reps, "advice": advice, "o_direct": False}
     if probe is not None:
         info["drift_probe"] = probe.info(drift)
+    if fprobe is not None:
+        info["fault_probe"] = fprobe.info()
     return ValidationResult(rows_out, per_token, info)
 
 
 PROBE_PARTS = 4
 """Row blocks a drift-probe round is dealt out over (each block follows one part)."""
+FAULT_PROBE_BUDGET = 1 << 20
+"""The fault probe's page-cache budget when every row of the run has none."""
 
 
 def _measured_blocks(trace: ActivationTrace, layouts: list[str], qds: list[int],
                      budgets: list[int | None], folder: Path, model_dir: Any, which: str,
                      advice: str, readahead_bytes: int | None, policies: list[str],
-                     reps: int, build_stores: bool, probe: DriftProbe | None
-                     ) -> list[tuple[str, int | None, int, list, list, dict[str, Any]]]:
+                     reps: int, build_stores: bool, probe: DriftProbe | None,
+                     fault_budget: int | None
+                     ) -> tuple[list[tuple[str, int | None, int, list, list, dict[str, Any]]],
+                                FaultProbe | None]:
     """Every (layout, budget, threads) block measured: its layouts (one per page-cache
-    model), their plans and the real runs; a part of a probe round before each block."""
+    model), their plans and the real runs; a part of a drift-probe round before each
+    block, or (`fault_budget`: the fault probe's budget) a fault-probe pass before and after
+    it (`runs["fault_s"]`)."""
     keys = [(n, b, q) for n in layouts for b in budgets for q in qds]
     parts = max(1, min(PROBE_PARTS, len(keys)))
-    blocks = []
+    blocks, fprobe = [], None
     for index, (name, budget, q) in enumerate(keys):
         lay = make_layout(name, budget_bytes=budget, threads=q)
         st = _store(lay, folder, model_dir, trace, build_stores)
@@ -222,9 +243,14 @@ def _measured_blocks(trace: ActivationTrace, layouts: list[str], qds: list[int],
         if probe is not None:
             probe.measure_part(Slot(index // parts, range(0), (name, q),
                                     (index % parts, parts)))
-        blocks.append((name, budget, q, lays, plans,
-                       _measure(lays[0], st, trace, which, advice, reps)))
-    return blocks
+        if fault_budget is not None and fprobe is None:
+            fprobe = FaultProbe.for_run(st, lays[0], qds, fault_budget)
+        before = [fprobe.measure(int(q))] if fprobe is not None else []
+        runs = _measure(lays[0], st, trace, which, advice, reps)
+        if fprobe is not None:  # the block bracketed: a pass before it and one after
+            runs["fault_s"] = before + [fprobe.measure(int(q))]
+        blocks.append((name, budget, q, lays, plans, runs))
+    return blocks, fprobe
 
 
 def _store(layout: MmapLayout, path: Path, model_dir: Any, trace: ActivationTrace,
@@ -319,7 +345,8 @@ def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
                            reps=args.reps, tokens=args.tokens, which=args.which,
                            advice=args.mmap_advice, model_engine=args.model_engine,
                            page_cache=parse_policies(args.page_cache),
-                           build_stores=args.build_stores, drift_probe=bool(args.drift_probe))
+                           build_stores=args.build_stores, drift_probe=bool(args.drift_probe),
+                           fault_probe=args.fault_probe)
     for row in result.rows:
         row["budget_bytes"] = "none" if row["budget_bytes"] is None else str(row["budget_bytes"])
     head = (f"{result.info['tokens']} tokens of {result.info['model']}, {args.reps} reps, "
@@ -327,6 +354,10 @@ def cmd_validate_mmap(args: Any, names: list[str], qds: list[int]) -> int:
     factor = result.info.get("drift_probe", {}).get("factor")
     if factor is not None:
         head += f"; the model × {factor:.3f}, the disk's drift since its calibration"
+    per_threads = result.info.get("fault_probe", {}).get("factors", {})
+    if per_threads:
+        head += "; the model × " + ", ".join(f"{min(f):.2f}–{max(f):.2f} at {q} threads"
+                                             for q, f in per_threads.items()) + " (fault probe)"
     emit(args, {"rows": result.rows, **result.info}, head + "\n" + table(result.rows,
                                                                           MMAP_COLUMNS))
     return 0
