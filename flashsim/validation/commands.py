@@ -90,22 +90,28 @@ def register(subparsers: Any) -> None:
                      help="leave the device idle this long before every (token, layer) batch "
                           "(busy wait), as the decode's compute does (default: none)")
     add_end_to_end_args(val)
+    add_mmap_args(val)
+    add_json_flag(val)
+    val.set_defaults(func=cmd_validate)
+    register_export_fio(subparsers)
+
+
+def add_mmap_args(val: Any) -> None:
+    """The options of the mmap rows."""
     mm = val.add_argument_group("mmap rows (--layouts mmap-sparse,mmap-dense)")
     mm.add_argument("--budgets", default=None,
                     help="page-cache budgets of the mmap rows, e.g. 1m,2m,none (default none)")
     mm.add_argument("--mmap-advice", choices=("normal", "random"), default="normal",
                     help="madvise of the mapping: normal (the disk's read-around) or random")
     mm.add_argument("--fault-probe", action="store_true",
-                    help="time page faults of the store at each thread count against the "
-                         "profile's model of the same reads and scale the mmap rows' I/O by "
-                         "that ratio (rows keep unprobed_error; default: off)")
+                    help="time page faults of the store before and after each row block "
+                         "at its thread count against the profile's model of the same reads "
+                         "and scale the block's I/O by that ratio (rows keep unprobed_error; "
+                         "default: off)")
     mm.add_argument("--page-cache", default="two-list",
                     help="the simulated page cache: two-list (the kernel's inactive and "
                          "active lists), lru (one LRU list), or both, comma-separated, "
                          "predicting the same runs (default two-list)")
-    add_json_flag(val)
-    val.set_defaults(func=cmd_validate)
-    register_export_fio(subparsers)
 
 
 def register_export_fio(subparsers: Any) -> None:
