@@ -126,11 +126,12 @@ def _open_files(pid):
     return names
 
 
-# 112 runs of several seconds in all, so the kill lands mid-sweep even when this test
-# process is starved for a while on a loaded machine (48 short runs once finished first)
-LONG = dict(layouts=["windowed+bundled", "windowed"], windows=[1, 2, 3, 4, 5, 6, 7, 8],
-            queue_depths=[1, 2, 4, 8, 16, 32, 64], max_tokens=6)
-N_LONG = 2 * 8 * 7
+# 396 runs, ~4 s in all on one core here, so the kill lands mid-sweep even when this test
+# process is starved for a while on a loaded machine (48 short runs once finished first,
+# and 112 did once the fast path doubled its speed)
+LONG = dict(layouts=["windowed+bundled", "windowed", "sparse"], windows=list(range(1, 17)),
+            queue_depths=[1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64], max_tokens=6)
+N_LONG = 2 * 16 * 12 + 12  # the windowed layouts at every window, sparse at every QD
 
 
 @pytest.fixture(scope="module")
