@@ -7,7 +7,7 @@ CPU. An mmap gather's reads are page faults taken by T threads, each fault's ker
 threads sharing the machine's CPUs. The probe gathers every page of the store once, in
 random order, cut into sorted batches as a sparse gather's are (T contiguous shares),
 inside the memory cgroup at the run's smallest budget with MADV_RANDOM (one read a fault),
-cold and then warm; a batch's fault time is its cold gather less its warm one. The
+cold and warm; a batch's fault time is its cold gather less its warm one. The
 profile's model times the same reads (one 4 KiB read a page, each thread its own share).
 A pass right before and one right after each row block, at its thread count: the mean
 of their ratios scales that block's I/O, so it follows the disk's and the CPUs' speed
@@ -29,6 +29,7 @@ PROBE_BATCH_PAGES = 128
 """Pages (faults) a probe batch gathers: a sparse batch of the bundled model faults tens
 to hundreds of pages."""
 PROBE_SEED = 2024
+"""The pages' order: the same probe in every run."""
 
 
 @dataclass
