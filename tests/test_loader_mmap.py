@@ -110,6 +110,7 @@ def test_fault_probe_faults_every_page_once_and_scales_each_thread_count(stores)
     left."""
     from flashsim.data import REFERENCE_TRACE
     from flashsim.trace.format import ActivationTrace
+    from flashsim.validation.fault_probe import PROBE_PASSES
     from flashsim.validation.mmap import validate_mmap
 
     before = groups()
@@ -121,8 +122,8 @@ def test_fault_probe_faults_every_page_once_and_scales_each_thread_count(stores)
     info = probed.info["fault_probe"]
     pages = stores["sparse"].path.stat().st_size // 4096
     assert info["pages"] == pages and info["budget_bytes"] == 2 << 20
-    for q in ("1", "2"):  # one block at each: a pass before it and one after
-        assert len(info["major_faults"][q]) == 2 and len(info["factors"][q]) == 1
+    for q in ("1", "2"):  # one block at each: passes before it and after
+        assert len(info["major_faults"][q]) == 2 * PROBE_PASSES and len(info["factors"][q]) == 1
         assert all(abs(f - pages) <= 2 for f in info["major_faults"][q])
     for a, b in zip(plain.rows, probed.rows):
         factor = info["factors"][str(b["queue_depth"])][0]

@@ -9,8 +9,8 @@ random order, cut into sorted batches as a sparse gather's are (T contiguous sha
 inside the memory cgroup at the run's smallest budget with MADV_RANDOM (one read a fault),
 cold and warm; a batch's fault time is its cold gather less its warm one. The
 profile's model times the same reads (one 4 KiB read a page, each thread its own share).
-A pass right before and one right after each row block, at its thread count: the mean
-of their ratios scales that block's I/O, so it follows the disk's and the CPUs' speed
+PROBE_PASSES passes right before and right after each row block, at its thread count:
+their mean ratio scales that block's I/O, so it follows the disk's and the CPUs' speed
 over the run's minutes as the rows see them.
 """
 
@@ -28,6 +28,8 @@ from ..loader.store import WeightStore
 PROBE_BATCH_PAGES = 128
 """Pages (faults) a probe batch gathers: a sparse batch of the bundled model faults tens
 to hundreds of pages."""
+PROBE_PASSES = 3
+"""Cold passes on either side of a row block: one pass is ~1 k faults, tens of ms."""
 PROBE_SEED = 2024
 """The pages' order: the same probe in every run."""
 
@@ -70,6 +72,10 @@ class FaultProbe:
         cold, seen = measure_gathers(self.store, lay, self.rows, "random")
         self.major_faults.setdefault(threads, []).append(int(seen["major_faults"]))
         return cold - self.warm_s[threads]
+
+    def measure_passes(self, threads: int) -> list[np.ndarray]:
+        """PROBE_PASSES passes' fault seconds at `threads`, one after another."""
+        return [self.measure(threads) for _ in range(PROBE_PASSES)]
 
     def predicted_s(self, device: Any, threads: int) -> np.ndarray:
         """The model's time of every probe batch: a 4 KiB read a page, each of `threads`

@@ -245,10 +245,10 @@ def _measured_blocks(trace: ActivationTrace, layouts: list[str], qds: list[int],
                                     (index % parts, parts)))
         if fault_budget is not None and fprobe is None:
             fprobe = FaultProbe.for_run(st, lays[0], qds, fault_budget)
-        before = [fprobe.measure(int(q))] if fprobe is not None else []
+        before = fprobe.measure_passes(int(q)) if fprobe is not None else []
         runs = _measure(lays[0], st, trace, which, advice, reps)
-        if fprobe is not None:  # the block bracketed: a pass before it and one after
-            runs["fault_s"] = before + [fprobe.measure(int(q))]
+        if fprobe is not None:  # the block bracketed: passes before it and after
+            runs["fault_s"] = before + fprobe.measure_passes(int(q))
         blocks.append((name, budget, q, lays, plans, runs))
     return blocks, fprobe
 
