@@ -145,6 +145,33 @@ def test_calibrated_run_fits_a_profile_on_the_store(model, tmp_path):
     assert all(r["predicted_io_ms_p50"] > 0 for r in result.rows)
 
 
+def test_drift_probe_scales_the_replay_rows_and_leaves_no_file(model, tmp_path):
+    """With a given profile and the drift probe, its own points are re-measured before the
+    row blocks; the rows are the model times the median ratio (the unscaled errors kept)
+    and the probe's file is gone."""
+    from flashsim.device.profile import DeviceProfile
+    from flashsim.validation.drift_probe import PROBE_FILE
+
+    prof = DeviceProfile.load("flashsim/data/devices/local-virtio.yaml")
+    measured = prof.measured.model_copy(update={  # a small probe file, quickly
+        "file_path": str(tmp_path / "gone.bin"), "file_bytes": 8 << 20,
+        "point_duration_s": 0.02, "warmup_s": 0.01})
+    prof = prof.model_copy(update={"measured": measured})
+    kwargs = dict(store=tmp_path / "s", build_stores=True, model_dir=model.folder,
+                  profile=prof, reps=2, tokens=2)
+    plain = validate(model.ref, ["bundled"], [1, 4], **kwargs)
+    probed = validate(model.ref, ["bundled"], [1, 4], drift_probe=True, **kwargs)
+    info = probed.info["profile"]["drift_probe"]
+    assert info["measurements"] > 0 and info["factor"] > 0 and info["qds"] == [1, 4]
+    assert not (tmp_path / "s" / PROBE_FILE).exists()
+    assert "drift_probe" not in plain.info["profile"]
+    for a, b in zip(plain.rows, probed.rows):  # the same plans: the prediction × the factor
+        assert b["predicted_io_ms_p50"] == pytest.approx(
+            a["predicted_io_ms_p50"] * info["factor"], rel=1e-9)
+        assert np.isfinite(b["undrifted_error_p50_pct"])
+        assert np.isfinite(b["undrifted_error_p99_pct"])
+
+
 def test_warm_up_reads_at_least_the_tokens_and_the_time(model, tmp_path, monkeypatch):
     layout = make_layout("bundled")
     store = build_store(load_checkpoint(model.folder), layout, tmp_path / "b.ffn")

@@ -68,6 +68,11 @@ def register(subparsers: Any) -> None:
                      help="short-batch calibration points: batches of these many reads at "
                           "the plans' QDs, read like a plan's batch (default 1,4,16,64; "
                           "'none': steady-state points only)")
+    val.add_argument("--drift-probe", action="store_const", const=True, default=None,
+                     help="re-measure the --device profile's own 4-64 KiB points between "
+                          "the row blocks (or the decodes) and scale its model by how much "
+                          "slower or faster they are now (rows keep undrifted_* errors; "
+                          "default: off)")
     val.add_argument("--quick-fit", action="store_true",
                      help="the device fit's quick mode (fewer unit/stripe candidates)")
     val.add_argument("--reader-engine", choices=("auto", "aio", "threads"), default="auto",
@@ -168,11 +173,6 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
                      help="do not calibrate the decode's compute after its waits on reads "
                           "(default: from decodes of the calibration text at sparse QD 1 and "
                           "windowed+bundled QD 32; without: the profile's decode_wait, if any)")
-    e2e.add_argument("--drift-probe", action="store_const", const=True, default=None,
-                     help="re-measure the --device profile's own 4-64 KiB points between "
-                          "the decodes (or the mmap rows' blocks) and scale its model by how "
-                          "much slower or faster they are now (rows keep undrifted_* errors; "
-                          "default: off)")
     e2e.add_argument("--save-profile", type=cliargs.out_file("--save-profile",
                                                              suffixes=(".yaml", ".yml")),
                      default=None,
@@ -181,7 +181,7 @@ def add_end_to_end_args(val: argparse.ArgumentParser) -> None:
 
 
 E2E_ONLY = ("prompt_file", "prompt_tokens", "seed", "top_p", "merge_gap", "block",
-            "memcpy_gb_s", "no_wait_calibration", "drift_probe", "save_profile")
+            "memcpy_gb_s", "no_wait_calibration", "save_profile")
 """Options of --end-to-end alone (None unless given)."""
 
 
@@ -195,9 +195,7 @@ def check_mode(args: argparse.Namespace) -> None:
                  ("--fault-probe", args.fault_probe)]
         expected = "options of the decode: the run makes its own trace and reader"
     else:
-        mmap_rows = any(n.strip().startswith("mmap-") for n in (args.layouts or "").split(","))
-        other = [("--" + k.replace("_", "-"), getattr(args, k) is not None) for k in E2E_ONLY
-                 if not (mmap_rows and k == "drift_probe")]  # mmap rows probe the disk too
+        other = [("--" + k.replace("_", "-"), getattr(args, k) is not None) for k in E2E_ONLY]
         expected = "--end-to-end to run the decode"
     for flag, given in other:
         if given:
@@ -249,7 +247,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                       calibration_bytes=args.calibration_size, calibrate_on=args.calibrate_on,
                       calibration_duration_s=args.calibration_duration, quick_fit=args.quick_fit,
                       reader_engine=args.reader_engine, calibration_batch_reads=batch_reads,
-                      allow_page_cache=args.allow_page_cache, quiet=args.json, **pieces)
+                      allow_page_cache=args.allow_page_cache, quiet=args.json,
+                      drift_probe=bool(args.drift_probe), **pieces)
     for row in result.rows:
         row["meets_goal"] = meets_goal(row)
     cols = list(VALIDATE_COLUMNS)

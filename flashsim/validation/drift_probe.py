@@ -85,3 +85,13 @@ class DriftProbe:
                 os.unlink(self.data_file)
             except FileNotFoundError:
                 pass
+
+
+def probe_of(profile: Any, qds: list[int], folder: Path) -> DriftProbe | None:
+    """The probe of a given profile's own points (a path or a DeviceProfile; None for bare
+    parameters or a profile without such points)."""
+    if isinstance(profile, (str, os.PathLike)):
+        profile = DeviceProfile.load(profile)
+    if not isinstance(profile, DeviceProfile):
+        return None
+    return DriftProbe.for_profile(profile, qds, folder)

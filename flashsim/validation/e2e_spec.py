@@ -49,12 +49,6 @@ class EndToEndSpec(CalibrationOptions):
     """Calibrate what the decode's compute pays for waiting on its reads (cost/wait_cost.py)
     from real decodes of the calibration text between the measured decodes, and predict
     with it (False: the profile's `decode_wait`, if any)."""
-    drift_probe: bool = False
-    """With a given profile, re-measure a few of its own calibration points between the
-    decodes and scale its model by how much slower or faster they are now (device/drift.py);
-    each row keeps its errors without that (`undrifted_*`). Off by default: in a run on the
-    virtio disk the probe measured it 11 % faster than its profile while the decodes' I/O
-    was within -8 to +15 % of the unscaled model, so it is a diagnostic, not a correction."""
     wait_rows: list[tuple[str, int]] = Field(
         default_factory=lambda: [("sparse", 1), ("windowed+bundled", 32)])
     """(layout, QD) decoded for that calibration: long waits and short ones."""

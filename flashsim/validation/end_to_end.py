@@ -28,7 +28,7 @@ from ..device.profile import DeviceParams, DeviceProfile
 from ..errors import InputError
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
-from .drift_probe import DriftProbe
+from .drift_probe import DriftProbe, probe_of
 from .e2e_measure import PARTS, EndToEndMeasured, measure_decodes, reference_decode
 from .e2e_models import ModelRounds
 from .e2e_rows import EndToEndResult, cost_models, end_to_end_row, plain_errors, predict_parts_s
@@ -122,7 +122,7 @@ class Between:
             plans = [reference[1][k] for k in setup.keys]
             calibration = Calibration.target(spec, plans, setup.stores, setup.folder)  # type: ignore[arg-type]
         elif spec.drift_probe:
-            probe = drift_probe(spec, setup.folder)
+            probe = probe_of(spec.profile, spec.qds, setup.folder)
         wait = WaitRounds.for_run(spec, setup, train_trace) if spec.wait_calibration else None
         return cls(calibration, probe, ModelRounds.for_run(spec, setup), wait)
 
@@ -154,16 +154,6 @@ class Between:
         drift = self.probe.drift()
         info["drift_probe"] = self.probe.info(drift)
         return params, (params if drift is None else ScaledDevice(params, drift.factor)), info
-
-
-def drift_probe(spec: EndToEndSpec, folder: Path) -> DriftProbe | None:
-    """The probe of the given profile's own points (None: bare parameters or no such points)."""
-    source = spec.profile
-    if isinstance(source, (str, os.PathLike)):
-        source = DeviceProfile.load(source)
-    if not isinstance(source, DeviceProfile):
-        return None
-    return DriftProbe.for_profile(source, spec.qds, folder)
 
 
 def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,

@@ -63,6 +63,13 @@ class CalibrationOptions(StrictModel):
     calibration_batch_reads: tuple[int, ...] = DEFAULT_BATCH_READS
     calibration_pieces: int = CALIBRATION_PIECES
     allow_page_cache: bool = False
+    drift_probe: bool = False
+    """With a given profile, re-measure a few of its own calibration points between the
+    row blocks (or decodes) and scale its model by how much slower or faster they are now
+    (device/drift.py); each row keeps its errors without that (`undrifted_*`). Off by
+    default: in a run on the virtio disk the probe measured it 11 % faster than its profile
+    while the decodes' I/O was within -8 to +15 % of the unscaled model, so it is a
+    diagnostic, not a correction."""
 
     @field_validator("profile")
     @classmethod

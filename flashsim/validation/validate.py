@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from ..device import make_device
+from ..device.base import DeviceModel
 from ..device.baseline import Baseline
+from ..device.drift import ScaledDevice
 from ..device.profile import DeviceParams, DeviceProfile
 from ..device.span import bandwidth_factor, fixed_time_factor, time_ratio
 from ..progress import progress
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
+from .drift_probe import probe_of
 from .fio_export import require_fio, run_fio
 from .measure import Measured, measure_rows
 from .predict import (
@@ -68,16 +71,32 @@ def run_validation(spec: ValidationSpec, trace: ActivationTrace,
         require_fio()
     calibration = (Calibration.target(spec, setup.plans, setup.stores, setup.folder)
                    if spec.calibrate else None)
+    probe = None
     if calibration is None:  # a bad profile fails before any reading
         params, profile_info = given_profile(spec)
+        probe = probe_of(spec.profile, spec.qds, setup.folder) if spec.drift_probe else None
     slots = schedule(setup.keys, setup.n_tokens, spec.reps)
-    measured = measure_rows(spec, setup, slots,
-                            None if calibration is None else calibration.measure_part)
+    before = (calibration.measure_part if calibration is not None
+              else probe.measure_part if probe is not None else None)
+    try:
+        measured = measure_rows(spec, setup, slots, before)
+    finally:
+        if probe is not None:
+            probe.remove_file()
     if calibration is not None:
         params, profile_info = calibration.fit()
     fio = fio_times(setup) if spec.with_fio else {}
-    rows, per_token = predicted_rows(spec, setup, measured, params, fio,
-                                     baseline=profile_baseline(spec, profile_info))
+    baseline = profile_baseline(spec, profile_info)
+    model = make_device(params, spec.model_engine)
+    drift = probe.drift() if probe is not None else None
+    scaled = model if drift is None else ScaledDevice(model, drift.factor)
+    rows, per_token = predicted_rows(spec, setup, measured, scaled, fio, baseline=baseline)
+    if probe is not None:
+        profile_info["drift_probe"] = probe.info(drift)
+        plain, _ = predicted_rows(spec, setup, measured, model, fio)
+        for row, unscaled in zip(rows, plain):
+            for key in ("error_p50_pct", "error_p99_pct"):
+                row[f"undrifted_{key}"] = unscaled[key]
     return ValidationResult(rows, per_token, run_info(spec, setup.trace, measured, profile_info))
 
 
@@ -89,7 +108,7 @@ def fio_times(setup: Setup) -> dict[RowKey, dict[str, float]]:
 
 
 def predicted_rows(spec: ValidationSpec, setup: Setup, measured: Measured,
-                   params: DeviceProfile | DeviceParams,
+                   params: DeviceProfile | DeviceParams | DeviceModel,
                    fio: dict[RowKey, dict[str, float]],
                    baseline: Baseline | None = None
                    ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, np.ndarray]]]:
