@@ -64,8 +64,7 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
         off, length = np.tile(off, draws), np.tile(length, draws)
         if shares is not None:
             shares = np.concatenate([shares + d * n for d in range(draws)])
-    makespan = (device.run_batches(off, length, ptr, queue_depth) if shares is None
-                else device.run_batches(off, length, ptr, queue_depth, shares=shares))
+    makespan = device.run_batches(off, length, ptr, queue_depth, shares=shares)
     out = np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
     overhead_s = batch_overhead_s(profile) if interleaved else 0.0
     if overhead_s > 0.0:

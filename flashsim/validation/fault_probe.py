@@ -17,6 +17,7 @@ over the run's minutes as the rows see them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,12 @@ PROBE_SEED = 2024
 
 @dataclass
 class FaultProbe:
-    """The probe's store, layout per thread count, batches, and what it measured."""
+    """The probe's store, layout per thread count, batches of pages, and what it measured."""
 
     store: WeightStore
     layouts: dict[int, MmapLayout]
-    rows: list[np.ndarray]
+    pages: list[np.ndarray]
+    rows_per_page: int
     warm_s: dict[int, np.ndarray] = field(default_factory=dict)
     major_faults: dict[int, list[int]] = field(default_factory=dict)
     factors: dict[int, list[float]] = field(default_factory=dict)
@@ -50,15 +52,19 @@ class FaultProbe:
                 budget_bytes: int) -> FaultProbe:
         """A probe of `store` (mapped as `layout` places it) at each of `qds` threads."""
         g = store.geometry
-        rows_per_page = max(layout.block_bytes // g.row_bytes, 1)
         n_pages = layout.placement(g).file_bytes // layout.block_bytes
         order = np.random.default_rng(PROBE_SEED).permutation(n_pages)
-        rows = [np.sort(order[i:i + PROBE_BATCH_PAGES]) * rows_per_page
-                for i in range(0, n_pages, PROBE_BATCH_PAGES)]
+        pages = [np.sort(order[i:i + PROBE_BATCH_PAGES])
+                 for i in range(0, n_pages, PROBE_BATCH_PAGES)]
         layouts = {int(q): MmapLayout(pattern=layout.pattern, budget_bytes=budget_bytes,
                                       readahead_bytes=0, threads=int(q),
                                       bundled=layout.bundled) for q in qds}
-        return cls(store, layouts, rows)
+        return cls(store, layouts, pages, max(layout.block_bytes // g.row_bytes, 1))
+
+    @cached_property
+    def rows(self) -> list[np.ndarray]:
+        """Each batch's rows: the first row of each of its pages."""
+        return [p * self.rows_per_page for p in self.pages]
 
     def measure(self, threads: int) -> np.ndarray:
         """Every probe batch's fault seconds at `threads`, now: a cold pass less the warm
@@ -77,31 +83,30 @@ class FaultProbe:
         """PROBE_PASSES passes' fault seconds at `threads`, one after another."""
         return [self.measure(threads) for _ in range(PROBE_PASSES)]
 
-    def predicted_s(self, device: Any, threads: int) -> np.ndarray:
-        """The model's time of every probe batch: a 4 KiB read a page, each of `threads`
-        workers issuing its own contiguous share of the batch's pages."""
-        lay = self.layouts[threads]
-        block = lay.block_bytes
-        rows_per_page = max(block // self.store.geometry.row_bytes, 1)
-        pages = [r // rows_per_page for r in self.rows]
-        ptr = np.concatenate([[0], np.cumsum([len(p) for p in pages])]).astype(np.int64)
-        off = np.concatenate(pages).astype(np.int64) * block
-        shares = ptr[:-1, None] + share_bounds(np.diff(ptr), threads)
-        file_bytes = lay.placement(self.store.geometry).file_bytes
-        return np.asarray(at_span(device, file_bytes).run_batches(
-            off, np.full(len(off), block, np.int64), ptr, threads, shares))
+    def model_seconds(self, device: Any) -> dict[int, float]:
+        """Per thread count, the model's time of all probe batches: a 4 KiB read a page,
+        each worker issuing its own contiguous share of a batch's pages."""
+        ptr = np.concatenate([[0], np.cumsum([len(p) for p in self.pages])]).astype(np.int64)
+        out = {}
+        for q, lay in self.layouts.items():
+            block = lay.block_bytes
+            off = np.concatenate(self.pages).astype(np.int64) * block
+            shares = ptr[:-1, None] + share_bounds(np.diff(ptr), q)
+            span = at_span(device, lay.placement(self.store.geometry).file_bytes)
+            out[q] = float(np.sum(span.run_batches(off, np.full(len(off), block, np.int64),
+                                                   ptr, q, shares)))
+        return out
 
-    def factor(self, device: Any, threads: int, fault_s: list[np.ndarray]) -> float:
-        """The mean over passes of their fault seconds / the model's time of the reads."""
-        model_s = float(self.predicted_s(device, threads).sum())
+    def factor(self, model_s: float, threads: int, fault_s: list[np.ndarray]) -> float:
+        """The mean over passes of their fault seconds / the model's time of the same reads
+        (`model_s`, from model_seconds), kept for the report."""
         ratio = float(np.mean([float(np.sum(f)) for f in fault_s])) / model_s
         self.factors.setdefault(threads, []).append(ratio)
         return ratio
 
     def info(self) -> dict[str, Any]:
         """What the report says about the probe."""
-        n_pages = int(sum(len(r) for r in self.rows))
-        return {"pages": n_pages, "batch_pages": PROBE_BATCH_PAGES,
+        return {"pages": int(sum(len(p) for p in self.pages)), "batch_pages": PROBE_BATCH_PAGES,
                 "budget_bytes": next(iter(self.layouts.values())).budget_bytes,
                 "major_faults": {str(q): v for q, v in self.major_faults.items()},
                 "factors": {str(q): v for q, v in self.factors.items()}}

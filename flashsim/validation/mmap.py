@@ -38,7 +38,7 @@ from ..loader.store import WeightStore, store_for
 from ..model.checkpoint import load_checkpoint
 from ..trace.format import ActivationTrace
 from ..units import parse_size
-from .drift_probe import DriftProbe
+from .drift_probe import DriftProbe, probe_of
 from .fault_probe import FaultProbe
 from .predict import predict_token_s
 from .rows import ValidationResult, layout_row
@@ -168,8 +168,8 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
               else profile)
     load_params(params)  # a profile without fitted parameters is refused here
     folder = Path(store)
-    probe = (DriftProbe.for_profile(params, qds, folder if folder.is_dir() else folder.parent)
-             if drift_probe and isinstance(params, DeviceProfile) else None)
+    probe = (probe_of(params, qds, folder if folder.is_dir() else folder.parent)
+             if drift_probe else None)
     if drift_probe and probe is None:
         raise InputError("the profile has no 4-64 KiB points of its own to re-measure",
                          key="--drift-probe", expected="a measured --device profile")
@@ -188,11 +188,12 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
             probe.remove_file()
     model = make_device(params, model_engine)
     drift = probe.drift() if probe is not None else None
+    model_s = fprobe.model_seconds(model) if fprobe is not None else {}
     rows_out, per_token = [], {}
     for name, budget, q, lays, plans, runs in blocks:
         factor = (drift.factor if drift is not None
-                  else fprobe.factor(model, int(q), runs["fault_s"]) if fprobe is not None
-                  else None)
+                  else fprobe.factor(model_s[int(q)], int(q), runs["fault_s"])
+                  if fprobe is not None else None)
         scaled = model if factor is None else ScaledDevice(model, factor)
         for lay, plan in zip(lays, plans):
             row, times = _row(lay, plan, advice, scaled, reps, model_engine, runs)
