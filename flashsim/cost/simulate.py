@@ -21,6 +21,7 @@ import pandas as pd
 from ..device import make_device
 from ..device.interleave import batch_overhead_s
 from ..device.span import at_span
+from ..device.throttle import ThrottledDevice
 from ..layout.plan import IOPlan
 from ..layout.registry import LAYOUTS
 from .compute import ComputeModel, calibrate_compute
@@ -30,9 +31,10 @@ from .wait_cost import PROFILE, DecodeWaitCost, resolve_wait_cost
 
 
 def io_seconds(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast", *,
-               interleaved: bool = False) -> np.ndarray:
+               interleaved: bool = False, gaps_s: np.ndarray | None = None) -> np.ndarray:
     """Device makespan per (token, layer), seconds, shape [n_tokens, n_layers]."""
-    return io_seconds_draws(plan, profile, queue_depth, 1, engine, interleaved=interleaved)[0]
+    return io_seconds_draws(plan, profile, queue_depth, 1, engine, interleaved=interleaved,
+                            gaps_s=gaps_s)[0]
 
 
 def plan_shares(plan: IOPlan, queue_depth: int) -> np.ndarray | None:
@@ -45,7 +47,8 @@ def plan_shares(plan: IOPlan, queue_depth: int) -> np.ndarray | None:
 
 
 def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
-                     engine: str = "fast", *, interleaved: bool = False) -> np.ndarray:
+                     engine: str = "fast", *, interleaved: bool = False,
+                     gaps_s: np.ndarray | None = None) -> np.ndarray:
     """Device makespan per (draw, token, layer), seconds, shape [draws, n_tokens, n_layers].
 
     The plan is simulated `draws` times in one call, each pass with its own per-read
@@ -53,7 +56,9 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
     real reader's repetitions each meet the disk's variation anew. `interleaved`: the
     batches come between a decode's compute, each non-empty one paying the profile's
     measured after-compute overhead (device/interleave.py); otherwise back to back, as
-    `validate` replays them.
+    `validate` replays them. Behind a throttle (device/throttle.py) the batches share one
+    timeline, each after `gaps_s` [n_tokens, n_layers] of idle (a decode's compute; None:
+    back to back), and the draws follow one another on it.
     """
     device = at_span(make_device(profile, engine), plan.file_bytes)
     n = plan.n_reads
@@ -64,7 +69,11 @@ def io_seconds_draws(plan: IOPlan, profile: Any, queue_depth: int, draws: int,
         off, length = np.tile(off, draws), np.tile(length, draws)
         if shares is not None:
             shares = np.concatenate([shares + d * n for d in range(draws)])
-    makespan = device.run_batches(off, length, ptr, queue_depth, shares=shares)
+    if isinstance(device, ThrottledDevice) and gaps_s is not None:
+        gaps = np.tile(np.asarray(gaps_s, dtype=np.float64).reshape(-1), draws)
+        makespan = device.run_batches(off, length, ptr, queue_depth, shares=shares, gaps_s=gaps)
+    else:
+        makespan = device.run_batches(off, length, ptr, queue_depth, shares=shares)
     out = np.asarray(makespan, dtype=np.float64).reshape(draws, plan.n_tokens, plan.n_layers)
     overhead_s = batch_overhead_s(profile) if interleaved else 0.0
     if overhead_s > 0.0:
@@ -118,7 +127,6 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
     profile's `decode_wait` when measured; None: none): compute after each batch.
     """
     wait_cost = resolve_wait_cost(wait_cost, profile)
-    io_s = io_seconds(plan, profile, queue_depth, engine, interleaved=True)
     bw = memcpy_bytes_per_s or measure_memcpy_bytes_per_s(2 * plan.geometry.row_bytes)
     mem_s, mem_source, memory_model = _memory(plan, memory_model, memcpy_bytes_per_s, bw)
     model = compute_model or calibrate_compute(plan.geometry)
@@ -126,6 +134,10 @@ def simulate(plan: IOPlan, profile: Any, queue_depth: int, engine: str = "fast",
     if computed is None:  # plans without it: compute the loaded neurons
         computed = plan.neurons_loaded
     compute_s = model.seconds(computed, context_tokens(plan))
+    # between two batches the decode does a layer's memory management and compute: idle
+    # time in which a throttle's budget renews (it matters behind a throttle only)
+    gaps_s = np.repeat(((mem_s + compute_s) / plan.n_layers)[:, None], plan.n_layers, axis=1)
+    io_s = io_seconds(plan, profile, queue_depth, engine, interleaved=True, gaps_s=gaps_s)
     if wait_cost is not None:
         nonempty = plan.reads_per_batch() > 0
         compute_s = compute_s + wait_cost.compute_s(io_s, nonempty)

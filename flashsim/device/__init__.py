@@ -34,7 +34,11 @@ def make_device(profile_or_params: DeviceProfile | DeviceParams | dict | str | o
     if isinstance(profile, DeviceProfile) and profile.correction == "measured-residual":
         from .predict import corrected_device
         from .residual import CorrectedDevice
-        device = CorrectedDevice(device, corrected_device(params, profile.points).residual)
+        device = CorrectedDevice(device, corrected_device(params, profile.points,
+                                                         profile.throttle).residual)
+    if isinstance(profile, DeviceProfile) and profile.throttle is not None:
+        from .throttle import ThrottledDevice
+        device = ThrottledDevice(device, profile.throttle)
     # the after-compute cost of a batch travels with the model made from the profile
     device.interleave = profile.interleave if isinstance(profile, DeviceProfile) else None
     device.decode_wait = profile.decode_wait if isinstance(profile, DeviceProfile) else None

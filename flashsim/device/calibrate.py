@@ -30,6 +30,7 @@ from .fit import fit_profile, steady_point
 from .interleave import measure_interleave
 from .profile import DevicePoint, DeviceProfile, MeasuredInfo, median_point
 from .span import SPAN_KEYS, STANDARD_SPANS
+from .throttle import blkio_throttle_of
 
 DEFAULT_CHUNKS = (4096, 8192, 16384, 32768, 65536, 131072, 262144, 1 << 20)
 DEFAULT_QDS = (1, 2, 4, 8, 16, 32, 64)
@@ -334,12 +335,15 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     info = _measured_info(reader, path, bool(batch_reads), created=created,
                           duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
                           total_s=total_s)
+    # reads from a blkio-throttled cgroup: the caps are part of what was measured
+    throttle = blkio_throttle_of(path)
     if grid_part is not None:  # a part may hold too few points to fit: checked when merged
         return DeviceProfile.model_construct(name=name, description=description, measured=info,
                                              points=points, holdout_points=held,
-                                             span_points=spanned)
+                                             span_points=spanned, throttle=throttle)
     profile = DeviceProfile(name=name, description=description, measured=info, points=points,
-                            holdout_points=held, span_points=spanned, interleave=interleave)
+                            holdout_points=held, span_points=spanned, interleave=interleave,
+                            throttle=throttle)
     return fit_profile(profile, cv_folds=cv_folds, quiet=quiet) if fit else profile
 
 

@@ -31,6 +31,7 @@ from .fast import FastDevice
 from .fio import points_from_fio
 from .fit import fit_profile, predict_batch_makespan_us, predict_detail
 from .profile import DevicePoint, DeviceProfile
+from .throttle import throttled
 
 PREDICTORS = ("model", "layered", "baseline")
 """model: what simulate uses (with the profile's correction); layered: the DES alone."""
@@ -136,7 +137,7 @@ def point_rows(points: Sequence[DevicePoint], profile: DeviceProfile | None,
     − measured). `profile` gives the model (None or no params: no model predictions)."""
     layered = model = None
     if profile is not None and profile.params is not None:
-        layered = FastDevice(profile.params)
+        layered = throttled(FastDevice(profile.params), profile.throttle)
         model = make_device(profile) if profile.correction != "none" else layered
     rows = []
     for p in points:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .fast import FastDevice
 from .fitsearch import FitResult, Problem, fit_progress, make_pool, solve
 from .fitspace import round_params
 from .predict import corrected_device, median_and_worst, point_errors
-from .profile import DeviceParams, DevicePoint, PointError
+from .profile import DeviceParams, DevicePoint, PointError, ThrottleInfo
+from .throttle import throttled
 
 CV_FOLDS = 8
 """Folds of the standard cross-validation: on an 8 × 7 chunk × QD grid each fold leaves out
@@ -40,12 +42,18 @@ def fold_of(points: list[DevicePoint], k: int) -> list[int]:
              + cols.index(p.queue_depth)) % k for p in points]
 
 
-def fold_device(params: DeviceParams, train: list[DevicePoint], correction: str):
+def fold_device(params: DeviceParams, train: list[DevicePoint], correction: str,
+                throttle: ThrottleInfo | None = None):
     """The model a fit of `train` gives: the layered model, times its measured residual at
-    `train`'s points when `correction` is measured-residual."""
+    `train`'s points when `correction` is measured-residual, behind `throttle` if any."""
     if correction == "measured-residual":
-        return corrected_device(params, train)
-    return params
+        return throttled(corrected_device(params, train, throttle), throttle)
+    return throttled(FastDevice(params), throttle)
+
+
+def layered_device(params: DeviceParams, throttle: ThrottleInfo | None = None):
+    """The layered model alone (behind `throttle` if any)."""
+    return throttled(FastDevice(params), throttle)
 
 
 def cross_validate(points: list[DevicePoint], full: FitResult, k: int = CV_FOLDS, *,
@@ -70,9 +78,10 @@ def cross_validate(points: list[DevicePoint], full: FitResult, k: int = CV_FOLDS
                     "link_transfer_spread": full.params.link_transfer_spread})
                 held = [i for i, g in enumerate(fold) if g == f]
                 held_points = [points[i] for i in held]
-                for i, e, u in zip(held, point_errors(fold_device(params, train, correction),
-                                                      held_points),
-                                   point_errors(params, held_points)):
+                throttle = full.space.throttle
+                for i, e, u in zip(held, point_errors(fold_device(params, train, correction,
+                                                                  throttle), held_points),
+                                   point_errors(layered_device(params, throttle), held_points)):
                     errors[i], uncorrected[i] = e, u
                 tick()
     finally:
@@ -88,14 +97,16 @@ def cross_validate(points: list[DevicePoint], full: FitResult, k: int = CV_FOLDS
 
 
 def holdout_record(params: DeviceParams, points: list[DevicePoint], holdout: list[DevicePoint],
-                   correction: str = "measured-residual") -> dict[str, Any]:
+                   correction: str = "measured-residual",
+                   throttle: ThrottleInfo | None = None) -> dict[str, Any]:
     """FitInfo fields of the error at the holdout points (none: nothing): of the profile's
     model (with its correction from `points`) and of the layered model alone."""
     if not holdout:
         return {}
-    errors = point_errors(fold_device(params, points, correction), holdout)
+    errors = point_errors(fold_device(params, points, correction, throttle), holdout)
     median, worst = median_and_worst(errors)
-    u_median, u_worst = median_and_worst(point_errors(params, holdout))
+    u_median, u_worst = median_and_worst(point_errors(layered_device(params, throttle),
+                                                      holdout))
     return {"holdout_median_abs_error_pct": median, "holdout_worst_abs_error_pct": worst,
             "holdout_points": errors, "uncorrected_holdout_median_abs_error_pct": u_median,
             "uncorrected_holdout_worst_abs_error_pct": u_worst}

@@ -62,6 +62,16 @@ class Drift:
         return {"factor": self.factor, "points": self.ratios}
 
 
+def scaled(device: Any, factor: float) -> Any:
+    """`device` with its times × `factor`; behind a throttle, the device behind it (the
+    throttle's caps are settings, not speeds that drift)."""
+    from .throttle import ThrottledDevice
+
+    if isinstance(device, ThrottledDevice):
+        return ThrottledDevice(scaled(device.inner, factor), device.throttle, device.gap_s)
+    return ScaledDevice(device, factor)
+
+
 class ScaledDevice(DeviceModel):
     """A device model (fast, des or corrected) with every time `factor` × the inner one's,
     its after-compute batch cost included; the decode's wait cost (compute) is kept."""

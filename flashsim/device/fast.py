@@ -479,7 +479,9 @@ class FastDevice(DeviceModel):
         """Simulate one batch of reads from an idle device at t = 0 with `queue_depth` in flight."""
         off, length = check_reads(offsets, lengths, queue_depth)
         ptr = np.array([0, len(off)], dtype=np.int64)
-        start, finish, makespan = self._call(off, length, ptr, queue_depth)
+        makespan = np.zeros(1)
+        # one batch is one chunk: run it here (no split, no pool)
+        start, finish = self._chunk(off, length, ptr, NO_SHARES, 0, 1, queue_depth, makespan)
         return DeviceRun(start, finish, float(makespan[0]))
 
     def run_batches(self, offsets: object, lengths: object, batch_ptr: object,

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from ..errors import InputError
-from .crossval import CV_FOLDS, cross_validate, holdout_record
+from .crossval import CV_FOLDS, cross_validate, holdout_record, layered_device
 from .fast import FastDevice
 from .fitsearch import FULL, QUICK, FitResult, Problem, fit_progress, make_pool, search
 from .fitspace import (
@@ -41,9 +41,10 @@ from .predict import (
     steady_point,
     summarize,
 )
-from .profile import DeviceParams, DevicePoint, DeviceProfile
+from .profile import DeviceParams, DevicePoint, DeviceProfile, ThrottleInfo
 from .residual import CORRECTIONS
 from .span import fit_span
+from .throttle import throttled
 
 _steady_core = steady_core
 """The old name of steady_core (tests' shared cases import it)."""
@@ -78,12 +79,14 @@ def check_points(points: list[DevicePoint]) -> int:
 def fit_model(points: list[DevicePoint], *, quick: bool = False,
               batch_weight: float = BATCH_WEIGHT,
               host_modes: tuple[tuple[int, bool], ...] | None = None,
-              quiet: bool = True, exclude: frozenset[str] = frozenset()) -> FitResult:
+              quiet: bool = True, exclude: frozenset[str] = frozenset(),
+              throttle: ThrottleInfo | None = None) -> FitResult:
     """The fit behind `fit_params`, with the form and coordinates it ended on; `exclude`:
-    terms beyond the core four to leave out (an ablation)."""
+    terms beyond the core four to leave out (an ablation); `throttle`: the blk-throttle the
+    points were measured behind (the device behind it is fitted)."""
     extras = check_points(points) >= MIN_POINTS_FOR_EXTRAS
     space = Space(base_time_us(points), extras, any(p.batch_reads is not None for p in points),
-                  frozenset(exclude))
+                  frozenset(exclude), throttle)
     if host_modes is None:
         host_modes = HOST_MODES if extras and not quick else HOST_MODES[:1]
     pool = make_pool()
@@ -95,7 +98,7 @@ def fit_model(points: list[DevicePoint], *, quick: bool = False,
         if pool is not None:
             pool.shutdown()
     params = round_params(space.params(best.u, best.form), space.base_us)
-    spread = fit_transfer_spread(params, points)
+    spread = fit_transfer_spread(params, points, throttle)
     params = params.model_copy(update={"link_transfer_spread": round(spread, 3) + 0.0})
     return FitResult(params, space, best.form, best.u)
 
@@ -121,7 +124,8 @@ TRANSFER_SPREAD_READS = 4000
 """Reads simulated per trial of the transfer-spread fit (a stable p99)."""
 
 
-def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint]) -> float:
+def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint],
+                        throttle: ThrottleInfo | None = None) -> float:
     """`link_transfer_spread` that gives the model the measured latency p99 / p50 at the
     largest-chunk steady QD 1 point (≥ TRANSFER_SPREAD_MIN_CHUNK, with both percentiles);
     0 without such a point. A 1-D fit after the others: the spread (mean 1) leaves QD 1
@@ -138,8 +142,8 @@ def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint]) -> floa
     off, length = cached_reads(int(p.chunk_bytes), 1, "random", TRANSFER_SPREAD_READS)
 
     def miss(spread: float) -> float:
-        run = FastDevice(params.model_copy(update={"link_transfer_spread": spread})).run(
-            off, length, 1)
+        run = throttled(FastDevice(params.model_copy(update={"link_transfer_spread": spread})),
+                        throttle).run(off, length, 1)
         _, lat = steady_core(run.start_s, run.finish_s, p.chunk_bytes, 1)
         p50, p99 = np.percentile(lat, [50, 99])
         return (math.log(p99 / p50) - target) ** 2
@@ -166,8 +170,10 @@ def fit_profile(profile: DeviceProfile, *, quick: bool = False,
     if correction == "auto" and not cv_folds:
         cv_folds = CV_FOLDS
     t0 = time.perf_counter()
-    result = fit_model(profile.points, quick=quick, batch_weight=batch_weight, quiet=quiet)
-    fit = summarize(point_errors(result.params, profile.points))
+    result = fit_model(profile.points, quick=quick, batch_weight=batch_weight, quiet=quiet,
+                       throttle=profile.throttle)
+    fit = summarize(point_errors(layered_device(result.params, profile.throttle),
+                                 profile.points))
     cv = {}
     if cv_folds:
         cv = cross_validate(profile.points, result, cv_folds, batch_weight=batch_weight,
@@ -181,7 +187,8 @@ def fit_profile(profile: DeviceProfile, *, quick: bool = False,
     fit = fit.model_copy(update={
         "method": FIT_METHOD, "duration_s": round(time.perf_counter() - t0, 1),
         "correction_method": why, **cv,
-        **holdout_record(result.params, profile.points, profile.holdout_points, chosen)})
+        **holdout_record(result.params, profile.points, profile.holdout_points, chosen,
+                         profile.throttle)})
     return profile.model_copy(update={"params": result.params, "fit": fit,
                                       "correction": chosen,
                                       "span": fit_span(profile, result.params)})

@@ -26,6 +26,7 @@ from .fast import FastDevice
 from .fitspace import N_CORE, NAMES, TERMS, Form, Space, neighbours
 from .predict import fit_values
 from .profile import DeviceParams, DevicePoint
+from .throttle import throttled
 
 TOLERATED = math.log(1.12)
 """Errors beyond ±12 % get a heavy extra residual: close to minimax, every point in reach."""
@@ -60,7 +61,7 @@ class Problem:
         """log(model / measured) of every throughput, mean latency and makespan, and the
         weight of each."""
         self.evaluations += 1
-        device = FastDevice(self.space.params(u, form))
+        device = throttled(FastDevice(self.space.params(u, form)), self.space.throttle)
         res, weights = [], []
         for p in self.points:
             got = fit_values(device, p, n_reads)

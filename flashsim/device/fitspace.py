@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .profile import DeviceParams, DevicePoint
+from .profile import DeviceParams, DevicePoint, ThrottleInfo
 
 
 class Term(NamedTuple):
@@ -121,6 +121,8 @@ class Space:
     """Short-batch points: batch_start_us is fitted (nothing else sees it)."""
     exclude: frozenset[str] = frozenset()
     """Terms beyond the core four left out of every form (an ablation: absent, at 0)."""
+    throttle: ThrottleInfo | None = None
+    """The blk-throttle the points were measured behind: every candidate runs behind it."""
 
     def form(self, n_units: int, stripe_bytes: int, host_cpus: int, passes: bool) -> Form:
         """A candidate: the core terms, and with enough points those its mode can tell

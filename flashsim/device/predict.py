@@ -13,9 +13,11 @@ import functools
 import numpy as np
 
 from ..units import check_queue_depth
+from .base import DeviceModel
 from .fast import FastDevice
-from .profile import DeviceParams, DevicePoint, FitInfo, PointError
+from .profile import DeviceParams, DevicePoint, FitInfo, PointError, ThrottleInfo
 from .residual import CorrectedDevice, Residual
+from .throttle import throttled
 
 SPAN_BYTES = 2 << 30
 """Random offsets of a predicted point cover a file this large (the calibration default)."""
@@ -65,6 +67,17 @@ def point_reads(chunk_bytes: int, queue_depth: int, pattern: str = "random",
     return off, np.full(n, chunk_bytes, dtype=np.int64)
 
 
+def stream_reads(device: DeviceModel, chunk_bytes: int, queue_depth: int,
+                 n_reads: int | None) -> int | None:
+    """The reads a steady point's prediction runs: `n_reads` (None: point_reads' default);
+    behind a throttle, whose steady state shows over several of its slices, as many as
+    those let through (`ThrottledDevice.stream_reads`; at least 16 a unit of queue depth)."""
+    need = getattr(device, "stream_reads", None)
+    if need is None:
+        return n_reads
+    return max(16 * int(queue_depth), need(int(chunk_bytes)))
+
+
 @functools.lru_cache(maxsize=512)
 def cached_reads(chunk_bytes: int, queue_depth: int, pattern: str, n_reads: int | None):
     off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
@@ -81,16 +94,18 @@ def _cached_batches(chunk_bytes: int, batch_reads: int, pattern: str, n_total: i
     return arrays
 
 
-def fit_values(device: FastDevice, p: DevicePoint, n_reads: int | None) -> list[float]:
+def fit_values(device: DeviceModel, p: DevicePoint, n_reads: int | None) -> list[float]:
     """What the fit compares for one point: [throughput, mean latency] (steady state; no
     latency when the point has none) or [batch makespan µs] (short batch), as predicted."""
     if p.batch_reads is not None:
         return [predict_batch_makespan_us(device, p.chunk_bytes, p.queue_depth, p.batch_reads,
                                           p.pattern, n_reads)]
     n = None if n_reads is None else max(n_reads, 16 * p.queue_depth)
+    n = stream_reads(device, p.chunk_bytes, p.queue_depth, n)
     off, length = cached_reads(int(p.chunk_bytes), int(p.queue_depth), p.pattern, n)
-    run = device.run(off, length, p.queue_depth)
-    tput, lat = steady_core(run.start_s, run.finish_s, p.chunk_bytes, p.queue_depth)
+    run = getattr(device, "steady_run", device.run)(off, length, p.queue_depth)
+    start, finish = run.start_s, run.finish_s
+    tput, lat = steady_core(start, finish, p.chunk_bytes, p.queue_depth)
     return [tput] if p.latency_mean_us is None else [tput, float(lat.mean())]
 
 
@@ -100,9 +115,10 @@ def predict_detail(params: DeviceParams | dict, chunk_bytes: int, queue_depth: i
     if isinstance(params, CorrectedDevice):
         detail = predict_detail(params.inner, chunk_bytes, queue_depth, pattern, n_reads)
         return params.residual.correct_detail(detail, chunk_bytes, queue_depth, pattern)
-    device = params if isinstance(params, FastDevice) else FastDevice(params)
+    device = params if isinstance(params, DeviceModel) else FastDevice(params)
+    n_reads = stream_reads(device, chunk_bytes, queue_depth, n_reads)
     off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
-    run = device.run(off, length, queue_depth)
+    run = getattr(device, "steady_run", device.run)(off, length, queue_depth)
     return steady_point(run.start_s, run.finish_s, chunk_bytes, queue_depth)
 
 
@@ -138,7 +154,7 @@ def predict_batch_makespan_us(params: DeviceParams | dict, chunk_bytes: int, que
                               n_total: int | None = None) -> float:
     """Predicted median makespan (µs) of a batch of `batch_reads` reads at `queue_depth`, each
     batch from an idle device: what calibration's short-batch points measure."""
-    device = params if isinstance(params, (FastDevice, CorrectedDevice)) else FastDevice(params)
+    device = params if isinstance(params, DeviceModel) else FastDevice(params)
     off, length, ptr = _cached_batches(int(chunk_bytes), int(batch_reads), pattern, n_total)
     return float(np.median(device.run_batches(off, length, ptr, int(queue_depth)))) * 1e6
 
@@ -150,14 +166,17 @@ def predict_point(params: DeviceParams | dict, chunk_bytes: int,
     return d["throughput_mb_s"], d["latency_mean_us"]
 
 
-def corrected_device(device: FastDevice | DeviceParams,
-                     points: list[DevicePoint]) -> CorrectedDevice:
-    """The structural `device` times its measured residual at the steady-state `points`."""
+def corrected_device(device: FastDevice | DeviceParams, points: list[DevicePoint],
+                     throttle: ThrottleInfo | None = None) -> CorrectedDevice:
+    """The structural `device` times its measured residual at the steady-state `points`
+    (the residual of the model behind `throttle`, when the points were measured behind one:
+    what the throttle explains stays out of it)."""
     device = device if isinstance(device, FastDevice) else FastDevice(device)
+    seen = throttled(device, throttle)
     steady = [p for p in points if p.batch_reads is None]
-    model = [predict_detail(device, p.chunk_bytes, p.queue_depth, p.pattern) for p in steady]
+    model = [predict_detail(seen, p.chunk_bytes, p.queue_depth, p.pattern) for p in steady]
     batches = [p for p in points if p.batch_reads is not None]
-    model_us = [predict_batch_makespan_us(device, p.chunk_bytes, p.queue_depth, p.batch_reads,
+    model_us = [predict_batch_makespan_us(seen, p.chunk_bytes, p.queue_depth, p.batch_reads,
                                           p.pattern) for p in batches]
     return CorrectedDevice(device, Residual.of(steady, model, batches, model_us))
 
@@ -165,7 +184,7 @@ def corrected_device(device: FastDevice | DeviceParams,
 def point_errors(params: DeviceParams | FastDevice | CorrectedDevice,
                  points: list[DevicePoint]) -> list[PointError]:
     """Signed % error (model − measured) of throughput and mean latency at every point."""
-    device = params if isinstance(params, (FastDevice, CorrectedDevice)) else FastDevice(params)
+    device = params if isinstance(params, DeviceModel) else FastDevice(params)
     out = []
     for p in points:
         if p.batch_reads is not None:

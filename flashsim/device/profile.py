@@ -343,6 +343,27 @@ class SpanInfo(StrictModel):
     spans: list[SpanFactor] = Field(default_factory=list)
 
 
+class ThrottleInfo(StrictModel):
+    """The kernel's blk-throttle in front of the device (a cgroup's read caps): not fitted,
+    read from the cgroup the calibration ran in (device/throttle.py). Each slice lets
+    `read_iops` × slice reads and `read_mb_s` × slice bytes through at the device's own
+    speed; what is over waits for the next slice."""
+
+    read_iops: float | None = Field(default=None, gt=0, le=1e9,
+                                    description="read I/Os per second (None: no cap)")
+    read_mb_s: float | None = Field(default=None, gt=0, le=1e9,
+                                    description="read MB/s, 1 MB = 1e6 bytes (None: no cap)")
+    slice_ms: float = Field(default=100.0, gt=0, le=1000,
+                            description="the throttle's slice (the kernel's is HZ/10: 100 ms)")
+    source: str = Field(default="", description="where the caps were read")
+
+    @model_validator(mode="after")
+    def _some_cap(self) -> ThrottleInfo:
+        if self.read_iops is None and self.read_mb_s is None:
+            raise ValueError("a throttle needs read_iops or read_mb_s")
+        return self
+
+
 class DecodeWaitInfo(StrictModel):
     """What a decode from flash pays in compute for waiting on its reads (cost/wait_cost.py),
     measured by real decodes on this machine: extra compute over a decode from DRAM per
@@ -420,6 +441,9 @@ class DeviceProfile(StrictModel):
     span: SpanInfo | None = Field(
         default=None, description="the bandwidth factors fitted to the span points (None: "
                                   "none measured, a plan costs alike over any span)")
+    throttle: ThrottleInfo | None = Field(
+        default=None, description="a blk-throttle cgroup's read caps in front of the device, "
+                                  "as measured (None: none)")
     fit: FitInfo | None = None
 
     @model_validator(mode="before")

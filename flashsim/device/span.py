@@ -164,9 +164,12 @@ def at_span(device: Any, span_bytes: int | None) -> Any:
 def _rebuilt(device: Any, factors: tuple[float, float]) -> Any:
     from .drift import ScaledDevice
     from .residual import CorrectedDevice
+    from .throttle import ThrottledDevice
 
     if isinstance(device, CorrectedDevice):
         return CorrectedDevice(_rebuilt(device.inner, factors), device.residual)
     if isinstance(device, ScaledDevice):
         return ScaledDevice(_rebuilt(device.inner, factors), device.factor)
+    if isinstance(device, ThrottledDevice):
+        return ThrottledDevice(_rebuilt(device.inner, factors), device.throttle, device.gap_s)
     return type(device)(faster(device.params, *factors))

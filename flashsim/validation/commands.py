@@ -143,7 +143,8 @@ VALIDATE_COLUMNS = [("layout", "layout", "s"), ("queue_depth", "QD", "d"),
                   ("measured_io_ms_p99", "meas p99", ".3f"),
                   ("predicted_io_ms_p99", "pred p99", ".3f"),
                   ("error_p50_pct", "err p50 %", ".1f"), ("error_p99_pct", "err p99 %", ".1f"),
-                  ("bias_pct", "bias %", "+.1f"), ("noise_p50_pct", "noise %", ".1f"),
+                  ("error_mean_pct", "err mean %", ".1f"), ("bias_pct", "bias %", "+.1f"),
+                  ("noise_p50_pct", "noise %", ".1f"),
                   ("baseline_error_p50_pct", "base err %", ".1f")]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..cost.wait_cost import PROFILE, DecodeWaitCost
 from ..device import make_device
-from ..device.drift import ScaledDevice
+from ..device.drift import scaled as drift_scaled
 from ..device.profile import DeviceParams, DeviceProfile
 from ..errors import InputError
 from ..trace.format import ActivationTrace
@@ -153,7 +153,7 @@ class Between:
             return params, params, info
         drift = self.probe.drift()
         info["drift_probe"] = self.probe.info(drift)
-        return params, (params if drift is None else ScaledDevice(params, drift.factor)), info
+        return params, (params if drift is None else drift_scaled(params, drift.factor)), info
 
 
 def predicted_result(spec: EndToEndSpec, setup: EndToEndSetup, measured: EndToEndMeasured,

@@ -27,7 +27,7 @@ from ..cost.robust import lad_fit
 from ..data import REFERENCE_TRACE
 from ..device import make_device
 from ..device.cgroup import read_ahead_bytes
-from ..device.drift import ScaledDevice
+from ..device.drift import scaled as drift_scaled
 from ..device.profile import DeviceProfile, load_params
 from ..errors import InputError
 from ..layout.mmap import POLICIES, MmapLayout, share_bounds
@@ -194,7 +194,7 @@ def validate_mmap(trace: ActivationTrace, layouts: list[str], qds: list[int], *,
         factor = (drift.factor if drift is not None
                   else fprobe.factor(model_s[int(q)], int(q), runs["fault_s"])
                   if fprobe is not None else None)
-        scaled = model if factor is None else ScaledDevice(model, factor)
+        scaled = model if factor is None else drift_scaled(model, factor)
         for lay, plan in zip(lays, plans):
             row, times = _row(lay, plan, advice, scaled, reps, model_engine, runs)
             if factor is not None:

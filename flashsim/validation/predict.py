@@ -16,7 +16,10 @@ from ..device import load_params, make_device
 from ..device.baseline import Baseline
 from ..device.profile import DeviceParams, DevicePoint, DeviceProfile
 from ..device.span import at_span
+from ..device.throttle import SliceBudget, ThrottledDevice
 from ..layout.plan import IOPlan
+from .measure import SWITCH_WARMUP_S, SWITCH_WARMUP_TOKENS
+from .schedule import token_blocks
 from .spec import CalibrationOptions, ValidationSpec, profile_source
 
 
@@ -35,9 +38,66 @@ def given_profile(spec: CalibrationOptions) -> tuple[DeviceProfile | DeviceParam
 def predict_token_s(plan: IOPlan, params: Any, queue_depth: int, draws: int,
                     model_engine: str = "fast", *, interleaved: bool = False) -> np.ndarray:
     """Predicted I/O seconds per (draw, token): layers one after another, as measured
-    (`interleaved`: each batch after a decode's compute, as the real decode reads them)."""
-    return io_seconds_draws(plan, params, queue_depth, draws, model_engine,
+    (`interleaved`: each batch after a decode's compute, as the real decode reads them).
+    Behind a throttle, the way the replay reads them (`throttled_replay_s`)."""
+    device = make_device(params, model_engine)
+    if isinstance(device, ThrottledDevice) and not interleaved:
+        return throttled_replay_s(plan, device, queue_depth, draws)
+    return io_seconds_draws(plan, device, queue_depth, draws, model_engine,
                             interleaved=interleaved).sum(axis=2)
+
+
+def throttled_replay_s(plan: IOPlan, device: ThrottledDevice, queue_depth: int,
+                       draws: int) -> np.ndarray:
+    """Per (draw, token) I/O seconds of the replay behind a throttle: the budget carries
+    from batch to batch, so the replay's order matters. Each block of tokens
+    (`schedule.token_blocks`) is read after its warm-up tokens (`measure.warm_up`: the
+    tokens before it, at least SWITCH_WARMUP_TOKENS and SWITCH_WARMUP_S), with a whole
+    slice's budget in a slice begun at a time drawn per (draw, block) from a fixed seed
+    (`SliceBudget.drawn`): where in its slice the group is when a block starts, after other
+    rows and the calibration's points, is not known."""
+    device = at_span(device, plan.file_bytes)
+    ptr, n_layers = plan.batch_ptr, plan.n_layers
+    # each draw's batches without the throttle, with their own per-read spreads
+    free = io_seconds_draws(plan, device.inner, queue_depth, draws).reshape(draws, -1)
+    token_free = free[0].reshape(plan.n_tokens, n_layers).sum(axis=1)
+    out = np.zeros((draws, plan.n_tokens))
+    rng = np.random.default_rng(REPLAY_SEED)
+    for block in token_blocks(plan.n_tokens):
+        warm = _warm_up_tokens(token_free, block.start)
+        tokens = np.concatenate([warm, np.arange(block.start, block.stop)])
+        batches = (tokens[:, None] * n_layers + np.arange(n_layers)[None, :]).reshape(-1)
+        index, sub_ptr = _gather(ptr, batches)
+        off, length = plan.offset_bytes[index], plan.length_bytes[index]
+        for d in range(draws):
+            budget = SliceBudget.drawn(device.throttle, rng)
+            made = device.sequence(off, length, sub_ptr, queue_depth, free[d, batches],
+                                   budget=budget)
+            out[d, block.start:block.stop] = made.reshape(len(tokens), n_layers).sum(
+                axis=1)[len(warm):]
+    return out
+
+
+REPLAY_SEED = 0
+"""Seed of the throttle states drawn for a replay's blocks."""
+
+
+def _warm_up_tokens(token_s: np.ndarray, start: int) -> np.ndarray:
+    """The tokens `measure.warm_up` reads before a block starting at `start`, in the
+    order read (start - k, ..., start - 1, wrapping)."""
+    n, k, spent = len(token_s), 0, 0.0
+    while k < SWITCH_WARMUP_TOKENS or (spent < SWITCH_WARMUP_S and k < n):
+        k += 1
+        spent += token_s[(start - k) % n]
+    return (start - np.arange(k, 0, -1)) % n
+
+
+def _gather(ptr: np.ndarray, batches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Read indices of `batches` (in order) and their batch pointer."""
+    counts = ptr[batches + 1] - ptr[batches]
+    sub_ptr = np.concatenate([[0], np.cumsum(counts)])
+    index = np.repeat(ptr[batches] - sub_ptr[:-1], counts) + np.arange(sub_ptr[-1])
+    return index, sub_ptr
 
 
 def io_seconds_stream(plan: IOPlan, params: Any, queue_depth: int,

@@ -20,7 +20,7 @@ import numpy as np
 from ..device import make_device
 from ..device.base import DeviceModel
 from ..device.baseline import Baseline
-from ..device.drift import ScaledDevice
+from ..device.drift import scaled as drift_scaled
 from ..device.profile import DeviceParams, DeviceProfile
 from ..device.span import bandwidth_factor, fixed_time_factor, time_ratio
 from ..progress import progress
@@ -89,7 +89,7 @@ def run_validation(spec: ValidationSpec, trace: ActivationTrace,
     baseline = profile_baseline(spec, profile_info)
     model = make_device(params, spec.model_engine)
     drift = probe.drift() if probe is not None else None
-    scaled = model if drift is None else ScaledDevice(model, drift.factor)
+    scaled = model if drift is None else drift_scaled(model, drift.factor)
     rows, per_token = predicted_rows(spec, setup, measured, scaled, fio, baseline=baseline)
     if probe is not None:
         profile_info["drift_probe"] = probe.info(drift)

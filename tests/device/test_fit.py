@@ -246,3 +246,25 @@ def test_cross_validation_predicts_left_out_points_of_a_model_curve():
     assert fitted.fit.holdout_worst_abs_error_pct == pytest.approx(20.0, abs=2.0)
     assert fitted.fit.cv_folds is None  # cross-validation only when asked
 
+
+
+@pytest.mark.slow
+def test_fit_recovers_the_device_behind_a_throttle():
+    """SYNTHETIC points of CORE_TRUTH behind a 30 000 IOPS / 800 MB/s blk-throttle: the
+    capped points say nothing of the device, the others do; fitted behind the same caps the
+    device comes back, fitted without them the model cannot follow the caps."""
+    from flashsim.device.fast import FastDevice
+    from flashsim.device.profile import ThrottleInfo
+    from flashsim.device.throttle import ThrottledDevice
+
+    caps = ThrottleInfo(read_iops=30000, read_mb_s=800)
+    seen = ThrottledDevice(FastDevice(CORE_TRUTH), caps)
+    points = synthetic_steady(seen, [(c, q) for c in (4096, 32768, 262144)
+                                     for q in (1, 2, 8, 32)])
+    assert points[-1].throughput_mb_s == pytest.approx(800, rel=0.1)  # capped
+    result = fit_model(points, quick=True, throttle=caps)
+    fitted = ThrottledDevice(FastDevice(result.params), caps)
+    assert worst_error_pct(fitted, points) < 5.0
+    assert result.params.command_latency_us == pytest.approx(60, rel=0.1)
+    plain = fit_params(points, quick=True)
+    assert worst_error_pct(plain, points) > 2 * worst_error_pct(fitted, points)
