@@ -4,7 +4,7 @@
 # (the profile ships: flashsim/data/devices/), fio at the same holdout points into huge pages,
 # and the plan-level validation in both modes (validate_device.py; its own calibration ships
 # too, as NAME-validated.yaml). Then the checks and the summary (summarize.py: results.json,
-# generalization.png). Run it alone: it measures time. ~30 min.
+# generalization.png). Run it alone: it measures time. ~30 min (DEVICES=throttled: one, ~12).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
@@ -22,11 +22,12 @@ steps() {  # steps NAME DESCRIPTION: the commands run inside a testbed ({path}, 
        --store {dir}/flashsim-dg-stores --reps 5 --out $here/validation/$1.json; \
   rc=\$?; rm -rf {dir}/flashsim-dg-stores; exit \$rc"
 }
-flashsim device testbed run virtio --dir "$data" --size 2GiB -- \
+only=" ${DEVICES:-virtio throttled zram-ext4} "  # DEVICES="throttled": that device alone
+[[ $only == *" virtio "* ]] && flashsim device testbed run virtio --dir "$data" --size 2GiB -- \
   sh -c "$(steps local-virtio "the virtio disk of this VM: flashsim calibrate, huge-page buffers")"
-flashsim device testbed run throttled --dir "$data" --size 2GiB -- \
+[[ $only == *" throttled "* ]] && flashsim device testbed run throttled --dir "$data" --size 2GiB -- \
   sh -c "$(steps testbed-throttled-emmc "the virtio disk behind a cgroup v1 blkio throttle: 15000 IOPS, 300 MB/s (eMMC 5.1-like)")"
-flashsim device testbed run zram-ext4 --size 2GiB -- \
+[[ $only == *" zram-ext4 "* ]] && flashsim device testbed run zram-ext4 --size 2GiB -- \
   sh -c "$(steps testbed-zram-ext4 "ext4 on zram0 (RAM-backed, synchronous): a random-data file read with O_DIRECT")"
 for n in local-virtio testbed-throttled-emmc testbed-zram-ext4; do
   flashsim device check --profile "$ship/$n.yaml" --against-holdout --json \

@@ -34,6 +34,7 @@ from flashsim.validation.validate import predicted_rows
 
 LAYOUTS = ["sparse", "bundled", "windowed+bundled", "coactivation"]
 KEEP = ("layout", "queue_depth", "reads_per_token", "measured_io_ms_p50", "predicted_io_ms_p50",
+        "error_mean_pct", "error_p99_all_pct", "measured_io_ms_mean", "predicted_io_ms_mean",
         "error_p50_pct", "error_p99_pct", "noise_p50_pct", "baseline_error_p50_pct",
         "baseline_error_p99_pct", "baseline_io_ms_p50")
 
