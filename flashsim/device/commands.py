@@ -271,6 +271,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                   for p in profile.holdout_points],
                "span_points": [p.model_dump(exclude_none=True) for p in profile.span_points]}
     payload["span"] = None if profile.span is None else profile.span.model_dump()
+    payload["throttle"] = None if profile.throttle is None else profile.throttle.model_dump()
     rows = [{"chunk": format_size(p.chunk_bytes), "set": s, **p.model_dump()}
             for s, ps in (("fit", profile.points), ("holdout", profile.holdout_points))
             for p in ps]
@@ -285,7 +286,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "over a span, time / over the whole file (bandwidth factor): " + ", ".join(
             f"{format_size(f.span_bytes)} {f.time_ratio:.2f} ({f.bandwidth_factor:.2f})"
             for f in profile.span.spans))
-    emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), spans,
+    caps = None if profile.throttle is None else (
+        f"read behind a blk-throttle ({profile.throttle.source}): "
+        f"{profile.throttle.read_iops or 'no'} IOPS, {profile.throttle.read_mb_s or 'no'} MB/s "
+        "cap: the model runs behind it")
+    emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), spans, caps,
                                               f"wrote {out}") if t))
     return 0
 

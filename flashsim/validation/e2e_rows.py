@@ -54,8 +54,11 @@ def predict_parts_s(plan: IOPlan, params: Any, queue_depth: int, draws: int, eng
     None: none)."""
     frame, summary = simulate_plan(plan, params, queue_depth, engine, **simulate_options,
                                    wait_cost=wait_cost)
-    io = predict_token_s(plan, params, queue_depth, draws, engine, interleaved=True)
     rest = (frame["total_ms"] - frame["io_ms"]).to_numpy() * 1e-3
+    # a layer's memory management and compute between its batches (a throttle renews then)
+    gaps = np.repeat((rest / plan.n_layers)[:, None], plan.n_layers, axis=1)
+    io = predict_token_s(plan, params, queue_depth, draws, engine, interleaved=True,
+                         gaps_s=gaps)
     return {"io": io, "mem": frame["mem_ms"].to_numpy() * 1e-3,
             "compute": frame["compute_ms"].to_numpy() * 1e-3,
             "total": io + rest[None, :]}, summary

@@ -36,15 +36,17 @@ def given_profile(spec: CalibrationOptions) -> tuple[DeviceProfile | DeviceParam
 
 
 def predict_token_s(plan: IOPlan, params: Any, queue_depth: int, draws: int,
-                    model_engine: str = "fast", *, interleaved: bool = False) -> np.ndarray:
+                    model_engine: str = "fast", *, interleaved: bool = False,
+                    gaps_s: np.ndarray | None = None) -> np.ndarray:
     """Predicted I/O seconds per (draw, token): layers one after another, as measured
-    (`interleaved`: each batch after a decode's compute, as the real decode reads them).
-    Behind a throttle, the way the replay reads them (`throttled_replay_s`)."""
+    (`interleaved`: each batch after a decode's compute, as the real decode reads them;
+    `gaps_s` [tokens, layers]: that compute, which behind a throttle renews its budget).
+    Behind a throttle, a replay the way `validate` reads it (`throttled_replay_s`)."""
     device = make_device(params, model_engine)
     if isinstance(device, ThrottledDevice) and not interleaved:
         return throttled_replay_s(plan, device, queue_depth, draws)
     return io_seconds_draws(plan, device, queue_depth, draws, model_engine,
-                            interleaved=interleaved).sum(axis=2)
+                            interleaved=interleaved, gaps_s=gaps_s).sum(axis=2)
 
 
 def throttled_replay_s(plan: IOPlan, device: ThrottledDevice, queue_depth: int,

@@ -191,3 +191,27 @@ def test_a_group_that_read_below_its_caps_keeps_one_slice_of_budget():
         done, t = done + 30, t + 0.06
     first = pieces(b, cum, done, done + 300, t)[0][1]
     assert 150 < first <= 200
+
+
+def test_a_decode_that_computes_between_its_batches_meets_fresh_slices():
+    """simulate puts a layer's compute between throttled batches: 0.3 s a layer lets every
+    slice end, so each batch costs what it costs alone; 1 µs does not, and tokens wait."""
+    from flashsim.cost.compute_model import ComputeModel
+    from flashsim.cost.simulate import simulate
+    from flashsim.data import REFERENCE_TRACE
+    from flashsim.layout.registry import make_layout
+    from flashsim.trace.format import ActivationTrace
+
+    plan = make_layout("sparse").plan(ActivationTrace.load(REFERENCE_TRACE).head(16))
+    prof = DeviceProfile.load("local-virtio")
+    caps = ThrottleInfo(read_iops=float(plan.reads_per_token().mean()) * 20, slice_ms=100)
+    throttled = prof.model_copy(update={"throttle": caps})
+
+    def io_ms(profile, layer_s):
+        model = ComputeModel(fixed_s_per_layer=layer_s, s_per_neuron=0.0, source="test")
+        frame, _ = simulate(plan, profile, 8, memcpy_bytes_per_s=1e9, compute_model=model,
+                            wait_cost=None)
+        return frame["io_ms"].to_numpy()
+
+    assert io_ms(throttled, 0.3) == pytest.approx(io_ms(prof, 0.3), rel=1e-9)
+    assert io_ms(throttled, 1e-6).mean() > 3 * io_ms(prof, 1e-6).mean()
