@@ -215,3 +215,18 @@ def test_a_decode_that_computes_between_its_batches_meets_fresh_slices():
 
     assert io_ms(throttled, 0.3) == pytest.approx(io_ms(prof, 0.3), rel=1e-9)
     assert io_ms(throttled, 1e-6).mean() > 3 * io_ms(prof, 1e-6).mean()
+
+
+def test_both_engines_agree_behind_the_throttle():
+    """The stage wraps either engine; the SimPy reference and the fast path still agree."""
+    from flashsim.device.des import FlashDevice
+
+    off, length = _reads(260)
+    ptr = np.array([0, 60, 120, 260])
+    fast = ThrottledDevice(FastDevice(PARAMS), CAP)
+    des = ThrottledDevice(FlashDevice(PARAMS), CAP)
+    assert fast.run_batches(off, length, ptr, 8) == pytest.approx(
+        des.run_batches(off, length, ptr, 8), rel=1e-9)
+    a, b = fast.run(off, length, 8), des.run(off, length, 8)
+    assert a.finish_s == pytest.approx(b.finish_s, rel=1e-9)
+    assert a.start_s == pytest.approx(b.start_s, rel=1e-9)
