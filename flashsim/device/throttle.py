@@ -4,12 +4,13 @@ blk-throttle (cgroup v1 `blkio.throttle.read_iops_device` / `read_bps_device`) d
 pace reads: a slice (HZ/10, 100 ms) lets `iops × slice` reads and `bps × slice` bytes
 through at the device's own speed, and holds what is over until the slice's end, when the
 next slice's budget opens. A group idle past its slice starts afresh with a whole slice's
-budget; a busy one keeps its slice, trimmed by the slices that elapsed (budget unused in a
-past slice is lost). Measured here behind 15 000 IOPS: a burst of 1600 reads after idle
-ran its first 1500 in 15-17 ms and the rest ~100 ms after the first; 64 KiB reads behind
-300 MB/s, 457 a slice. So a plan's batches mostly run at the device's speed and now and
-then one waits most of a slice: the state carries from batch to batch and across the time
-between them, which a model timing each batch from an idle device cannot show.
+budget; a busy one keeps its slice, trimmed once two whole slices went by (all but the
+last leave with their budget). Measured here behind 15 000 IOPS: a burst of 1600 reads
+after idle ran its first 1500 in 15-17 ms and the rest ~100 ms after the first; after a
+second at half the cap, 2959-3001 before the first wait; 64 KiB reads behind 300 MB/s,
+457 a slice. So a plan's batches mostly run at the device's speed and now and then one
+waits most of a slice: the state carries from batch to batch and across the time between
+them, which a model timing each batch from an idle device cannot show.
 
 `ThrottledDevice` wraps any device model (fast, des, corrected, scaled): `run` is one
 closed-loop stream after idle, `run_batches` the batches one after another, `gap_s` apart.
@@ -81,38 +82,15 @@ class SliceBudget:
         out.start_s, out.end_s = -u * out.slice_s, (1.0 - u) * out.slice_s
         return out
 
-    def _slices(self, t_s: float) -> int:
-        """Whole slices from the slice's start to `t_s` (the 1e-9 absorbs rounding)."""
-        return math.floor((t_s - self.start_s) / self.slice_s + 1e-9)
-
     def renew(self, t_s: float) -> None:
-        """The slice a read arriving at `t_s` meets: a fresh one after idle past the slice's
-        end; else the current one, trimmed once two whole slices went by: all but the last
-        of them leave, with as much of the budget (none of it below zero). The last one is
-        kept, so a group that read below its caps can go at twice them for a slice."""
-        if t_s > self.end_s:
-            self.start_s, self.end_s, self.ios, self.bytes = t_s, t_s + self.slice_s, 0.0, 0.0
-            return
-        k = self._slices(t_s) - 1
-        if k >= 1:
-            self.ios = max(0.0, self.ios - k * self.ios_per_slice)
-            self.bytes = max(0.0, self.bytes - k * self.bytes_per_slice)
-            self.start_s += k * self.slice_s
+        """The slice a read arriving at `t_s` meets (`_renewed`)."""
+        self.start_s, self.end_s, self.ios, self.bytes = _renewed(
+            t_s, self.start_s, self.end_s, self.ios, self.bytes, self.ios_per_slice,
+            self.bytes_per_slice, self.slice_s)
 
     def _room(self, t_s: float) -> tuple[float, float]:
-        """Reads and bytes that may still go at `t_s`: the budget of every slice begun."""
-        slices = self._slices(t_s) + 1
-        return (slices * self.ios_per_slice - self.ios,
-                slices * self.bytes_per_slice - self.bytes)
-
-    def fits(self, t_s: float, n: int, nbytes: float) -> bool:
-        """Whether n reads of `nbytes` in all pass at `t_s`; if so they are charged."""
-        room_ios, room_bytes = self._room(t_s)
-        if n > room_ios or nbytes > room_bytes:
-            return False
-        self.ios += n
-        self.bytes += nbytes
-        return True
+        return _room_at(t_s, self.start_s, self.ios, self.bytes, self.ios_per_slice,
+                        self.bytes_per_slice, self.slice_s)
 
     def admit(self, t_s: float, cum_bytes: np.ndarray, first: int, last: int) -> int:
         """How many of the reads first..last-1 (in order; `cum_bytes` the running byte count,
@@ -131,7 +109,7 @@ class SliceBudget:
 
     def next_slice(self, t_s: float) -> float:
         """When reads held at `t_s` go: the next slice boundary, where its budget opens."""
-        release = self.start_s + (self._slices(t_s) + 1) * self.slice_s
+        release = self.start_s + (_slices(t_s, self.start_s, self.slice_s) + 1) * self.slice_s
         self.end_s = max(self.end_s, release + self.slice_s)
         self.renew(release)
         return release
@@ -139,6 +117,39 @@ class SliceBudget:
     def busy_until(self, t_s: float) -> None:
         """Reads were dispatched until `t_s`: the slice lasts at least one more slice."""
         self.end_s = max(self.end_s, t_s + self.slice_s)
+
+
+@njit(cache=True)
+def _slices(t_s: float, start_s: float, slice_s: float) -> int:
+    """Whole slices from a slice's start to `t_s` (the 1e-9 absorbs rounding)."""
+    return math.floor((t_s - start_s) / slice_s + 1e-9)
+
+
+@njit(cache=True)
+def _renewed(t_s: float, start_s: float, end_s: float, ios: float, nbytes: float,
+             ios_per_slice: float, bytes_per_slice: float, slice_s: float
+             ) -> tuple[float, float, float, float]:
+    """(start, end, reads, bytes) of the slice a read arriving at `t_s` meets: a fresh one
+    after idle past the slice's end; else the current one, trimmed once two whole slices
+    went by: all but the last of them leave, with as much of the budget (none of it below
+    zero). The last one is kept, so a group that read below its caps can go at twice them
+    for a slice."""
+    if t_s > end_s:
+        return t_s, t_s + slice_s, 0.0, 0.0
+    k = _slices(t_s, start_s, slice_s) - 1
+    if k >= 1:
+        ios = max(0.0, ios - k * ios_per_slice)
+        nbytes = max(0.0, nbytes - k * bytes_per_slice)
+        start_s += k * slice_s
+    return start_s, end_s, ios, nbytes
+
+
+@njit(cache=True)
+def _room_at(t_s: float, start_s: float, ios: float, nbytes: float, ios_per_slice: float,
+             bytes_per_slice: float, slice_s: float) -> tuple[float, float]:
+    """Reads and bytes that may still go at `t_s`: the budget of every slice begun."""
+    slices = _slices(t_s, start_s, slice_s) + 1
+    return slices * ios_per_slice - ios, slices * bytes_per_slice - nbytes
 
 
 def pieces(budget: SliceBudget, cum_bytes: np.ndarray, first: int, last: int,
@@ -265,9 +276,9 @@ def _sequence(inner: Any, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, 
 def _fitting(b: int, t_s: float, state: np.ndarray, ios_per_slice: float,
              bytes_per_slice: float, slice_s: float, ptr: np.ndarray, cum: np.ndarray,
              free: np.ndarray, gaps: np.ndarray) -> tuple[int, float]:
-    """SliceBudget's renew and fits over batches b, b+1, ... while they fit; `state` (slice
-    start, end, reads and bytes charged) updated in place. Returns the first batch that
-    does not fit (len(free) if none) and its arrival time, else the time after the last."""
+    """The budget over batches b, b+1, ... while each fits whole; `state` (slice start,
+    end, reads and bytes charged) updated in place. Returns the first batch that does not
+    fit (len(free) if none) and its arrival time, else the time after the last."""
     start, end, ios, nbytes = state[0], state[1], state[2], state[3]
     for i in range(b, len(free)):
         t = t_s + gaps[i]
@@ -275,17 +286,12 @@ def _fitting(b: int, t_s: float, state: np.ndarray, ios_per_slice: float,
         if n == 0:
             t_s = t
             continue
-        if t > end:
-            start, end, ios, nbytes = t, t + slice_s, 0.0, 0.0
-        else:
-            k = math.floor((t - start) / slice_s + 1e-9) - 1
-            if k >= 1:
-                ios = max(0.0, ios - k * ios_per_slice)
-                nbytes = max(0.0, nbytes - k * bytes_per_slice)
-                start += k * slice_s
-        slices = math.floor((t - start) / slice_s + 1e-9) + 1
+        start, end, ios, nbytes = _renewed(t, start, end, ios, nbytes, ios_per_slice,
+                                          bytes_per_slice, slice_s)
+        room_ios, room_bytes = _room_at(t, start, ios, nbytes, ios_per_slice,
+                                        bytes_per_slice, slice_s)
         size = cum[ptr[i + 1]] - cum[ptr[i]]
-        if ios + n > slices * ios_per_slice or nbytes + size > slices * bytes_per_slice:
+        if n > room_ios or size > room_bytes:
             state[0], state[1], state[2], state[3] = start, end, ios, nbytes
             return i, t
         ios += n
