@@ -20,6 +20,7 @@ dispatched together when the slice opens), one after another.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -244,10 +245,43 @@ def _sequence(inner: Any, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, 
               free: np.ndarray, gaps: np.ndarray, cum: np.ndarray, budget: SliceBudget
               ) -> np.ndarray:
     """The batches' makespans along one timeline: `free` where a batch fits its slice,
-    its pieces one after another where it does not."""
+    its pieces one after another where it does not.
+
+    A cut batch's pieces are timed by the inner model, which a timeline needs before it
+    can go on; rather than one inner call per cut, the timeline is run with the pieces it
+    has not timed yet guessed (a share of the batch's own time), all of them are then
+    timed in one call, and the timeline is run again, until every cut it makes is timed
+    (a cut depends on the time only through which slice a batch meets: usually once)."""
+    timed: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+    cum_f = cum.astype(np.float64)
+    while True:
+        trial = dataclasses.replace(budget)
+        out, guessed = _timeline(free, gaps, ptr, cum, cum_f, trial, timed)
+        if not guessed:
+            budget.__dict__.update(trial.__dict__)
+            return out
+        reads, sub = [], [0]
+        for b, counts in guessed:
+            lo, hi = int(ptr[b]), int(ptr[b + 1])
+            reads.append(np.arange(lo, hi))
+            sub.extend(sub[-1] + np.cumsum(counts))
+        index = np.concatenate(reads)
+        made = np.asarray(inner.run_batches(off[index], length[index], np.array(sub), qd),
+                          dtype=np.float64)
+        first = 0
+        for b, counts in guessed:
+            timed[(b, counts)] = made[first:first + len(counts)]
+            first += len(counts)
+
+
+def _timeline(free: np.ndarray, gaps: np.ndarray, ptr: np.ndarray, cum: np.ndarray,
+              cum_f: np.ndarray, budget: SliceBudget,
+              timed: dict[tuple[int, tuple[int, ...]], np.ndarray]
+              ) -> tuple[np.ndarray, list[tuple[int, tuple[int, ...]]]]:
+    """One pass of `_sequence`: the makespans, and the cuts whose pieces it guessed."""
     out = free.copy()
     b, t_s, nb = 0, 0.0, len(free)
-    cum_f = cum.astype(np.float64)
+    guessed = []
     while b < nb:
         # the batches that fit, compiled (a fit predicts tens of thousands); stops at the
         # first that does not, with the budget renewed at its arrival time
@@ -259,17 +293,19 @@ def _sequence(inner: Any, off: np.ndarray, length: np.ndarray, ptr: np.ndarray, 
             break
         lo, hi = int(ptr[b]), int(ptr[b + 1])
         parts = pieces(budget, cum, lo, hi, t_s)
-        sub = np.cumsum([lo] + [n for _, n in parts]) - lo
-        made = np.asarray(inner.run_batches(off[lo:hi], length[lo:hi], sub, qd),
-                          dtype=np.float64)
+        counts = tuple(n for _, n in parts)
+        spans = timed.get((b, counts))
+        if spans is None:
+            guessed.append((b, counts))
+            spans = free[b] * np.array(counts) / (hi - lo)
         end = t_s
-        for (release, _), span in zip(parts, made):
+        for (release, _), span in zip(parts, spans):
             end = max(release, end) + span
         out[b] = end - t_s
         t_s = end
         budget.busy_until(t_s)
         b += 1
-    return out
+    return out, guessed
 
 
 @njit(cache=True)
