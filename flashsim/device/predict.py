@@ -104,8 +104,7 @@ def fit_values(device: DeviceModel, p: DevicePoint, n_reads: int | None) -> list
     n = stream_reads(device, p.chunk_bytes, p.queue_depth, n)
     off, length = cached_reads(int(p.chunk_bytes), int(p.queue_depth), p.pattern, n)
     run = getattr(device, "steady_run", device.run)(off, length, p.queue_depth)
-    start, finish = run.start_s, run.finish_s
-    tput, lat = steady_core(start, finish, p.chunk_bytes, p.queue_depth)
+    tput, lat = steady_core(run.start_s, run.finish_s, p.chunk_bytes, p.queue_depth)
     return [tput] if p.latency_mean_us is None else [tput, float(lat.mean())]
 
 
