@@ -263,9 +263,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
             + ("profile calibrated in this run" if info["profile"]["calibrated"]
                else f"profile {args.device}")
             + ("" if info["o_direct"] else ", THROUGH THE PAGE CACHE"))
+    throttle = info["profile"].get("throttle") or {"agree": True}
+    if not throttle["agree"]:
+        head += ("\nTHE MODEL'S THROTTLE DIFFERS FROM THIS RUN'S: model "
+                 f"{_caps(throttle['model'])}, this run {_caps(throttle['this_run'])}")
     emit(args, {"rows": result.rows, **info, "report": args.report},
          head + "\n" + table(result.rows, cols))
     return 0
+
+
+def _caps(throttle: dict[str, Any] | None) -> str:
+    if throttle is None:
+        return "none"
+    return f"{throttle['read_iops'] or 'no'} IOPS, {throttle['read_mb_s'] or 'no'} MB/s"
 
 
 END_TO_END_COLUMNS = [("layout", "layout", "s"), ("queue_depth", "QD", "d"),

@@ -23,6 +23,7 @@ from ..device.baseline import Baseline
 from ..device.drift import scaled as drift_scaled
 from ..device.profile import DeviceParams, DeviceProfile
 from ..device.span import bandwidth_factor, fixed_time_factor, time_ratio
+from ..device.throttle import ThrottledDevice, blkio_throttle_of
 from ..progress import progress
 from ..trace.format import ActivationTrace
 from .calibration import Calibration
@@ -88,6 +89,7 @@ def run_validation(spec: ValidationSpec, trace: ActivationTrace,
     fio = fio_times(setup) if spec.with_fio else {}
     baseline = profile_baseline(spec, profile_info)
     model = make_device(params, spec.model_engine)
+    profile_info["throttle"] = throttle_record(model, setup.stores[0].path)
     drift = probe.drift() if probe is not None else None
     scaled = model if drift is None else drift_scaled(model, drift.factor)
     rows, per_token = predicted_rows(spec, setup, measured, scaled, fio, baseline=baseline)
@@ -98,6 +100,21 @@ def run_validation(spec: ValidationSpec, trace: ActivationTrace,
             for key in ("error_p50_pct", "error_p99_pct"):
                 row[f"undrifted_{key}"] = unscaled[key]
     return ValidationResult(rows, per_token, run_info(spec, setup.trace, measured, profile_info))
+
+
+def throttle_record(model: DeviceModel, path: Any) -> dict[str, Any]:
+    """The throttle the model runs behind and the one this run read behind (a blkio
+    cgroup's caps on the store's disk): a profile of a throttled device predicts a run
+    without the throttle (or the other way round) no better than another device's would."""
+    modelled = model.throttle if isinstance(model, ThrottledDevice) else None
+    read = blkio_throttle_of(path)
+    return {"model": None if modelled is None else modelled.model_dump(),
+            "this_run": None if read is None else read.model_dump(),
+            "agree": _caps(modelled) == _caps(read)}
+
+
+def _caps(throttle: Any) -> tuple[float | None, float | None] | None:
+    return None if throttle is None else (throttle.read_iops, throttle.read_mb_s)
 
 
 def fio_times(setup: Setup) -> dict[RowKey, dict[str, float]]:

@@ -231,3 +231,17 @@ def test_both_engines_agree_behind_the_throttle():
     a, b = fast.run(off, length, 8), des.run(off, length, 8)
     assert a.finish_s == pytest.approx(b.finish_s, rel=1e-9)
     assert a.start_s == pytest.approx(b.start_s, rel=1e-9)
+
+
+def test_validate_says_when_the_models_throttle_is_not_this_runs(tmp_path):
+    """A throttled profile judged on reads without the throttle (here: no blkio group)."""
+    from flashsim.validation.validate import throttle_record
+
+    data = tmp_path / "store.bin"
+    data.write_bytes(b"x" * 4096)
+    device = ThrottledDevice(FastDevice(PARAMS), CAP)
+    record = throttle_record(device, data)
+    if record["this_run"] is not None:
+        pytest.skip("this process reads behind a blkio throttle")
+    assert record["model"]["read_iops"] == 1000 and record["agree"] is False
+    assert throttle_record(FastDevice(PARAMS), data)["agree"] is True
