@@ -9,8 +9,10 @@ The plan is the layout's IOPlan of the trace (default: the bundled reference tra
 `--des-tokens` tokens (it is 100–200× slower). A profile with a measured residual wraps the
 engine (CorrectedDevice): `fast_model_reads_per_s` is the layered model's kernel alone.
 The fast path spreads its chunks of batches over every usable CPU (`fast_cpus`);
-`fast_one_cpu_reads_per_s` is the same plan on one. Goals: fast ≥ 10 M reads/s on plans,
-SimPy ≥ 200 k reads/s (SimPy runs on one core).
+`fast_one_cpu_reads_per_s` is the same plan on one. A profile with a `throttle` section
+(`--device testbed-throttled-emmc`) runs the plan's batches on one timeline behind it
+(device/throttle.py). Goals: fast ≥ 10 M reads/s on plans, SimPy ≥ 200 k reads/s (SimPy
+runs on one core).
 """
 
 from __future__ import annotations

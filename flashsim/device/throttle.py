@@ -221,7 +221,9 @@ class ThrottledDevice(DeviceModel):
                     queue_depth: int, shares: object = None, gaps_s: object = None
                     ) -> np.ndarray:
         """Makespan (s) of every batch, read one after another `gap_s` apart (`gaps_s`: the
-        idle time before each batch, e.g. a decode's compute), from a fresh budget."""
+        idle time before each batch, e.g. a decode's compute), from a fresh budget. With
+        `shares` (threads that each read their own share) a batch the budget cuts is timed
+        in pieces without them."""
         off, length = check_reads(offsets, lengths, queue_depth)
         ptr = check_batch_ptr(batch_ptr, len(off))
         free = np.asarray(self.inner.run_batches(off, length, ptr, queue_depth, shares=shares),
