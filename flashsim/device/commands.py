@@ -286,10 +286,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "over a span, time / over the whole file (bandwidth factor): " + ", ".join(
             f"{format_size(f.span_bytes)} {f.time_ratio:.2f} ({f.bandwidth_factor:.2f})"
             for f in profile.span.spans))
-    caps = None if profile.throttle is None else (
-        f"read behind a blk-throttle ({profile.throttle.source}): "
-        f"{profile.throttle.read_iops or 'no'} IOPS, {profile.throttle.read_mb_s or 'no'} MB/s "
-        "cap: the model runs behind it")
+    caps = throttle_line(profile)
     emit(args, payload, "\n".join(t for t in (human, _fit_lines(profile), spans, caps,
                                               f"wrote {out}") if t))
     return 0
@@ -342,22 +339,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from .crossval import layered_device
     from .fit import predict_batch_makespan_us, predict_detail
 
     profile = DeviceProfile.load(args.profile)
+    # the layered model, behind the profile's throttle if it was measured behind one
+    model = (None if profile.params is None
+             else layered_device(profile.params, profile.throttle))
     rows = []
     for p in profile.points:
         row = {"chunk": format_size(p.chunk_bytes), "chunk_bytes": p.chunk_bytes,
                "queue_depth": p.queue_depth, "pattern": p.pattern, "source": p.source,
                "batch_reads": p.batch_reads, "batch_makespan_us": p.batch_makespan_us,
                "throughput_mb_s": p.throughput_mb_s, "latency_mean_us": p.latency_mean_us}
-        if profile.params is not None and p.batch_reads is not None:
-            m = predict_batch_makespan_us(profile.params, p.chunk_bytes, p.queue_depth,
+        if model is not None and p.batch_reads is not None:
+            m = predict_batch_makespan_us(model, p.chunk_bytes, p.queue_depth,
                                           p.batch_reads, p.pattern)
             row["model_batch_makespan_us"] = m
             row["model_throughput_mb_s"] = p.batch_reads * p.chunk_bytes / m
-        elif profile.params is not None:
-            d = predict_detail(profile.params, p.chunk_bytes, p.queue_depth, p.pattern)
+        elif model is not None:
+            d = predict_detail(model, p.chunk_bytes, p.queue_depth, p.pattern)
             row["model_throughput_mb_s"] = d["throughput_mb_s"]
             row["model_latency_us"] = d["latency_mean_us"]
         rows.append(row)
@@ -367,8 +368,20 @@ def cmd_show(args: argparse.Namespace) -> int:
                          ("model_throughput_mb_s", "model MB/s", ".1f"),
                          ("latency_mean_us", "µs", ".1f"),
                          ("model_latency_us", "model µs", ".1f")])
-    emit(args, {**_fit_summary(profile), "points": rows}, human)
+    caps = throttle_line(profile)
+    emit(args, {**_fit_summary(profile), "points": rows,
+                "throttle": None if profile.throttle is None else profile.throttle.model_dump()},
+         "\n".join(t for t in (human, caps) if t))
     return 0
+
+
+def throttle_line(profile: DeviceProfile) -> str | None:
+    """One line naming the blk-throttle a profile was measured behind (None: none)."""
+    t = profile.throttle
+    if t is None:
+        return None
+    return (f"read behind a blk-throttle ({t.source}): {t.read_iops or 'no'} IOPS, "
+            f"{t.read_mb_s or 'no'} MB/s cap; the model runs behind it")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
