@@ -39,6 +39,7 @@ from .predict import (
     predict_point,
     steady_core,
     steady_point,
+    steady_run,
     summarize,
 )
 from .profile import DeviceParams, DevicePoint, DeviceProfile, ThrottleInfo
@@ -142,8 +143,8 @@ def fit_transfer_spread(params: DeviceParams, points: list[DevicePoint],
     off, length = cached_reads(int(p.chunk_bytes), 1, "random", TRANSFER_SPREAD_READS)
 
     def miss(spread: float) -> float:
-        run = throttled(FastDevice(params.model_copy(update={"link_transfer_spread": spread})),
-                        throttle).run(off, length, 1)
+        device = FastDevice(params.model_copy(update={"link_transfer_spread": spread}))
+        run = steady_run(throttled(device, throttle), off, length, 1)
         _, lat = steady_core(run.start_s, run.finish_s, p.chunk_bytes, 1)
         p50, p99 = np.percentile(lat, [50, 99])
         return (math.log(p99 / p50) - target) ** 2

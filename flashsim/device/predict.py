@@ -78,6 +78,13 @@ def stream_reads(device: DeviceModel, chunk_bytes: int, queue_depth: int,
     return max(16 * int(queue_depth), need(int(chunk_bytes)))
 
 
+def steady_run(device: DeviceModel, off: np.ndarray, length: np.ndarray, queue_depth: int):
+    """A closed-loop run of the reads as calibration times a steady point: from an idle
+    device, or behind a throttle after a warm-up that spent its slice
+    (`ThrottledDevice.steady_run`)."""
+    return getattr(device, "steady_run", device.run)(off, length, queue_depth)
+
+
 @functools.lru_cache(maxsize=512)
 def cached_reads(chunk_bytes: int, queue_depth: int, pattern: str, n_reads: int | None):
     off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
@@ -103,7 +110,7 @@ def fit_values(device: DeviceModel, p: DevicePoint, n_reads: int | None) -> list
     n = None if n_reads is None else max(n_reads, 16 * p.queue_depth)
     n = stream_reads(device, p.chunk_bytes, p.queue_depth, n)
     off, length = cached_reads(int(p.chunk_bytes), int(p.queue_depth), p.pattern, n)
-    run = getattr(device, "steady_run", device.run)(off, length, p.queue_depth)
+    run = steady_run(device, off, length, p.queue_depth)
     tput, lat = steady_core(run.start_s, run.finish_s, p.chunk_bytes, p.queue_depth)
     return [tput] if p.latency_mean_us is None else [tput, float(lat.mean())]
 
@@ -117,7 +124,7 @@ def predict_detail(params: DeviceParams | dict, chunk_bytes: int, queue_depth: i
     device = params if isinstance(params, DeviceModel) else FastDevice(params)
     n_reads = stream_reads(device, chunk_bytes, queue_depth, n_reads)
     off, length = point_reads(chunk_bytes, queue_depth, pattern, n_reads)
-    run = getattr(device, "steady_run", device.run)(off, length, queue_depth)
+    run = steady_run(device, off, length, queue_depth)
     return steady_point(run.start_s, run.finish_s, chunk_bytes, queue_depth)
 
 

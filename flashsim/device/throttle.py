@@ -38,7 +38,7 @@ from .profile import DeviceParams, ThrottleInfo
 STREAM_SLICES = 2.2
 """A steady-state point's prediction reads this many slices' budget: calibration times a
 point over 0.32 s (3.2 slices of 100 ms) after a warm-up that leaves its slice spent, so
-the prediction starts with a spent slice; 2.2 slices give the rates of 3.2 within 1 % in
+the prediction starts with a spent slice; 2.2 slices give the rates of 3.2 within 3 % in
 less time (the fit predicts every point many times)."""
 REPLAY_GAP_S = 5e-6
 """Idle time between two back-to-back batches of a replay (the reader's loop between its
