@@ -10,10 +10,13 @@ simpler form (`Form.simplicity`), never to whichever came out a hair lower.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
+import pickle
 import sys
+import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -47,20 +50,24 @@ CLOSE_COST = 1e-3
 
 @dataclass
 class Problem:
-    """Points to fit, their weights and the evaluator's threads."""
+    """Points to fit, their weights and the evaluator's workers."""
 
     points: list[DevicePoint]
     space: Space
     batch_weight: float
-    pool: ThreadPoolExecutor | None = None
-    evaluations: int = field(default=0)
-    """Model evaluations so far (a rough count: threads may race on it)."""
+    pool: Executor | None = None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Names this problem to the worker processes, which keep the last one they were sent."""
+    pickled: bytes | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        # a worker evaluates: it needs no pool of its own (nor the pickle it came in)
+        return {**self.__dict__, "pool": None, "pickled": None}
 
     def log_errors(self, u: np.ndarray, form: Form, n_reads: int | None
                    ) -> tuple[np.ndarray, np.ndarray]:
         """log(model / measured) of every throughput, mean latency and makespan, and the
         weight of each."""
-        self.evaluations += 1
         device = throttled(FastDevice(self.space.params(u, form)), self.space.throttle)
         res, weights = [], []
         for p in self.points:
@@ -86,17 +93,48 @@ class Problem:
         return np.concatenate([weights * res, PENALTY * weights * hinge,
                                PULL * self.space.pulls(form) * u])
 
-    def map(self, fn: Callable, items: list) -> list:
-        """fn over items, in the evaluator's threads (the numba kernel releases the GIL)."""
+    def residuals_at(self, us: list[np.ndarray], form: Form, n_reads: int | None
+                     ) -> list[np.ndarray]:
+        """`residuals` at each of `us`, in the evaluator's workers: processes (the model's
+        Python between its compiled kernels holds the GIL: threads ran 1.2 CPUs' worth on 2)
+        or threads where processes cannot be had."""
         if self.pool is None:
-            return [fn(x) for x in items]
-        return list(self.pool.map(fn, items))
+            return [self.residuals(u, form, n_reads) for u in us]
+        if isinstance(self.pool, ProcessPoolExecutor):
+            blob = self._blob()
+            return list(self.pool.map(_remote_residuals,
+                                      [(self.token, blob, u, form, n_reads) for u in us]))
+        return list(self.pool.map(lambda u: self.residuals(u, form, n_reads), us))
+
+    def _blob(self) -> bytes:
+        """This problem pickled once (a worker unpickles it the first time it sees it)."""
+        if self.pickled is None:
+            self.pickled = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.pickled
 
 
-def make_pool() -> ThreadPoolExecutor | None:
-    """Threads for the Jacobian's columns: one per usable CPU, at most 4."""
+_WORKER_PROBLEM: dict[str, Problem] = {}
+"""A worker process's current problem, by token (one at a time: a fit works on one)."""
+
+
+def _remote_residuals(args: tuple) -> np.ndarray:
+    token, blob, u, form, n_reads = args
+    if token not in _WORKER_PROBLEM:
+        _WORKER_PROBLEM.clear()
+        _WORKER_PROBLEM[token] = pickle.loads(blob)
+    return _WORKER_PROBLEM[token].residuals(u, form, n_reads)
+
+
+def make_pool() -> Executor | None:
+    """Workers for the Jacobian's columns, one per usable CPU (at most 4): forked processes,
+    or threads inside a daemonic process (a Dask worker), which may not have children."""
     n = min(4, len(os.sched_getaffinity(0)))
-    return ThreadPoolExecutor(n) if n > 1 else None
+    if n < 2:
+        return None
+    if multiprocessing.current_process().daemon or "fork" not in \
+            multiprocessing.get_all_start_methods():
+        return ThreadPoolExecutor(n)
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"))
 
 
 def jacobian(problem: Problem, u: np.ndarray, f0: np.ndarray, form: Form,
@@ -104,13 +142,13 @@ def jacobian(problem: Problem, u: np.ndarray, f0: np.ndarray, form: Form,
     """Forward differences with a fixed STEP, inward at an upper bound."""
     lo, hi = bounds
     steps = np.where(u + STEP <= hi, STEP, -STEP)
-
-    def column(j: int) -> np.ndarray:
+    shifted = []
+    for j in range(len(u)):
         v = u.copy()
         v[j] += steps[j]
-        return (problem.residuals(v, form, n_reads) - f0) / steps[j]
-
-    return np.column_stack(problem.map(column, list(range(len(u)))))
+        shifted.append(v)
+    got = problem.residuals_at(shifted, form, n_reads)
+    return np.column_stack([(r - f0) / s for r, s in zip(got, steps)])
 
 
 class Candidate(NamedTuple):
