@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..units import format_size, parse_int_list, parse_size, parse_size_list
 from .check_commands import register_check
 from .fio import profile_from_fio
-from .profile import DeviceProfile, migrate_profile
+from .profile import DeviceProfile, ThrottleInfo, migrate_profile
 from .span import STANDARD_SPANS
 from .testbed_commands import register_testbed
 
@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
                     help="where to write (default: in place)")
     _add_cv_flag(ft, 0)
     _add_correction_flag(ft)
+    _add_throttle_flag(ft, "the profile's own (or none); 'none' removes it")
     add_json_flag(ft)
     ft.set_defaults(func=cmd_fit)
 
@@ -90,6 +91,8 @@ def _register_calibrate(subparsers: Any) -> None:
     _add_batch_flags(cal)
     cal.add_argument("--from-fio", nargs="+", metavar="JSON", default=None,
                      help="build the profile from fio JSON outputs instead of measuring")
+    _add_throttle_flag(cal, "none; with --from-fio only: a measuring calibration reads "
+                            "the caps of the cgroup its reads run in")
     cal.add_argument("--name", default=None, help="profile name (default: --out file stem)")
     cal.add_argument("--description", default="", help="profile description")
     cal.add_argument("--no-fit", action="store_true", help="store the points only")
@@ -123,6 +126,43 @@ def _add_batch_flags(cal: argparse.ArgumentParser) -> None:
                           "measured ratio at the plan's file size (default "
                           + ",".join(format_size(s) for s in STANDARD_SPANS)
                           + "; 'none': no span points)")
+
+
+def _add_throttle_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--throttle", type=parse_throttle, default=None,
+                        metavar="IOPS,MB_S",
+                        help="the blk-throttle read caps the points were measured behind, "
+                             "e.g. 15000,300 (read IOPS, read MB/s; 'none' for either "
+                             "uncapped): the device behind them is fitted (default: "
+                             + default + ")")
+
+
+NO_THROTTLE = "none"
+
+
+def parse_throttle(text: str) -> ThrottleInfo | str:
+    """--throttle IOPS,MB_S (either part 'none'), or 'none': no throttle."""
+    text = str(text).strip().lower()
+    if text == NO_THROTTLE:
+        return NO_THROTTLE
+    parts = [t.strip() for t in text.split(",")]
+    expected = "IOPS,MB_S (e.g. 15000,300; 'none' for an uncapped part), or none"
+    if len(parts) != 2:
+        raise InputError(f"{text!r} is not two caps", key="--throttle", expected=expected)
+    caps = [None if t == NO_THROTTLE else
+            cliargs.number("--throttle", above=0.0, maximum=1e9)(t) for t in parts]
+    if caps == [None, None]:
+        raise InputError("no cap given", key="--throttle", expected=expected)
+    return ThrottleInfo(read_iops=caps[0], read_mb_s=caps[1], source="given: --throttle")
+
+
+def with_throttle(profile: DeviceProfile, throttle: ThrottleInfo | str | None
+                  ) -> DeviceProfile:
+    """The profile behind `throttle` (None: as it is; NO_THROTTLE: behind none)."""
+    if throttle is None:
+        return profile
+    return profile.model_copy(update={"throttle": None if throttle == NO_THROTTLE
+                                      else throttle})
 
 
 def _register_migrate(sub: Any) -> None:
@@ -202,7 +242,11 @@ def _calibration_profile(args: argparse.Namespace, name: str) -> DeviceProfile:
         if args.holdout:
             raise InputError("--holdout points are measured; fio outputs have none",
                              key="--holdout", expected="--holdout without --from-fio")
-        return profile_from_fio(args.from_fio, name=name, description=args.description)
+        return with_throttle(profile_from_fio(args.from_fio, name=name,
+                                              description=args.description), args.throttle)
+    if args.throttle is not None:
+        raise InputError("a measuring calibration reads the caps of the cgroup its reads "
+                         "run in", key="--throttle", expected="--throttle with --from-fio")
     from .calibrate import (
         DEFAULT_CHUNKS,
         DEFAULT_QDS,
@@ -328,8 +372,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit_profile
 
     _check_cv_folds(args)
-    profile = fit_profile(DeviceProfile.load(args.profile), cv_folds=args.cv_folds,
-                          correction=args.correction,
+    profile = fit_profile(with_throttle(DeviceProfile.load(args.profile), args.throttle),
+                          cv_folds=args.cv_folds, correction=args.correction,
                           quiet=args.json)
     out = args.out or args.profile
     profile.save(out)

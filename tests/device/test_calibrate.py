@@ -22,9 +22,11 @@ from flashsim.device.calibrate import (
     parse_holdout,
 )
 from flashsim.device.crossval import CV_FOLDS
+from flashsim.device.fast import FastDevice
 from flashsim.device.fio import profile_from_fio
 from flashsim.device.fit import fit_profile, predict_detail
-from flashsim.device.profile import DevicePoint, DeviceProfile
+from flashsim.device.profile import DeviceParams, DevicePoint, DeviceProfile, ThrottleInfo
+from flashsim.device.throttle import ThrottledDevice
 from flashsim.errors import InputError
 
 FIO_DIR = Path(__file__).resolve().parents[2] / "flashsim" / "data" / "devices" / "fio-local-virtio"
@@ -265,6 +267,70 @@ def test_bad_holdout_or_folds_stop_before_anything_is_written(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1
     assert not data.exists() and not out.exists()
+
+
+def test_a_fio_import_takes_the_throttle_its_runs_read_behind(tmp_path, capsys):
+    rounds = _fio_rounds()
+    out = tmp_path / "p.yaml"
+    assert main(["calibrate", "--from-fio", str(rounds[0]), "--out", str(out), "--no-fit",
+                 "--throttle", "15000,none"]) == 0
+    throttle = DeviceProfile.load(out).throttle
+    assert throttle.read_iops == 15000 and throttle.read_mb_s is None
+    assert "--throttle" in throttle.source and "blk-throttle" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, words", [
+    ("15000", "not two caps"), ("none,none", "no cap given"), ("-5,300", "out of range"),
+    ("15000,3e12", "out of range"), ("fast,300", "out of range")])
+def test_a_throttle_that_is_not_two_caps_is_refused(tmp_path, capsys, value, words):
+    rounds = _fio_rounds()
+    out = tmp_path / "p.yaml"
+    code = main(["calibrate", "--from-fio", str(rounds[0]), "--out", str(out), "--no-fit",
+                 f"--throttle={value}"])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "--throttle" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_measuring_calibration_reads_its_throttle_and_takes_none(tmp_path, capsys):
+    data, out = tmp_path / "data.bin", tmp_path / "dev.yaml"
+    code = main(["calibrate", "--file", str(data), "--size", "8m", "--out", str(out),
+                 "--throttle", "15000,300"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--throttle" in err and "--from-fio" in err
+    assert not data.exists() and not out.exists()
+
+
+@pytest.mark.slow
+def test_device_fit_behind_a_given_throttle_fits_the_device_behind_it(tmp_path, capsys):
+    """Points measured behind 8000 IOPS: fitted behind that throttle, the device behind it
+    comes back (about 4500 reads/s at QD 1, 8 units: far over the cap at QD 16, where the
+    points read at the cap); `--throttle none` takes the throttle off again."""
+    truth = DeviceParams(host_overhead_us=3, command_latency_us=200, n_units=8,
+                         unit_bandwidth_mb_s=300, link_bandwidth_mb_s=1800)
+    cap = ThrottleInfo(read_iops=8000)
+    seen = ThrottledDevice(FastDevice(truth), cap)
+    points = []
+    for chunk in (4096, 65536, 262144):
+        for qd in (1, 4, 16):
+            d = predict_detail(seen, chunk, qd)
+            points.append({"chunk_bytes": chunk, "queue_depth": qd, "source": "assumption",
+                           "throughput_mb_s": d["throughput_mb_s"]})
+    path = tmp_path / "behind.yaml"
+    DeviceProfile.from_dict({"name": "behind", "points": points}).save(path)
+    assert main(["device", "fit", "--profile", str(path), "--throttle", "8000,none",
+                 "--correction", "none", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["median_abs_error_pct"] < 5
+    fitted = DeviceProfile.load(path)
+    assert fitted.throttle.read_iops == 8000
+    behind = FastDevice(fitted.params)
+    assert predict_detail(behind, 4096, 1)["throughput_mb_s"] == pytest.approx(
+        predict_detail(FastDevice(truth), 4096, 1)["throughput_mb_s"], rel=0.15)
+    assert predict_detail(behind, 4096, 16)["throughput_mb_s"] > 2 * 8000 * 4096 / 1e6
+    assert main(["device", "fit", "--profile", str(path), "--throttle", "none",
+                 "--correction", "none", "--json"]) == 0
+    assert DeviceProfile.load(path).throttle is None
 
 
 def test_holdout_needs_a_measurement_not_fio(tmp_path, capsys):
