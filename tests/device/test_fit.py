@@ -126,6 +126,34 @@ def test_fit_lands_on_the_same_answer_from_other_starts():
         assert values["unit_bandwidth_mb_s"] == pytest.approx(300.0, rel=0.05)
 
 
+def test_the_jacobian_is_the_same_from_worker_processes_threads_or_none():
+    """The fit's columns are evaluated in forked processes (threads in a daemonic process):
+    where they run changes nothing, bit for bit, and a worker follows a new problem."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    from flashsim.device.fitsearch import jacobian, make_pool
+
+    points = batch_start_points()
+    space = Space(base_time_us(points), extras=True, batches=True)
+    form = space.form(8, 65536, 0, False)
+    u = space.initial(points, form)
+    bounds = space.bounds(form)
+    serial = Problem(points, space, batch_weight=3.0)
+    want = jacobian(serial, u, serial.residuals(u, form, 300), form, 300, bounds)
+    pool = make_pool()
+    if pool is None:
+        pytest.skip("one CPU: the fit runs without workers")
+    with pool, ThreadPoolExecutor(2) as threads:
+        for p in (pool, threads):
+            problem = Problem(points, space, batch_weight=3.0, pool=p)
+            got = jacobian(problem, u, problem.residuals(u, form, 300), form, 300, bounds)
+            assert np.array_equal(got, want)
+        fewer = Problem(points[:-2], space, batch_weight=3.0, pool=pool)
+        other = jacobian(fewer, u, fewer.residuals(u, form, 300), form, 300, bounds)
+        assert other.shape[0] < want.shape[0]
+    assert isinstance(pool, ProcessPoolExecutor)
+
+
 def test_near_equal_candidates_go_to_the_simpler_form():
     space = Space(base_us=50.0, extras=True, batches=False)
 
