@@ -73,16 +73,6 @@ class SliceBudget:
         out.ios, out.bytes = out.ios_per_slice, out.bytes_per_slice
         return out
 
-    @classmethod
-    def drawn(cls, info: ThrottleInfo, rng: np.random.Generator) -> SliceBudget:
-        """A group that was idle or read below its caps before time 0: a whole slice's
-        budget, its slice begun a uniformly drawn part of a slice earlier (where in its
-        slice the group is, is not known)."""
-        out = cls.of(info)
-        u = rng.random()
-        out.start_s, out.end_s = -u * out.slice_s, (1.0 - u) * out.slice_s
-        return out
-
     def renew(self, t_s: float) -> None:
         """The slice a read arriving at `t_s` meets (`_renewed`)."""
         self.start_s, self.end_s, self.ios, self.bytes = _renewed(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..device.throttle import blkio_throttle_of
 from ..io.reader import DirectReader, open_reader
 from ..layout.plan import IOPlan
 from ..loader.store import WeightStore
@@ -131,16 +132,33 @@ def first_touch(readers: dict[str, DirectReader], setup: Setup, which: str) -> N
         measure_plan(readers[str(setup.stores[i].path)], plan, q)
 
 
+THROTTLE_IDLE_SLICES = 2.2
+"""Behind a blk-throttle a block waits this many slices idle first: a group's slice ends at
+most two slices after its last read, so its next read starts a fresh one."""
+
+
+def throttle_idle_s(stores: list[WeightStore]) -> float:
+    """How long to leave the disk idle before each block: behind a blk-throttle (the blkio
+    group this process reads the stores in), long enough that the block starts a fresh slice
+    (a state the model can know, where the budget the row or calibration before left is
+    not); 0 without a throttle."""
+    caps = [blkio_throttle_of(s.path) for s in stores]
+    return max((THROTTLE_IDLE_SLICES * c.slice_ms * 1e-3 for c in caps if c is not None),
+               default=0.0)
+
+
 BeforeBlock = Callable[[Slot, str], None]
 """Called before each slot's block with the slot and the readers' engine (the calibration)."""
 
 
 def measure_rows(spec: ValidationSpec, setup: Setup, slots: list[Slot],
                  before_block: BeforeBlock | None = None) -> Measured:
-    """Read every slot's block in order (each after `before_block` and a `warm_up`)."""
+    """Read every slot's block in order (each after `before_block`, behind a throttle an
+    idle wait (`throttle_idle_s`), and a `warm_up`)."""
     readers = open_readers(setup.stores, spec.reader_engine, spec.allow_page_cache)
     gap_s = spec.batch_gap_s  # idle before each batch (measure_plan)
     idle = {"gap_s": gap_s} if gap_s else {}
+    fresh_slice_s = throttle_idle_s(setup.stores)
     try:
         engine = next(iter(readers.values())).engine
         shape = {k: (spec.reps, setup.plans[k[0]].n_tokens) for k in setup.keys}
@@ -152,6 +170,8 @@ def measure_rows(spec: ValidationSpec, setup: Setup, slots: list[Slot],
                 before_block(slot, engine)
             i, q = slot.key
             reader, block = readers[str(setup.stores[i].path)], slot.tokens
+            if fresh_slice_s:
+                time.sleep(fresh_slice_s)
             warm_up(reader, setup.plans[i], q, block.start, gap_s)
             m, d = measure_plan(reader, setup.plans[i], q, block, **idle)
             io_s[slot.key][slot.rep, block.start:block.stop] = m.sum(axis=1)

@@ -54,17 +54,16 @@ def throttled_replay_s(plan: IOPlan, device: ThrottledDevice, queue_depth: int,
     """Per (draw, token) I/O seconds of the replay behind a throttle: the budget carries
     from batch to batch, so the replay's order matters. Each block of tokens
     (`schedule.token_blocks`) is read after its warm-up tokens (`measure.warm_up`: the
-    tokens before it, at least SWITCH_WARMUP_TOKENS and SWITCH_WARMUP_S), with a whole
-    slice's budget in a slice begun at a time drawn per (draw, block) from a fixed seed
-    (`SliceBudget.drawn`): where in its slice the group is when a block starts, after other
-    rows and the calibration's points, is not known."""
+    tokens before it, at least SWITCH_WARMUP_TOKENS and SWITCH_WARMUP_S) from a fresh slice,
+    as `measure_rows` reads it (it leaves the group idle past its slice first): the kernel
+    then holds the same tokens back in every repetition, and so does the model (draws
+    differ by their reads' spreads only)."""
     device = at_span(device, plan.file_bytes)
     ptr, n_layers = plan.batch_ptr, plan.n_layers
     # each draw's batches without the throttle, with their own per-read spreads
     free = io_seconds_draws(plan, device.inner, queue_depth, draws).reshape(draws, -1)
     token_free = free[0].reshape(plan.n_tokens, n_layers).sum(axis=1)
     out = np.zeros((draws, plan.n_tokens))
-    rng = np.random.default_rng(REPLAY_SEED)
     for block in token_blocks(plan.n_tokens):
         warm = _warm_up_tokens(token_free, block.start)
         tokens = np.concatenate([warm, np.arange(block.start, block.stop)])
@@ -72,16 +71,12 @@ def throttled_replay_s(plan: IOPlan, device: ThrottledDevice, queue_depth: int,
         index, sub_ptr = _gather(ptr, batches)
         off, length = plan.offset_bytes[index], plan.length_bytes[index]
         for d in range(draws):
-            budget = SliceBudget.drawn(device.throttle, rng)
+            budget = SliceBudget.of(device.throttle)
             made = device.sequence(off, length, sub_ptr, queue_depth, free[d, batches],
                                    budget=budget)
             out[d, block.start:block.stop] = made.reshape(len(tokens), n_layers).sum(
                 axis=1)[len(warm):]
     return out
-
-
-REPLAY_SEED = 0
-"""Seed of the throttle states drawn for a replay's blocks."""
 
 
 def _warm_up_tokens(token_s: np.ndarray, start: int) -> np.ndarray:
