@@ -59,34 +59,51 @@ def throttled_replay_s(plan: IOPlan, device: ThrottledDevice, queue_depth: int,
     then holds the same tokens back in every repetition, and so does the model (draws
     differ by their reads' spreads only)."""
     device = at_span(device, plan.file_bytes)
-    ptr, n_layers = plan.batch_ptr, plan.n_layers
     # each draw's batches without the throttle, with their own per-read spreads
     free = io_seconds_draws(plan, device.inner, queue_depth, draws).reshape(draws, -1)
-    token_free = free[0].reshape(plan.n_tokens, n_layers).sum(axis=1)
+    token_free = free[0].reshape(plan.n_tokens, plan.n_layers).sum(axis=1)
     out = np.zeros((draws, plan.n_tokens))
     for block in token_blocks(plan.n_tokens):
-        warm = _warm_up_tokens(token_free, block.start)
-        tokens = np.concatenate([warm, np.arange(block.start, block.stop)])
-        batches = (tokens[:, None] * n_layers + np.arange(n_layers)[None, :]).reshape(-1)
-        index, sub_ptr = _gather(ptr, batches)
-        off, length = plan.offset_bytes[index], plan.length_bytes[index]
+        # at most the warm-up the free times give: behind the throttle it ends sooner, as
+        # measure.warm_up stops by the clock and a held token takes its slice's rest
+        most = _warm_up_tokens(token_free, block.start)
         for d in range(draws):
-            budget = SliceBudget.of(device.throttle)
-            made = device.sequence(off, length, sub_ptr, queue_depth, free[d, batches],
-                                   budget=budget)
-            out[d, block.start:block.stop] = made.reshape(len(tokens), n_layers).sum(
-                axis=1)[len(warm):]
+            warm = most[:_warm_up_count(_tokens_from_fresh_slice(plan, device, most,
+                                                                 free[d], queue_depth))]
+            tokens = np.concatenate([warm, np.arange(block.start, block.stop)])
+            made = _tokens_from_fresh_slice(plan, device, tokens, free[d], queue_depth)
+            out[d, block.start:block.stop] = made[len(warm):]
     return out
+
+
+def _tokens_from_fresh_slice(plan: IOPlan, device: ThrottledDevice, tokens: np.ndarray,
+                             free_s: np.ndarray, queue_depth: int) -> np.ndarray:
+    """Seconds of each of `tokens` (their layers' batches, in order) read behind the
+    throttle from a fresh slice; `free_s`: every batch's time without it."""
+    n_layers = plan.n_layers
+    batches = (tokens[:, None] * n_layers + np.arange(n_layers)[None, :]).reshape(-1)
+    index, sub_ptr = _gather(plan.batch_ptr, batches)
+    made = device.sequence(plan.offset_bytes[index], plan.length_bytes[index], sub_ptr,
+                           queue_depth, free_s[batches], budget=SliceBudget.of(device.throttle))
+    return made.reshape(len(tokens), n_layers).sum(axis=1)
+
+
+def _warm_up_count(token_s: np.ndarray) -> int:
+    """How many of these tokens (in the order read) `measure.warm_up` reads: at least
+    SWITCH_WARMUP_TOKENS, and on until SWITCH_WARMUP_S have gone by."""
+    n, k, spent = len(token_s), 0, 0.0
+    while k < SWITCH_WARMUP_TOKENS or (spent < SWITCH_WARMUP_S and k < n):
+        spent += token_s[k]
+        k += 1
+    return min(k, n)
 
 
 def _warm_up_tokens(token_s: np.ndarray, start: int) -> np.ndarray:
     """The tokens `measure.warm_up` reads before a block starting at `start`, in the
-    order read (start - k, ..., start - 1, wrapping)."""
-    n, k, spent = len(token_s), 0, 0.0
-    while k < SWITCH_WARMUP_TOKENS or (spent < SWITCH_WARMUP_S and k < n):
-        k += 1
-        spent += token_s[(start - k) % n]
-    return (start - np.arange(k, 0, -1)) % n
+    order read (start - 1, start - 2, ..., wrapping), given every token's time."""
+    n = len(token_s)
+    order = (start - np.arange(1, n + 1)) % n
+    return order[:_warm_up_count(token_s[order])]
 
 
 def _gather(ptr: np.ndarray, batches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -169,7 +169,7 @@ def test_replay_behind_a_throttle_is_deterministic_and_slower_on_average():
     unheld = np.abs(a / free - 1) < 0.1
     assert 0.2 < unheld.mean() < 0.9  # others go at the device's speed
     # each block from a fresh slice, as validate reads it: the same tokens held in every
-    # draw, as the kernel holds them (experiments/device_generalization/hold_positions.py)
+    # draw, as the kernel held them from an idle group (the device study's hold positions)
     held = a > 2 * np.median(a)
     assert held.any() and (held == held[0]).all()
 
@@ -254,3 +254,14 @@ def test_validate_says_when_the_models_throttle_is_not_this_runs(tmp_path):
         pytest.skip("this process reads behind a blkio throttle")
     assert record["model"]["read_iops"] == 1000 and record["agree"] is False
     assert throttle_record(FastDevice(PARAMS), data)["agree"] is True
+
+
+def test_the_replay_warm_up_reads_backwards_and_stops_by_the_clock():
+    """As measure.warm_up: the tokens before the block, last first, at least two and on
+    until 20 ms went by; behind a throttle a held token's wait counts on that clock."""
+    from flashsim.validation.predict import _warm_up_count, _warm_up_tokens
+
+    assert _warm_up_tokens(np.full(10, 0.004), 3).tolist() == [2, 1, 0, 9, 8]
+    assert _warm_up_count(np.array([0.05, 0.001, 0.001])) == 2
+    assert _warm_up_count(np.array([0.001, 0.05, 0.001, 0.001])) == 2
+    assert _warm_up_count(np.full(3, 0.001)) == 3  # every token, when they never add up
