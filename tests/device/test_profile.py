@@ -31,6 +31,17 @@ def test_the_three_profiles_are_committed():
 # this disk missed it by far (24 KiB at QD 48: 27 % corrected, 35 % layered), and a
 # recalibration must not break the build. A broken model or loader misses by much more.
 MEDIAN_PCT, WORST_PCT = 10.0, 40.0
+# Behind a blk-throttle a point the caps hold is measured over 0.32 s, three or four 100 ms
+# slices' budgets by where the run falls in them: 0.79-1.28x the cap, 30-50 % apart between
+# repeats, where the model says the cap. Those points set the tolerances of a throttled
+# profile: its errors are the slices' phase, not the model's.
+THROTTLED_MEDIAN_PCT, THROTTLED_WORST_PCT = 15.0, 60.0
+
+
+def _tolerances(profile: DeviceProfile) -> tuple[float, float]:
+    if profile.throttle is None:
+        return MEDIAN_PCT, WORST_PCT
+    return THROTTLED_MEDIAN_PCT, THROTTLED_WORST_PCT
 
 
 def _abs_values(errors) -> list[float]:
@@ -43,8 +54,9 @@ def test_shipped_profile_is_reproduced_by_its_model(path):
     profile = DeviceProfile.load(path)
     assert profile.params is not None and profile.fit is not None
     values = _abs_values(point_errors(make_device(profile), profile.points))
-    assert np.median(values) <= MEDIAN_PCT
-    assert max(values) <= WORST_PCT
+    median_pct, worst_pct = _tolerances(profile)
+    assert np.median(values) <= median_pct
+    assert max(values) <= worst_pct
     # the stored per-point errors (of the layered model) are what the current model gives
     # recomputed, not the stored numbers (behind the profile's throttle, if it has one)
     errors = point_errors(layered_device(profile.params, profile.throttle), profile.points)
@@ -61,8 +73,9 @@ def test_shipped_profile_predicts_its_holdout_points(path):
     """Points off the calibration grid, measured in the same rounds, seen by no fit."""
     profile = DeviceProfile.load(path)
     values = _abs_values(point_errors(make_device(profile), profile.holdout_points))
-    assert np.median(values) <= MEDIAN_PCT
-    assert max(values) <= WORST_PCT
+    median_pct, worst_pct = _tolerances(profile)
+    assert np.median(values) <= median_pct
+    assert max(values) <= worst_pct
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
