@@ -118,6 +118,7 @@ _WORKER_PROBLEM: dict[str, Problem] = {}
 
 
 def _remote_residuals(args: tuple) -> np.ndarray:
+    """In a worker: `residuals` of the problem the token names (unpickled when new)."""
     token, blob, u, form, n_reads = args
     if token not in _WORKER_PROBLEM:
         _WORKER_PROBLEM.clear()
