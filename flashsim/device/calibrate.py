@@ -43,7 +43,8 @@ disk's back end wakes up), which no steady-state point shows."""
 STANDARD_BATCH_QDS = (1, 8, 32)
 STANDARD_BATCH_MAX_CHUNK = 256 << 10
 """Short batches are measured for chunks up to this size: what plans read (rows, merged
-ranges of a few rows)."""
+ranges of a few rows). Behind a byte cap, up to the largest chunk: there the steady points
+of large reads all read at the cap, and a decode's merged reads run to about 1 MiB."""
 STANDARD_CLUSTERED_READS = (16,)
 """Clustered short batches a standard calibration measures too: 16 reads to every other
 chunk from a random start, at the batch QDs above 1. Random offsets alone cannot tell a
@@ -187,7 +188,8 @@ def _warm_up(reader: DirectReader, chunk: int, qd: int, warmup_s: float,
 
 def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: float,
                   warmup_s: float, rng: np.random.Generator,
-                  rate_hint_per_s: float | None = None) -> dict[str, float]:
+                  rate_hint_per_s: float | None = None,
+                  min_reads_per_qd: int = 8) -> dict[str, float]:
     """One repeat of one point: warm-up (discarded), then a timed closed-loop batch.
 
     The runs are sized in reads from a sustained rate (`_warm_up`): sized from a burst (a
@@ -198,12 +200,16 @@ def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: floa
     if slots < 1:
         raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
     rate = _warm_up(reader, chunk, qd, warmup_s, rate_hint_per_s, rng, slots)
-    times, _ = _run_for(reader, chunk, qd, duration_s, rate, rng, slots)
+    times, _ = _run_for(reader, chunk, qd, duration_s, rate, rng, slots, min_reads_per_qd)
     out = steady_point(times.start_s, times.finish_s, chunk, qd)
     out["duration_s"] = times.makespan_s
     return out
 
 
+CAPPED_MIN_READS_PER_QD = 4
+"""Behind a byte cap a timed run holds at least this many reads a unit of queue depth (8
+elsewhere): 8 × 64 reads of 1 MiB take 1.8 s at 300 MB/s, and 4 × QD still leaves 2 × QD
+reads between the ramp and the drain that `steady_point` leaves out."""
 BATCH_MAX_BYTES = 8 << 20
 """Short-batch points move at most this many bytes per batch (bigger ones are steady state)."""
 _MAX_BATCHES = 400
@@ -309,6 +315,12 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                          key="size", expected=f"at least {largest} bytes")
     created = ensure_data_file(path, size_bytes, seed=seed)
     rng = np.random.default_rng(seed)
+    # reads from a blkio-throttled cgroup: the caps are part of what was measured
+    throttle = blkio_throttle_of(path)
+    capped = throttle is not None and throttle.read_mb_s is not None
+    if capped:  # behind a byte cap every steady point of large reads reads at the cap: only
+        # a batch inside a slice's budget times the device's own speed for them
+        batch_max_chunk = max(chunks)
     grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds),
                  batch_reads, clustered_reads, readable_bytes(path), batch_max_chunk)
     grid += _span_grid(grid, spans, readable_bytes(path))
@@ -320,7 +332,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     t_begin = time.perf_counter()
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         results = _measure_rounds(reader, grid, rounds, duration_s=duration_s,
-                                  warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet)
+                                  warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet,
+                                  min_reads_per_qd=CAPPED_MIN_READS_PER_QD if capped else 8)
         # with short batches: what the same batches cost after a decode's compute
         interleave = (measure_interleave(reader, rng) if batch_reads and grid_part is None
                       else None)
@@ -335,8 +348,6 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     info = _measured_info(reader, path, bool(batch_reads), created=created,
                           duration_s=duration_s, warmup_s=warmup_s, repeats=repeats,
                           total_s=total_s)
-    # reads from a blkio-throttled cgroup: the caps are part of what was measured
-    throttle = blkio_throttle_of(path)
     if grid_part is not None:  # a part may hold too few points to fit: checked when merged
         return DeviceProfile.model_construct(name=name, description=description, measured=info,
                                              points=points, holdout_points=held,
@@ -413,7 +424,7 @@ def _grid(chunks, qds, batch_qds, batch_reads, clustered_reads,
     grid += [(*g, None) for g in batch_grid(small, batch_qds, batch_reads)]
     grid += [(*g, None) for g in batch_grid(small, [q for q in batch_qds if q > 1],
                                             clustered_reads, "clustered")
-             if file_bytes // g[0] >= 2 * g[2]]
+             if file_bytes // g[0] >= 2 * g[2] and g[0] * g[2] <= BATCH_MAX_BYTES]
     return grid
 
 
@@ -441,8 +452,8 @@ def _rounds(grid: list[GridKey], repeats: int, rng: np.random.Generator,
 
 def _measure_rounds(reader: DirectReader, grid: list[GridKey],
                     rounds: list[tuple[int, GridKey]], *, duration_s: float, warmup_s: float,
-                    batch_s: float, rng: np.random.Generator,
-                    quiet: bool) -> dict[GridKey, list[dict[str, float]]]:
+                    batch_s: float, rng: np.random.Generator, quiet: bool,
+                    min_reads_per_qd: int = 8) -> dict[GridKey, list[dict[str, float]]]:
     """Measure the rounds in order: every point's repeats."""
     results: dict[GridKey, list[dict[str, float]]] = {g: [] for g in grid}
     for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
@@ -451,7 +462,8 @@ def _measure_rounds(reader: DirectReader, grid: list[GridKey],
             last = results[key][-1]["throughput_mb_s"] if results[key] else None
             hint = last * 1e6 / chunk if last and np.isfinite(last) else None
             got = measure_point(reader, chunk, qd, duration_s=duration_s, warmup_s=warmup_s,
-                                rng=rng, rate_hint_per_s=hint)
+                                rng=rng, rate_hint_per_s=hint,
+                                min_reads_per_qd=min_reads_per_qd)
         else:
             got = measure_batch_point(reader, chunk, qd, n, duration_s=batch_s, rng=rng,
                                       pattern=pattern, span_bytes=span)
