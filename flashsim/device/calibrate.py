@@ -200,7 +200,8 @@ def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: floa
     if slots < 1:
         raise InputError(f"file is smaller than one {chunk}-byte read", file=reader.path)
     rate = _warm_up(reader, chunk, qd, warmup_s, rate_hint_per_s, rng, slots)
-    times, _ = _run_for(reader, chunk, qd, duration_s, rate, rng, slots, min_reads_per_qd)
+    times, _ = _run_for(reader, chunk, qd, duration_s, rate, rng, slots,
+                        min_reads_per_qd=min_reads_per_qd)
     out = steady_point(times.start_s, times.finish_s, chunk, qd)
     out["duration_s"] = times.makespan_s
     return out
@@ -318,11 +319,9 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     # reads from a blkio-throttled cgroup: the caps are part of what was measured
     throttle = blkio_throttle_of(path)
     capped = throttle is not None and throttle.read_mb_s is not None
-    if capped:  # behind a byte cap every steady point of large reads reads at the cap: only
-        # a batch inside a slice's budget times the device's own speed for them
-        batch_max_chunk = max(chunks)
-    grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds),
-                 batch_reads, clustered_reads, readable_bytes(path), batch_max_chunk)
+    grid = _grid(chunks, qds, list(qds if batch_qds is None else batch_qds), batch_reads,
+                 clustered_reads, readable_bytes(path),
+                 max(chunks) if capped else batch_max_chunk)
     grid += _span_grid(grid, spans, readable_bytes(path))
     grid += [(c, q, None, "random", None) for c, q in holdout]
     rounds = _rounds(grid, repeats, rng, grid_part)
@@ -338,11 +337,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
         interleave = (measure_interleave(reader, rng) if batch_reads and grid_part is None
                       else None)
     total_s = time.perf_counter() - t_begin
-    points = _points(results, one_per_measurement=grid_part is not None)
-    held = [p for p in points if (p.chunk_bytes, p.queue_depth) in holdout
-            and p.batch_reads is None]
-    spanned = [p for p in points if p.span_bytes is not None]
-    points = [p for p in points if p not in held and p.span_bytes is None]
+    points, held, spanned = _split_points(
+        _points(results, one_per_measurement=grid_part is not None), holdout)
     if not points:
         return None
     info = _measured_info(reader, path, bool(batch_reads), created=created,
@@ -356,6 +352,15 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
                             holdout_points=held, span_points=spanned, interleave=interleave,
                             throttle=throttle)
     return fit_profile(profile, cv_folds=cv_folds, quiet=quiet) if fit else profile
+
+
+def _split_points(points: list[DevicePoint], holdout
+                  ) -> tuple[list[DevicePoint], list[DevicePoint], list[DevicePoint]]:
+    """The measured points as (fitted grid, held-out, span points)."""
+    held = [p for p in points if (p.chunk_bytes, p.queue_depth) in holdout
+            and p.batch_reads is None]
+    spanned = [p for p in points if p.span_bytes is not None]
+    return [p for p in points if p not in held and p.span_bytes is None], held, spanned
 
 
 def parse_holdout(text: str, *, key: str = "--holdout") -> list[tuple[int, int]]:
@@ -418,7 +423,9 @@ def _grid(chunks, qds, batch_qds, batch_reads, clustered_reads,
           file_bytes: int, batch_max_chunk: int | None = None) -> list[GridKey]:
     """Every point to measure: steady-state chunk × QD, then the random short batches, then
     the clustered ones (at batch QDs above 1, where the file has room for 2n chunks); short
-    batches only of chunks up to `batch_max_chunk` (None: every chunk)."""
+    batches only of chunks up to `batch_max_chunk` (None: every chunk). Behind a byte cap
+    `calibrate` passes the largest chunk: every steady point of large reads reads at the
+    cap there, and only a batch inside a slice's budget times the device's own speed."""
     grid: list[GridKey] = [(c, q, None, "random", None) for c in chunks for q in qds]
     small = [c for c in chunks if batch_max_chunk is None or c <= batch_max_chunk]
     grid += [(*g, None) for g in batch_grid(small, batch_qds, batch_reads)]

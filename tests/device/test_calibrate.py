@@ -133,6 +133,38 @@ def test_clustered_batches_are_near_but_never_contiguous():
 
 
 @pytest.mark.disk
+def test_behind_a_byte_cap_short_batches_reach_the_largest_chunk(tmp_path, monkeypatch):
+    """Behind a byte cap the steady points of large reads read at the cap: batches of them
+    (inside a slice's budget) are measured too, clustered ones only up to BATCH_MAX_BYTES;
+    and a timed run needs only 4 x QD reads. Without a cap the standard chunk limit holds."""
+    import flashsim.device.calibrate as cal
+
+    data = tmp_path / "data.bin"
+    kw = dict(size_bytes=16 << 20, chunks=[4096, 1 << 20], qds=[1, 8], duration_s=0.01,
+              warmup_s=0.0, repeats=1, seed=3, quiet=True, batch_reads=(4, 16),
+              batch_qds=(1, 8), batch_max_chunk=256 << 10, spans=())
+    batches = lambda prof: {(p.chunk_bytes, p.queue_depth, p.batch_reads, p.pattern)  # noqa: E731
+                            for p in prof.points if p.batch_reads}
+    free = batches(calibrate(data, **kw))
+    assert not any(c == 1 << 20 for c, *_ in free)
+    minimums, real_run_for = [], cal._run_for
+
+    def spy(*args, min_reads_per_qd=8):
+        minimums.append(min_reads_per_qd)
+        return real_run_for(*args, min_reads_per_qd=min_reads_per_qd)
+
+    monkeypatch.setattr(cal, "_run_for", spy)
+    monkeypatch.setattr(cal, "blkio_throttle_of", lambda path: ThrottleInfo(read_mb_s=300.0))
+    capped = calibrate(data, **kw)
+    got = batches(capped)
+    assert (1 << 20, 1, 4, "random") in got and (1 << 20, 4, 4, "random") in got
+    assert (1 << 20, 8, 16, "random") not in got  # 16 MiB: over BATCH_MAX_BYTES
+    assert not any(c == 1 << 20 and pat == "clustered" for c, _, _, pat in got)
+    assert cal.CAPPED_MIN_READS_PER_QD in minimums and 8 not in minimums
+    assert capped.throttle.read_mb_s == 300.0
+
+
+@pytest.mark.disk
 def test_grid_parts_deal_out_one_round_without_overlap(tmp_path):
     """Parts j of k of one round (same seed) measure every point exactly once together."""
     data = tmp_path / "data.bin"
