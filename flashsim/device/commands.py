@@ -110,7 +110,8 @@ def _add_batch_flags(cal: argparse.ArgumentParser) -> None:
     """The short-batch and span points of a calibration."""
     cal.add_argument("--batch-reads", default="4,16,64",
                      help="short-batch points beside the grid: batches of these many reads "
-                          "(chunks up to 256 KiB) at each --batch-qds, median wall time of a "
+                          "(chunks up to 256 KiB; behind a blkio byte cap every chunk) at each "
+                          "--batch-qds, median wall time of a "
                           "call "
                           "(default 4,16,64; 'none': the steady-state grid only)")
     cal.add_argument("--batch-qds", type=cliargs.queue_depths("--batch-qds"), default=None,
