@@ -147,8 +147,13 @@ def describe_location(path: str | os.PathLike) -> dict[str, str | None]:
             "block_device": block_device_info(m["device"] if m else os.fspath(path))}
 
 
+MIN_READS_PER_QD = 8
+"""A timed run holds at least this many reads a unit of queue depth."""
+
+
 def _run_for(reader: DirectReader, chunk: int, qd: int, seconds: float, rate_per_s: float,
-             rng: np.random.Generator, slots: int, min_reads_per_qd: int = 8):
+             rng: np.random.Generator, slots: int,
+             min_reads_per_qd: int = MIN_READS_PER_QD):
     """A closed-loop batch of about `seconds` at `rate_per_s` (at least `min_reads_per_qd` ×
     QD reads); its times and its sustained rate (steady window: a token bucket's burst at
     the start and the drain at the end excluded)."""
@@ -189,7 +194,7 @@ def _warm_up(reader: DirectReader, chunk: int, qd: int, warmup_s: float,
 def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: float,
                   warmup_s: float, rng: np.random.Generator,
                   rate_hint_per_s: float | None = None,
-                  min_reads_per_qd: int = 8) -> dict[str, float]:
+                  min_reads_per_qd: int = MIN_READS_PER_QD) -> dict[str, float]:
     """One repeat of one point: warm-up (discarded), then a timed closed-loop batch.
 
     The runs are sized in reads from a sustained rate (`_warm_up`): sized from a burst (a
@@ -208,9 +213,9 @@ def measure_point(reader: DirectReader, chunk: int, qd: int, *, duration_s: floa
 
 
 CAPPED_MIN_READS_PER_QD = 4
-"""Behind a byte cap a timed run holds at least this many reads a unit of queue depth (8
-elsewhere): 8 × 64 reads of 1 MiB take 1.8 s at 300 MB/s, and 4 × QD still leaves 2 × QD
-reads between the ramp and the drain that `steady_point` leaves out."""
+"""MIN_READS_PER_QD behind a byte cap: 8 × 64 reads of 1 MiB take 1.8 s at 300 MB/s, and
+4 × QD still leaves 2 × QD reads between the ramp and the drain that `steady_point` leaves
+out."""
 BATCH_MAX_BYTES = 8 << 20
 """Short-batch points move at most this many bytes per batch (bigger ones are steady state)."""
 _MAX_BATCHES = 400
@@ -332,7 +337,8 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         results = _measure_rounds(reader, grid, rounds, duration_s=duration_s,
                                   warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet,
-                                  min_reads_per_qd=CAPPED_MIN_READS_PER_QD if capped else 8)
+                                  min_reads_per_qd=(CAPPED_MIN_READS_PER_QD if capped
+                                                    else MIN_READS_PER_QD))
         # with short batches: what the same batches cost after a decode's compute
         interleave = (measure_interleave(reader, rng) if batch_reads and grid_part is None
                       else None)
@@ -460,7 +466,8 @@ def _rounds(grid: list[GridKey], repeats: int, rng: np.random.Generator,
 def _measure_rounds(reader: DirectReader, grid: list[GridKey],
                     rounds: list[tuple[int, GridKey]], *, duration_s: float, warmup_s: float,
                     batch_s: float, rng: np.random.Generator, quiet: bool,
-                    min_reads_per_qd: int = 8) -> dict[GridKey, list[dict[str, float]]]:
+                    min_reads_per_qd: int = MIN_READS_PER_QD
+                    ) -> dict[GridKey, list[dict[str, float]]]:
     """Measure the rounds in order: every point's repeats."""
     results: dict[GridKey, list[dict[str, float]]] = {g: [] for g in grid}
     for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):

@@ -56,9 +56,9 @@ class Problem:
     space: Space
     batch_weight: float
     pool: Executor | None = None
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, init=False, compare=False)
     """Names this problem to the worker processes, which keep the last one they were sent."""
-    pickled: bytes | None = field(default=None, repr=False)
+    pickled: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         # a worker evaluates: it needs no pool of its own (nor the pickle it came in)
