@@ -337,8 +337,7 @@ def calibrate(path: str | os.PathLike, *, size_bytes: int, chunks=DEFAULT_CHUNKS
     with DirectReader(path, allow_page_cache=allow_page_cache, engine=engine) as reader:
         results = _measure_rounds(reader, grid, rounds, duration_s=duration_s,
                                   warmup_s=warmup_s, batch_s=batch_s, rng=rng, quiet=quiet,
-                                  min_reads_per_qd=(CAPPED_MIN_READS_PER_QD if capped
-                                                    else MIN_READS_PER_QD))
+                                  capped=capped)
         # with short batches: what the same batches cost after a decode's compute
         interleave = (measure_interleave(reader, rng) if batch_reads and grid_part is None
                       else None)
@@ -466,9 +465,9 @@ def _rounds(grid: list[GridKey], repeats: int, rng: np.random.Generator,
 def _measure_rounds(reader: DirectReader, grid: list[GridKey],
                     rounds: list[tuple[int, GridKey]], *, duration_s: float, warmup_s: float,
                     batch_s: float, rng: np.random.Generator, quiet: bool,
-                    min_reads_per_qd: int = MIN_READS_PER_QD
-                    ) -> dict[GridKey, list[dict[str, float]]]:
-    """Measure the rounds in order: every point's repeats."""
+                    capped: bool = False) -> dict[GridKey, list[dict[str, float]]]:
+    """Measure the rounds in order: every point's repeats (`capped`: behind a byte cap)."""
+    min_reads_per_qd = CAPPED_MIN_READS_PER_QD if capped else MIN_READS_PER_QD
     results: dict[GridKey, list[dict[str, float]]] = {g: [] for g in grid}
     for _, key in progress(rounds, total=len(rounds), desc="calibrate", quiet=quiet):
         chunk, qd, n, pattern, span = key
